@@ -1,0 +1,70 @@
+/* Byte rings for socket buffers.  Allocated once per connection, never per
+ * packet. */
+#include "tcp.h"
+
+int xt_ring_alloc(struct xt_ring *r, uint32_t cap)
+{
+	r->buf = malloc(cap);
+	if (!r->buf)
+		return -ENOMEM;
+	r->cap = cap;
+	r->head = 0;
+	r->len = 0;
+	return 0;
+}
+
+void xt_ring_free(struct xt_ring *r)
+{
+	free(r->buf);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Copies n bytes to ring position pos (modulo cap), wrapping once. */
+static void ring_put(struct xt_ring *r, uint32_t pos, const uint8_t *src, uint32_t n)
+{
+	pos %= r->cap;
+	uint32_t first = r->cap - pos < n ? r->cap - pos : n;
+	memcpy(r->buf + pos, src, first);
+	if (n > first)
+		memcpy(r->buf, src + first, n - first);
+}
+
+uint32_t xt_ring_append(struct xt_ring *r, const void *data, uint32_t n)
+{
+	uint32_t room = r->cap - r->len;
+	if (n > room)
+		n = room;
+	if (n) {
+		ring_put(r, r->head + r->len, data, n);
+		r->len += n;
+	}
+	return n;
+}
+
+void xt_ring_write_at(struct xt_ring *r, uint32_t off, const void *data, uint32_t n)
+{
+	assert((uint64_t)r->len + off + n <= r->cap);
+	if (n)
+		ring_put(r, r->head + r->len + off, data, n);
+}
+
+void xt_ring_peek(const struct xt_ring *r, uint32_t off, void *dst, uint32_t n)
+{
+	assert((uint64_t)off + n <= r->cap);
+	if (!n)
+		return;
+	uint32_t pos = (r->head + off) % r->cap;
+	uint32_t first = r->cap - pos < n ? r->cap - pos : n;
+	memcpy(dst, r->buf + pos, first);
+	if (n > first)
+		memcpy((uint8_t *)dst + first, r->buf, n - first);
+}
+
+void xt_ring_consume(struct xt_ring *r, uint32_t n)
+{
+	assert(n <= r->len);
+	r->head = (r->head + n) % r->cap;
+	r->len -= n;
+	/* head must not be reset when empty: out-of-order bytes live at fixed
+	 * offsets beyond head + len. */
+}

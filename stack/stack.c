@@ -1,0 +1,358 @@
+/* The engine object: configuration, the TX batch, the socket table, the timer
+ * heap and readiness events. */
+#include "tcp.h"
+
+const char *const xt_counter_names[] = {
+#define XT_CNT_NAME(name) #name,
+	XT_COUNTERS(XT_CNT_NAME)
+#undef XT_CNT_NAME
+	NULL,
+};
+
+void xt_stack_cfg_defaults(struct xt_stack_cfg *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mtu = 1500;
+	cfg->max_sockets = 65536;
+	cfg->somaxconn = 4096;
+	cfg->rcvbuf = 262144;
+	cfg->sndbuf = 262144;
+	cfg->mem_limit = 1ull << 30;
+	cfg->arp_timeout_ms = 60000;
+	cfg->arp_queue_max = 256;
+	cfg->port_lo = 32768;
+	cfg->port_hi = 60999;
+	cfg->tcp_timestamps = 1;
+	cfg->tcp_sack = 1;
+	cfg->tcp_window_scaling = 1;
+	cfg->tcp_syn_retries = 6;
+	cfg->tcp_synack_retries = 5;
+	cfg->tcp_retries2 = 15;
+	cfg->time_wait_ms = 60000;
+	cfg->fin_timeout_ms = 60000;
+}
+
+static uint32_t pow2_at_least(uint32_t n)
+{
+	uint32_t p = 1;
+	while (p < n && p < (1u << 30))
+		p <<= 1;
+	return p;
+}
+
+static int cfg_valid(const struct xt_stack_cfg *c)
+{
+	if (!c->tx || c->mtu < 576 || c->mtu > XT_FRAME_MAX - XT_ETH_HLEN)
+		return 0;
+	if (!c->max_sockets || c->max_sockets > (1u << 24) || !c->somaxconn)
+		return 0;
+	if (c->rcvbuf < 4096 || c->sndbuf < 4096 || c->port_lo == 0 || c->port_lo > c->port_hi)
+		return 0;
+	return 1;
+}
+
+struct xt_stack *xt_stack_new(const struct xt_stack_cfg *cfg, xt_time_t now)
+{
+	if (!cfg || !cfg_valid(cfg))
+		return NULL;
+	struct xt_stack *st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->cfg = *cfg;
+	st->now = now;
+	st->sock_cap = cfg->max_sockets;
+	st->txmem = malloc((size_t)XT_TX_BATCH * XT_FRAME_MAX);
+	st->socks = calloc(st->sock_cap, sizeof(*st->socks));
+	st->free_next = malloc(st->sock_cap * sizeof(*st->free_next));
+	st->ehash_mask = pow2_at_least(st->sock_cap) - 1;
+	st->ehash = calloc(st->ehash_mask + 1, sizeof(*st->ehash));
+	st->bhash_mask = 4095;
+	st->bhash = calloc(st->bhash_mask + 1, sizeof(*st->bhash));
+	st->lhash = calloc(st->bhash_mask + 1, sizeof(*st->lhash));
+	st->heap = malloc(st->sock_cap * sizeof(*st->heap));
+	if (!st->lhash || !st->txmem || !st->socks || !st->free_next || !st->ehash || !st->bhash || !st->heap ||
+	    xt_arp_init(st) < 0) {
+		xt_stack_free(st);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < st->sock_cap; i++)
+		st->free_next[i] = i + 1 < st->sock_cap ? (int32_t)(i + 1) : -1;
+	st->free_head = 0;
+	st->port_hint = (uint32_t)xt_siphash(cfg->secret, "port", 4);
+	return st;
+}
+
+void xt_stack_free(struct xt_stack *st)
+{
+	if (!st)
+		return;
+	if (st->socks) {
+		for (uint32_t i = 0; i < st->sock_cap; i++)
+			if (st->socks[i]) {
+				xt_sock_bufs_free(st, st->socks[i]);
+				free(st->socks[i]);
+			}
+	}
+	if (st->arp)
+		xt_arp_free(st);
+	free(st->txmem);
+	free(st->socks);
+	free(st->free_next);
+	free(st->ehash);
+	free(st->bhash);
+	free(st->lhash);
+	free(st->heap);
+	free(st);
+}
+
+const struct xt_counters *xt_stack_counters(const struct xt_stack *st) { return &st->cnt; }
+uint64_t xt_stack_mem_used(const struct xt_stack *st) { return st->mem_used; }
+
+/* --- TX batch --- */
+
+uint8_t *xt_tx_buf(struct xt_stack *st)
+{
+	if (st->ntx == XT_TX_BATCH)
+		xt_stack_flush(st);
+	return st->txmem + (size_t)st->ntx * XT_FRAME_MAX;
+}
+
+void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
+{
+	assert(st->ntx < XT_TX_BATCH && frame_len <= XT_FRAME_MAX);
+	st->txlen[st->ntx++] = frame_len;
+	st->cnt.tx_frames++;
+	st->cnt.tx_bytes += frame_len;
+}
+
+void xt_stack_flush(struct xt_stack *st)
+{
+	struct xt_frame f[XT_TX_BATCH];
+	int n = st->ntx;
+	if (!n)
+		return;
+	for (int i = 0; i < n; i++) {
+		f[i].data = st->txmem + (size_t)i * XT_FRAME_MAX;
+		f[i].len = st->txlen[i];
+	}
+	int sent = st->cfg.tx(st->cfg.tx_ctx, f, n);
+	if (sent < 0)
+		sent = 0;
+	if (sent < n)
+		st->cnt.tx_drop_backend += (uint64_t)(n - sent);
+	st->ntx = 0;
+}
+
+/* --- input and timers --- */
+
+void xt_stack_input(struct xt_stack *st, const void *frame, size_t len, xt_time_t now)
+{
+	st->now = now;
+	st->cnt.rx_frames++;
+	st->cnt.rx_bytes += len;
+	if (len > XT_FRAME_MAX * 32) { /* larger than any frame we handle (incl. GRO) */
+		st->cnt.drop_ip_len++;
+		return;
+	}
+	if (st->cfg.no_link_header)
+		xt_ip_input(st, frame, (uint32_t)len, now);
+	else
+		xt_eth_input(st, frame, (uint32_t)len, now);
+}
+
+/* Min-heap of sockets keyed on their earliest timer. */
+static void heap_swap(struct xt_stack *st, uint32_t a, uint32_t b)
+{
+	struct xt_sock *t = st->heap[a];
+	st->heap[a] = st->heap[b];
+	st->heap[b] = t;
+	st->heap[a]->heap_idx = a;
+	st->heap[b]->heap_idx = b;
+}
+
+static void heap_up(struct xt_stack *st, uint32_t i)
+{
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		if (st->heap[p]->deadline <= st->heap[i]->deadline)
+			break;
+		heap_swap(st, i, p);
+		i = p;
+	}
+}
+
+static void heap_down(struct xt_stack *st, uint32_t i)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < st->heap_n && st->heap[l]->deadline < st->heap[m]->deadline)
+			m = l;
+		if (r < st->heap_n && st->heap[r]->deadline < st->heap[m]->deadline)
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(st, i, m);
+		i = m;
+	}
+}
+
+static void heap_remove(struct xt_stack *st, struct xt_sock *s)
+{
+	uint32_t i = s->heap_idx;
+	if (i == XT_NO_HEAP)
+		return;
+	s->heap_idx = XT_NO_HEAP;
+	if (i != --st->heap_n) {
+		st->heap[i] = st->heap[st->heap_n];
+		st->heap[i]->heap_idx = i;
+		heap_down(st, i);
+		heap_up(st, i);
+	}
+}
+
+/* Keeps s in the heap under the earliest of its timers. */
+static void heap_update(struct xt_stack *st, struct xt_sock *s)
+{
+	xt_time_t d = XT_TIME_NEVER;
+	for (int i = 0; i < XT_T_NUM; i++)
+		if (s->tmr[i] < d)
+			d = s->tmr[i];
+	s->deadline = d;
+	if (d == XT_TIME_NEVER) {
+		heap_remove(st, s);
+		return;
+	}
+	if (s->heap_idx == XT_NO_HEAP) {
+		s->heap_idx = st->heap_n;
+		st->heap[st->heap_n++] = s;
+	}
+	heap_down(st, s->heap_idx);
+	heap_up(st, s->heap_idx);
+}
+
+void xt_timer_set(struct xt_stack *st, struct xt_sock *s, int t, xt_time_t when)
+{
+	if (s->tmr[t] == when)
+		return;
+	s->tmr[t] = when;
+	heap_update(st, s);
+}
+
+void xt_stack_poll(struct xt_stack *st, xt_time_t now)
+{
+	st->now = now;
+	/* Each socket's handler re-arms or clears what fired, so this ends. */
+	while (st->heap_n && st->heap[0]->deadline <= now) {
+		struct xt_sock *s = st->heap[0];
+		xt_tcp_timers(st, s, now);
+		if (st->heap_n && st->heap[0] == s && s->deadline <= now) {
+			/* A handler that left a due timer would spin: defer it. */
+			assert(!"timer handler left a due timer");
+			xt_timer_set(st, s, 0, now + XT_MS(1));
+		}
+	}
+	xt_arp_poll(st, now);
+	xt_stack_flush(st);
+}
+
+xt_time_t xt_stack_next_deadline(const struct xt_stack *st)
+{
+	xt_time_t d = st->heap_n ? st->heap[0]->deadline : XT_TIME_NEVER;
+	xt_time_t a = xt_arp_deadline(st);
+	return a < d ? a : d;
+}
+
+/* --- sockets --- */
+
+struct xt_sock *xt_sock_get(struct xt_stack *st, int id)
+{
+	if (id < 0 || (uint32_t)id >= st->sock_cap)
+		return NULL;
+	struct xt_sock *s = st->socks[id];
+	return s && !s->orphan ? s : NULL;
+}
+
+struct xt_sock *xt_sock_new(struct xt_stack *st)
+{
+	if (st->free_head < 0)
+		return NULL;
+	struct xt_sock *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	int id = st->free_head;
+	st->free_head = st->free_next[id];
+	st->socks[id] = s;
+	st->nsocks++;
+	s->id = id;
+	s->state = XT_CLOSE;
+	s->heap_idx = XT_NO_HEAP;
+	for (int i = 0; i < XT_T_NUM; i++)
+		s->tmr[i] = XT_TIME_NEVER;
+	s->deadline = XT_TIME_NEVER;
+	s->rcvbuf = st->cfg.rcvbuf;
+	s->sndbuf = st->cfg.sndbuf;
+	s->rcvlowat = 1;
+	s->linger = -1;
+	s->keepidle_s = XT_KEEPIDLE_S;
+	s->keepintvl_s = XT_KEEPINTVL_S;
+	s->keepcnt = XT_KEEPCNT;
+	s->rto_us = XT_RTO_INIT_US;
+	s->cc = &xt_cc_newreno;
+	s->pmtu = st->cfg.mtu;
+	s->rcv_mss = XT_DEFAULT_MSS;
+	return s;
+}
+
+void xt_sock_free(struct xt_stack *st, struct xt_sock *s)
+{
+	heap_remove(st, s);
+	if (s->in_ehash)
+		xt_ehash_remove(st, s);
+	if (s->bound)
+		xt_bhash_remove(st, s);
+	if (s->in_lhash)
+		xt_lhash_remove(st, s);
+	xt_sock_bufs_free(st, s);
+	st->socks[s->id] = NULL;
+	st->free_next[s->id] = st->free_head;
+	st->free_head = s->id;
+	st->nsocks--;
+	free(s);
+}
+
+int xt_sock_bufs_alloc(struct xt_stack *st, struct xt_sock *s)
+{
+	if (s->rq.buf)
+		return 0;
+	uint64_t need = (uint64_t)s->rcvbuf + s->sndbuf;
+	if (st->mem_used + need > st->cfg.mem_limit)
+		return -ENOBUFS;
+	if (xt_ring_alloc(&s->rq, s->rcvbuf) < 0)
+		return -ENOBUFS;
+	if (xt_ring_alloc(&s->sq, s->sndbuf) < 0) {
+		xt_ring_free(&s->rq);
+		return -ENOBUFS;
+	}
+	st->mem_used += need;
+	return 0;
+}
+
+void xt_sock_bufs_free(struct xt_stack *st, struct xt_sock *s)
+{
+	if (!s->rq.buf)
+		return;
+	st->mem_used -= (uint64_t)s->rq.cap + s->sq.cap;
+	xt_ring_free(&s->rq);
+	xt_ring_free(&s->sq);
+}
+
+/* Reports a changed event mask to the caller, for handles it still owns. */
+void xt_sock_wake(struct xt_stack *st, struct xt_sock *s)
+{
+	uint32_t ev = xt_tcp_events_of(s);
+	if (ev == s->events)
+		return;
+	s->events = ev;
+	if (!s->orphan && !s->parent && st->cfg.on_event)
+		st->cfg.on_event(st->cfg.event_ctx, s->id, ev);
+}

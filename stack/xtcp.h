@@ -1,0 +1,249 @@
+/* xtcp engine: public API.
+ *
+ * The engine is pure: it reads no clock (time is an argument), owns no file
+ * descriptors, never touches errno and keeps no global state.  Several engines
+ * may live in one process.  Functions return 0 / a count on success and a
+ * negative errno value (-EAGAIN, -ECONNRESET, ...) on failure; only preload/
+ * turns those into errno.
+ *
+ * Addresses and ports cross this API in host byte order.
+ */
+#ifndef XTCP_H
+#define XTCP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Time: nanoseconds on the caller's monotonic clock. */
+typedef uint64_t xt_time_t;
+#define XT_TIME_NEVER UINT64_MAX
+#define XT_US(x) ((xt_time_t)(x) * 1000ull)
+#define XT_MS(x) ((xt_time_t)(x) * 1000000ull)
+#define XT_SEC(x) ((xt_time_t)(x) * 1000000000ull)
+
+struct xt_stack;
+
+/* One link-layer frame.  data is only borrowed for the duration of a call. */
+struct xt_frame {
+	const uint8_t *data;
+	uint32_t len;
+};
+
+/* Output: called with a batch of frames; returns how many the backend took
+ * (it copies them).  Frames it did not take are counted as tx_drop_backend
+ * and left to TCP's retransmission. */
+typedef int (*xt_tx_fn)(void *ctx, const struct xt_frame *frames, int n);
+
+/* Readiness: called when a socket's event mask (XT_EV_*) changes. */
+typedef void (*xt_event_fn)(void *ctx, int sock, uint32_t events);
+
+/* Event bits: the same values as EPOLL* / POLL*, so preload/ passes them on. */
+#define XT_EV_IN 0x001u
+#define XT_EV_PRI 0x002u
+#define XT_EV_OUT 0x004u
+#define XT_EV_ERR 0x008u
+#define XT_EV_HUP 0x010u
+#define XT_EV_RDNORM 0x040u
+#define XT_EV_WRNORM 0x100u
+#define XT_EV_RDHUP 0x2000u
+
+struct xt_stack_cfg {
+	uint8_t mac[6];
+	uint32_t ip;      /* our IPv4 address */
+	uint32_t netmask; /* e.g. 0xffffff00 */
+	uint32_t gateway; /* 0: no default route */
+	uint16_t mtu;     /* IP MTU (default 1500) */
+	uint8_t no_link_header; /* 1: frames are bare IPv4 (tun, ARPHRD_NONE) */
+	uint8_t rx_csum_verified; /* 1: backend verified IP/TCP checksums */
+	uint8_t tx_csum_offload;  /* 1: backend fills IP/TCP checksums */
+
+	uint32_t max_sockets;     /* sockets of every state (default 65536) */
+	uint32_t somaxconn;       /* cap on listen backlog (default 4096) */
+	uint32_t rcvbuf;          /* default receive buffer, bytes (default 262144) */
+	uint32_t sndbuf;          /* default send buffer, bytes (default 262144) */
+	uint64_t mem_limit;       /* all socket buffers together (default 1 GiB) */
+	uint32_t arp_timeout_ms;  /* ARP cache entry lifetime (default 60000) */
+	uint32_t arp_queue_max;   /* frames waiting for ARP, whole engine (default 256) */
+	uint16_t port_lo, port_hi;/* ephemeral range (default 32768..60999) */
+	uint8_t tcp_timestamps;   /* negotiate RFC 7323 timestamps (default 1) */
+	uint8_t tcp_sack;         /* negotiate RFC 2018 SACK (default 1) */
+	uint8_t tcp_window_scaling; /* negotiate RFC 7323 window scale (default 1) */
+	uint8_t tcp_syn_retries;  /* default 6 as Linux */
+	uint8_t tcp_synack_retries; /* default 5 as Linux */
+	uint8_t tcp_retries2;     /* default 15 as Linux */
+	uint32_t time_wait_ms;    /* default 60000 */
+	uint32_t fin_timeout_ms;  /* orphaned FIN_WAIT_2 lifetime (default 60000) */
+
+	uint64_t secret[2]; /* key for ISNs (RFC 6528) and port choice: caller supplies randomness */
+
+	xt_tx_fn tx;
+	void *tx_ctx;
+	xt_event_fn on_event; /* may be NULL */
+	void *event_ctx;
+};
+
+/* Linux's TCP state numbers (include/net/tcp_states.h), as TCP_INFO reports them. */
+enum xt_tcp_state {
+	XT_ESTABLISHED = 1,
+	XT_SYN_SENT = 2,
+	XT_SYN_RECV = 3,
+	XT_FIN_WAIT1 = 4,
+	XT_FIN_WAIT2 = 5,
+	XT_TIME_WAIT = 6,
+	XT_CLOSE = 7,
+	XT_CLOSE_WAIT = 8,
+	XT_LAST_ACK = 9,
+	XT_LISTEN = 10,
+	XT_CLOSING = 11,
+};
+const char *xt_state_name(int state);
+
+/* Socket options, each an int value unless noted. */
+enum xt_opt {
+	XT_SO_REUSEADDR = 1,
+	XT_SO_REUSEPORT,
+	XT_SO_KEEPALIVE,
+	XT_SO_RCVBUF,
+	XT_SO_SNDBUF,
+	XT_SO_RCVLOWAT,
+	XT_SO_LINGER,      /* seconds, or -1 for off */
+	XT_SO_ERROR,       /* get: pending error (positive errno), cleared */
+	XT_TCP_NODELAY,
+	XT_TCP_CORK,
+	XT_TCP_KEEPIDLE,   /* seconds */
+	XT_TCP_KEEPINTVL,  /* seconds */
+	XT_TCP_KEEPCNT,
+	XT_TCP_MAXSEG,
+	XT_TCP_QUICKACK,
+	XT_TCP_USER_TIMEOUT, /* milliseconds, 0 = system default */
+	XT_TCP_DEFER_ACCEPT, /* seconds */
+	XT_OPT_MAX
+};
+
+/* Option bits in xt_tcp_info.options, as Linux's tcpi_options. */
+#define XT_TI_OPT_TIMESTAMPS 1
+#define XT_TI_OPT_SACK 2
+#define XT_TI_OPT_WSCALE 4
+
+struct xt_tcp_info {
+	uint8_t state;
+	uint8_t ca_state;
+	uint8_t retransmits;   /* consecutive unrecovered RTOs */
+	uint8_t probes;
+	uint8_t backoff;
+	uint8_t options;       /* XT_TI_OPT_* */
+	uint8_t snd_wscale, rcv_wscale;
+	uint32_t rto_us, ato_us, snd_mss, rcv_mss;
+	uint32_t unacked, sacked, lost, retrans, fackets;
+	uint32_t last_data_sent_ms, last_data_recv_ms, last_ack_recv_ms;
+	uint32_t pmtu, rcv_ssthresh, rtt_us, rttvar_us, snd_ssthresh, snd_cwnd, advmss, reordering;
+	uint32_t rcv_space;
+	uint32_t total_retrans;
+	uint64_t bytes_acked, bytes_received;
+	uint32_t segs_out, segs_in;
+	uint32_t snd_wnd, rcv_wnd;
+	uint32_t notsent_bytes;
+	uint32_t rcv_queue, snd_queue; /* unread bytes; bytes not yet acked (ss Recv-Q/Send-Q) */
+};
+
+/* Counters: every drop has a reason; every reason has a counter. */
+#define XT_COUNTERS(X)                                                          \
+	X(rx_frames) X(rx_bytes) X(tx_frames) X(tx_bytes) X(tx_drop_backend)    \
+	X(drop_eth_short) X(drop_eth_not_for_us) X(drop_eth_type)               \
+	X(arp_rx) X(arp_tx_request) X(arp_tx_reply) X(drop_arp_malformed)       \
+	X(drop_arp_not_for_us) X(arp_queue_full) X(arp_resolve_failed)          \
+	X(drop_ip_short) X(drop_ip_version) X(drop_ip_hdrlen) X(drop_ip_len)    \
+	X(drop_ip_csum) X(drop_ip_frag) X(drop_ip_not_for_us) X(drop_ip_proto)  \
+	X(drop_ip_src) X(drop_no_route)                                         \
+	X(icmp_rx) X(icmp_tx_echo_reply) X(drop_icmp_short) X(drop_icmp_csum)   \
+	X(drop_icmp_type) X(icmp_unreach_rx) X(icmp_frag_needed_rx)             \
+	X(tcp_rx_segs) X(tcp_tx_segs) X(tcp_rx_bytes) X(tcp_tx_bytes)           \
+	X(drop_tcp_short) X(drop_tcp_csum) X(drop_tcp_hdrlen) X(drop_tcp_opt)   \
+	X(drop_tcp_bad_addr) X(drop_tcp_no_socket) X(drop_tcp_flags)            \
+	X(drop_tcp_out_of_window) X(drop_tcp_bad_ack) X(drop_tcp_old_ack)       \
+	X(drop_tcp_ack_unsent) X(drop_tcp_paws) X(drop_tcp_reass_full)          \
+	X(drop_tcp_rcvbuf_full) X(drop_tcp_after_close) X(drop_tcp_syn_bad)     \
+	X(drop_tcp_listen_overflow) X(drop_tcp_synq_full) X(drop_tcp_no_mem)    \
+	X(drop_tcp_bad_rst) X(drop_tcp_timewait)                                \
+	X(tcp_rst_tx) X(tcp_rst_rx) X(tcp_challenge_ack) X(tcp_challenge_ack_limited) \
+	X(tcp_active_opens) X(tcp_passive_opens) X(tcp_attempt_fails)           \
+	X(tcp_estab_resets) X(tcp_conn_established) X(tcp_retrans_segs)         \
+	X(tcp_rto) X(tcp_fast_retrans) X(tcp_recovery_partial) X(tcp_dupacks)   \
+	X(tcp_ooo_segs) X(tcp_delayed_acks) X(tcp_persist_probes)               \
+	X(tcp_keepalive_probes) X(tcp_timeouts) X(tcp_timewait_reuse)           \
+	X(tcp_synack_retrans) X(tcp_syn_retrans) X(tcp_abort_on_data)           \
+	X(tcp_abort_on_close) X(tcp_abort_on_linger) X(tcp_icmp_pmtu)           \
+	X(tcp_icmp_soft_err) X(tcp_icmp_hard_err) X(tcp_dsack_rx)
+
+struct xt_counters {
+#define XT_CNT_FIELD(name) uint64_t name;
+	XT_COUNTERS(XT_CNT_FIELD)
+#undef XT_CNT_FIELD
+};
+/* Names of the counters, in struct order; NULL-terminated. */
+extern const char *const xt_counter_names[];
+
+/* --- the engine --- */
+void xt_stack_cfg_defaults(struct xt_stack_cfg *cfg);
+/* Returns NULL when cfg is invalid or memory is short. */
+struct xt_stack *xt_stack_new(const struct xt_stack_cfg *cfg, xt_time_t now);
+void xt_stack_free(struct xt_stack *st);
+/* One received frame (Ethernet, or bare IPv4 with no_link_header). Never fails:
+ * anything wrong is dropped and counted. */
+void xt_stack_input(struct xt_stack *st, const void *frame, size_t len, xt_time_t now);
+/* Runs due timers and flushes queued output. */
+void xt_stack_poll(struct xt_stack *st, xt_time_t now);
+/* Pushes out frames batched during input. */
+void xt_stack_flush(struct xt_stack *st);
+/* Absolute time of the next timer, or XT_TIME_NEVER. */
+xt_time_t xt_stack_next_deadline(const struct xt_stack *st);
+const struct xt_counters *xt_stack_counters(const struct xt_stack *st);
+/* Bytes of socket buffer memory in use. */
+uint64_t xt_stack_mem_used(const struct xt_stack *st);
+/* Adds a static ARP entry (tests, or a backend that reads the kernel's neighbours). */
+int xt_arp_add(struct xt_stack *st, uint32_t ip, const uint8_t mac[6], xt_time_t now);
+
+/* --- sockets: small integer handles --- */
+int xt_tcp_open(struct xt_stack *st);
+int xt_tcp_bind(struct xt_stack *st, int s, uint32_t ip, uint16_t port);
+int xt_tcp_listen(struct xt_stack *st, int s, int backlog);
+/* Returns the new socket, or -EAGAIN; peer may be NULL. */
+int xt_tcp_accept(struct xt_stack *st, int s, uint32_t *peer_ip, uint16_t *peer_port);
+/* Returns -EINPROGRESS once the SYN is out; completion shows as XT_EV_OUT. */
+int xt_tcp_connect(struct xt_stack *st, int s, uint32_t ip, uint16_t port, xt_time_t now);
+#define XT_MSG_PEEK 0x02
+#define XT_MSG_MORE 0x8000
+/* Returns bytes taken (possibly fewer than len), -EAGAIN, -EPIPE, -ECONNRESET, ... */
+long xt_tcp_send(struct xt_stack *st, int s, const void *buf, size_t len, int flags, xt_time_t now);
+/* Returns bytes read, 0 at end of stream, -EAGAIN, -ENOTCONN, -ECONNRESET, ... */
+long xt_tcp_recv(struct xt_stack *st, int s, void *buf, size_t len, int flags, xt_time_t now);
+#define XT_SHUT_RD 0
+#define XT_SHUT_WR 1
+#define XT_SHUT_RDWR 2
+int xt_tcp_shutdown(struct xt_stack *st, int s, int how, xt_time_t now);
+/* Releases the handle.  TCP goes on closing in the background (FIN, or RST
+ * when unread data remains or linger is 0). */
+int xt_tcp_close(struct xt_stack *st, int s, xt_time_t now);
+/* Immediate abort: RST to the peer, handle released. */
+int xt_tcp_abort(struct xt_stack *st, int s, xt_time_t now);
+int xt_tcp_setopt(struct xt_stack *st, int s, int opt, int val, xt_time_t now);
+int xt_tcp_getopt(struct xt_stack *st, int s, int opt, int *val);
+int xt_tcp_getname(struct xt_stack *st, int s, int peer, uint32_t *ip, uint16_t *port);
+int xt_tcp_info(struct xt_stack *st, int s, struct xt_tcp_info *info, xt_time_t now);
+/* Current XT_EV_* mask, with Linux tcp_poll() semantics. */
+uint32_t xt_tcp_events(struct xt_stack *st, int s);
+int xt_tcp_state(struct xt_stack *st, int s);
+/* Readable bytes (FIONREAD) and bytes sent but unacknowledged (SIOCOUTQ). */
+long xt_tcp_inq(struct xt_stack *st, int s);
+long xt_tcp_outq(struct xt_stack *st, int s);
+void xt_tcp_set_udata(struct xt_stack *st, int s, void *udata);
+void *xt_tcp_udata(struct xt_stack *st, int s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
