@@ -198,7 +198,10 @@ static void establish(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	s->ever_connected = 1;
 	s->last_rx = now;
 	st->cnt.tcp_conn_established++;
-	xt_tcp_set_state(st, s, XT_ESTABLISHED);
+	/* closed or shut down while the handshake was in flight: FIN goes next */
+	if (s->fin_queued)
+		s->snd_fin_seq = s->snd_una + s->sq.len;
+	xt_tcp_set_state(st, s, s->fin_queued ? XT_FIN_WAIT1 : XT_ESTABLISHED);
 	xt_tcp_arm_keepalive(st, s, now);
 }
 

@@ -424,8 +424,10 @@ long xt_tcp_recv(struct xt_stack *st, int id, void *buf, size_t len, int flags, 
 static void queue_fin(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
 	switch (s->state) {
+	case XT_SYN_RECV: /* the FIN follows the handshake: establish() sends it */
+		s->fin_queued = 1;
+		return;
 	case XT_ESTABLISHED:
-	case XT_SYN_RECV:
 		xt_tcp_set_state(st, s, XT_FIN_WAIT1);
 		break;
 	case XT_CLOSE_WAIT:
