@@ -241,6 +241,7 @@ void xt_tcp_retransmit_head(struct xt_stack *st, struct xt_sock *s, bool rewind,
 void xt_tcp_challenge_ack(struct xt_stack *st, struct xt_sock *s, xt_time_t now);
 uint32_t xt_tcp_select_window(struct xt_sock *s);
 uint32_t xt_tcp_window_now(const struct xt_sock *s);
+uint32_t xt_tcp_cur_mss(const struct xt_sock *s);
 uint16_t xt_tcp_wire_mss(const struct xt_stack *st, const struct xt_sock *s);
 void xt_tcp_update_mss(struct xt_stack *st, struct xt_sock *s);
 uint32_t xt_tcp_ts_now(const struct xt_sock *s, xt_time_t now);

@@ -356,6 +356,8 @@ static void syn_sent_input(struct xt_stack *st, struct xt_sock *s, struct xt_seg
 	s->irs = seg->seq;
 	s->rcv_nxt = seg->seq + 1;
 	s->rcv_wup = s->rcv_nxt;
+	/* Our SYN's window was unscaled and anchored before we knew their ISN. */
+	s->rcv_adv = s->rcv_nxt + (s->rcvbuf < 65535 ? s->rcvbuf : 65535);
 	negotiate_options(st, s, seg, now);
 	if (!has_ack) { /* simultaneous open (RFC 9293 3.5 figure 7) */
 		xt_tcp_set_state(st, s, XT_SYN_RECV);

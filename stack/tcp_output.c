@@ -35,6 +35,17 @@ void xt_tcp_update_mss(struct xt_stack *st, struct xt_sock *s)
 	s->mss = (uint16_t)m;
 }
 
+/* Payload that fits in the next segment: the MSS less the SACK blocks we
+ * will attach (Linux tcp_current_mss()), so no segment outgrows the MTU. */
+uint32_t xt_tcp_cur_mss(const struct xt_sock *s)
+{
+	if (!s->sack_ok || !s->nreass)
+		return s->mss;
+	uint32_t blocks = s->nreass < (s->ts_ok ? 3u : 4u) ? s->nreass : (s->ts_ok ? 3u : 4u);
+	uint32_t opt = 4 + 8 * blocks;
+	return s->mss > opt + 64 ? s->mss - opt : 64;
+}
+
 /* Window to announce, already scaled.  Receiver silly-window avoidance
  * (RFC 1122 4.2.3.3): the right edge moves only by min(buffer/2, MSS) or
  * more; and it never moves left (RFC 9293 3.8.6.2.2), so we round up. */
@@ -213,9 +224,12 @@ static void tcp_xmit(struct xt_stack *st, struct xt_sock *s, uint32_t seq, uint8
 	finish_and_send(st, buf, hlen + len, s->lip, s->rip, now);
 }
 
+/* Segments without data carry the highest sequence number sent (Linux's
+ * snd_nxt, our snd_max): after an RTO pulls snd_nxt back, an older number
+ * would fall below the peer's window and the peer would discard the ACK. */
 void xt_tcp_send_ack(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
-	tcp_xmit(st, s, s->snd_nxt, XT_TH_ACK, 0, now);
+	tcp_xmit(st, s, s->snd_max, XT_TH_ACK, 0, now);
 }
 
 void xt_tcp_send_syn(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
@@ -237,7 +251,7 @@ void xt_tcp_send_probe(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 void xt_tcp_send_rst_sock(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
 	st->cnt.tcp_rst_tx++;
-	tcp_xmit(st, s, s->snd_nxt, XT_TH_RST | XT_TH_ACK, 0, now);
+	tcp_xmit(st, s, s->snd_max, XT_TH_RST | XT_TH_ACK, 0, now);
 }
 
 /* RST for a segment that has no connection (RFC 9293 3.10.7.1). */
@@ -328,6 +342,7 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	if (!xt_state_synchronized(s->state) || s->state == XT_TIME_WAIT || !s->sq.buf)
 		return;
 	uint32_t fin_seq = s->snd_una + s->sq.len;
+	uint32_t mss = xt_tcp_cur_mss(s);
 	for (;;) {
 		uint32_t off = s->snd_nxt - s->snd_una;
 		if (s->fin_queued && SEQ_GT(s->snd_nxt, fin_seq))
@@ -342,7 +357,7 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 				send_data(st, s, s->snd_nxt, 0, true, false, now);
 			break;
 		}
-		uint32_t len = avail < s->mss ? avail : s->mss;
+		uint32_t len = avail < mss ? avail : mss;
 		if (len > rwnd) {
 			/* Sender SWS avoidance (RFC 1122 4.2.3.4): a window-limited
 			 * segment goes only if it is at least half the largest window. */
@@ -357,7 +372,7 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		bool last = len == avail;
 		bool fin = s->fin_queued && last && rwnd > len;
 		bool retrans = SEQ_LT(s->snd_nxt, s->snd_max);
-		if (len < s->mss && !s->fin_queued && !retrans) {
+		if (len < mss && !s->fin_queued && !retrans) {
 			if (s->cork || s->more) {
 				if (s->tmr[XT_T_CORK] == XT_TIME_NEVER)
 					xt_timer_set(st, s, XT_T_CORK, now + XT_CORK_NS);
@@ -366,7 +381,7 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 			if (nagle_blocks(s))
 				break;
 		}
-		if (len < s->mss)
+		if (len < mss)
 			s->snd_sml = s->snd_nxt + len;
 		uint32_t seq = s->snd_nxt;
 		s->snd_nxt += len + (fin ? 1 : 0);
@@ -375,7 +390,7 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	/* Data waits on a closed window with nothing in flight: probe it. */
 	bool waiting = s->sq.len > xt_tcp_flight(s) || (s->fin_queued && !SEQ_GT(s->snd_nxt, fin_seq));
 	if (waiting && xt_tcp_flight(s) == 0 && s->tmr[XT_T_RTO] == XT_TIME_NEVER &&
-	    s->tmr[XT_T_PERSIST] == XT_TIME_NEVER && s->snd_wnd < s->mss && !s->cork && !s->more) {
+	    s->tmr[XT_T_PERSIST] == XT_TIME_NEVER && s->snd_wnd < mss && !s->cork && !s->more) {
 		uint64_t base = s->rto_us < XT_RTO_MIN_US ? XT_RTO_MIN_US : s->rto_us;
 		uint64_t t = base << (s->backoff < 10 ? s->backoff : 10);
 		if (t > XT_RTO_MAX_US)
@@ -390,7 +405,8 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 void xt_tcp_retransmit_head(struct xt_stack *st, struct xt_sock *s, bool rewind, xt_time_t now)
 {
 	uint32_t outstanding = s->snd_max - s->snd_una;
-	uint32_t len = s->sq.len < s->mss ? s->sq.len : s->mss;
+	uint32_t mss = xt_tcp_cur_mss(s);
+	uint32_t len = s->sq.len < mss ? s->sq.len : mss;
 	if (len > outstanding)
 		len = outstanding;
 	uint32_t fin_seq = s->snd_una + s->sq.len;
