@@ -195,6 +195,7 @@ static void establish(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	s->retrans_stamp = 0;
 	xt_timer_clear(st, s, XT_T_RTO);
 	s->cc->init(s);
+	s->recover = s->iss; /* RFC 6582 3.2 step 1 */
 	s->ever_connected = 1;
 	s->last_rx = now;
 	st->cnt.tcp_conn_established++;
@@ -397,8 +398,6 @@ static void on_dupack(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	/* RFC 6582 4.1: only when the ACK covers more than recover, so an RTO's
 	 * go-back-N retransmissions do not trigger another reduction. */
 	if (s->dupacks == 3 && SEQ_GT(s->snd_una, s->recover))
-		enter_recovery(st, s, now);
-	else if (s->dupacks == 3 && s->snd_una == s->recover && s->recover == s->iss)
 		enter_recovery(st, s, now);
 }
 

@@ -97,7 +97,9 @@ static bool on_rto(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		return true;
 	}
 	st->cnt.tcp_rto++;
-	if (!s->in_recovery || s->retransmits == 0)
+	/* Linux tcp_enter_loss(): ssthresh is cut once per loss episode; a
+	 * repeated RTO of the same data only collapses cwnd again. */
+	if (s->retransmits == 0)
 		s->cc->on_rto(s);
 	else
 		s->cwnd = s->mss;
@@ -117,9 +119,13 @@ static bool on_persist(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		s->probes_out = 0;
 		return false;
 	}
-	if (s->snd_wnd >= s->mss || s->snd_wnd >= s->sq.len) {
+	if (s->snd_wnd) {
+		/* RFC 1122 4.2.3.4: when the override timer expires, send as much
+		 * as the offered window takes, small or not. */
+		s->max_snd_wnd = s->snd_wnd;
 		xt_tcp_output(st, s, now);
-		return false;
+		if (xt_tcp_flight(s))
+			return false;
 	}
 	/* RFC 1122 4.2.2.17: keep probing while the peer answers; give up after
 	 * tcp_retries2 unanswered probes or the user timeout. */
