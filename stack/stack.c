@@ -25,6 +25,7 @@ void xt_stack_cfg_defaults(struct xt_stack_cfg *cfg)
 	cfg->tcp_timestamps = 1;
 	cfg->tcp_sack = 1;
 	cfg->tcp_window_scaling = 1;
+	cfg->tcp_syncookies = 1;
 	cfg->tcp_syn_retries = 6;
 	cfg->tcp_synack_retries = 5;
 	cfg->tcp_retries2 = 15;
@@ -283,7 +284,16 @@ struct xt_sock *xt_sock_new(struct xt_stack *st)
 	st->free_head = st->free_next[id];
 	st->socks[id] = s;
 	st->nsocks++;
+	xt_sock_init(st, s);
 	s->id = id;
+	return s;
+}
+
+/* Defaults of a new socket; also used for the stateless cookie SYN-ACK. */
+void xt_sock_init(struct xt_stack *st, struct xt_sock *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->id = -1;
 	s->state = XT_CLOSE;
 	s->heap_idx = XT_NO_HEAP;
 	for (int i = 0; i < XT_T_NUM; i++)
@@ -300,7 +310,6 @@ struct xt_sock *xt_sock_new(struct xt_stack *st)
 	s->cc = &xt_cc_newreno;
 	s->pmtu = st->cfg.mtu;
 	s->rcv_mss = XT_DEFAULT_MSS;
-	return s;
 }
 
 void xt_sock_free(struct xt_stack *st, struct xt_sock *s)

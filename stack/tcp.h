@@ -122,6 +122,7 @@ struct xt_sock {
 	struct xt_sock *sq_prev, *sq_next;           /* SYN_RECV children */
 	struct xt_sock *synq;
 	uint32_t aq_len, synq_len, backlog;
+	xt_time_t synq_overflow_t; /* last SYN answered with a cookie */
 
 	/* Send sequence space (RFC 9293 3.3.1). snd_max is the highest sequence
 	 * ever sent; snd_nxt is pulled back to snd_una by an RTO. */
@@ -207,6 +208,7 @@ static inline uint32_t xt_ring_free_space(const struct xt_ring *r) { return r->c
 /* stack.c: socket table, memory, timers, events. */
 struct xt_sock *xt_sock_get(struct xt_stack *st, int id);
 struct xt_sock *xt_sock_new(struct xt_stack *st);
+void xt_sock_init(struct xt_stack *st, struct xt_sock *s);
 void xt_sock_free(struct xt_stack *st, struct xt_sock *s);
 int xt_sock_bufs_alloc(struct xt_stack *st, struct xt_sock *s);
 void xt_sock_bufs_free(struct xt_stack *st, struct xt_sock *s);
@@ -246,6 +248,12 @@ uint16_t xt_tcp_wire_mss(const struct xt_stack *st, const struct xt_sock *s);
 void xt_tcp_update_mss(struct xt_stack *st, struct xt_sock *s);
 uint32_t xt_tcp_ts_now(const struct xt_sock *s, xt_time_t now);
 static inline uint32_t xt_tcp_flight(const struct xt_sock *s) { return s->snd_nxt - s->snd_una; }
+
+/* tcp_syncookie.c */
+uint32_t xt_syncookie_make(const struct xt_stack *st, const struct xt_seg *syn, uint16_t *mss, xt_time_t now);
+uint16_t xt_syncookie_check(const struct xt_stack *st, const struct xt_seg *ack, xt_time_t now);
+uint32_t xt_syncookie_ts(uint32_t ts_now, const struct xt_seg *syn, bool ws_ok, bool sack_ok);
+void xt_syncookie_opts(uint32_t tsecr, int *peer_ws, bool *sack);
 
 /* tcp_input.c */
 int xt_tcp_parse(const struct xt_ip_rx *ip, struct xt_seg *seg, struct xt_counters *cnt,

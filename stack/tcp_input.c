@@ -206,23 +206,10 @@ static void establish(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	xt_tcp_arm_keepalive(st, s, now);
 }
 
-/* A SYN for a listener: a SYN_RECV child, or a counted drop (Linux
- * tcp_conn_request: the SYN is dropped while the accept queue is full). */
-static void listen_syn(struct xt_stack *st, struct xt_sock *l, const struct xt_seg *seg, xt_time_t now)
+/* A connection socket for a listener's peer, inheriting the listener's
+ * options; addresses, options and receive sequence from the segment. */
+static void child_setup(struct xt_stack *st, struct xt_sock *l, const struct xt_seg *seg, struct xt_sock *c)
 {
-	if (l->aq_len > l->backlog) {
-		st->cnt.drop_tcp_listen_overflow++;
-		return;
-	}
-	if (l->synq_len >= l->backlog) {
-		st->cnt.drop_tcp_synq_full++;
-		return;
-	}
-	struct xt_sock *c = xt_sock_new(st);
-	if (!c) {
-		st->cnt.drop_tcp_no_mem++;
-		return;
-	}
 	c->lip = seg->dst;
 	c->lport = seg->dport;
 	c->rip = seg->src;
@@ -244,8 +231,75 @@ static void listen_syn(struct xt_stack *st, struct xt_sock *l, const struct xt_s
 	c->ws_ok = st->cfg.tcp_window_scaling;
 	c->sack_ok = st->cfg.tcp_sack;
 	c->ts_ok = st->cfg.tcp_timestamps;
-	c->rcv_ws = choose_rcv_wscale(c->rcvbuf);
+	c->rcv_ws = c->ws_ok ? choose_rcv_wscale(c->rcvbuf) : 0;
 	c->adv_mss = xt_tcp_wire_mss(st, c);
+}
+
+static struct xt_sock *child_new(struct xt_stack *st, struct xt_sock *l, const struct xt_seg *seg)
+{
+	struct xt_sock *c = xt_sock_new(st);
+	if (c)
+		child_setup(st, l, seg, c);
+	return c;
+}
+
+static void accept_queue_add(struct xt_stack *st, struct xt_sock *l, struct xt_sock *c)
+{
+	c->aq_next = NULL;
+	if (l->aq_tail)
+		l->aq_tail->aq_next = c;
+	else
+		l->aq_head = c;
+	l->aq_tail = c;
+	c->in_aq = 1;
+	l->aq_len++;
+	xt_sock_wake(st, l);
+}
+
+/* SYN queue full: answer with a cookie and keep no state (Linux
+ * tcp_conn_request with want_cookie). */
+static void send_cookie(struct xt_stack *st, struct xt_sock *l, const struct xt_seg *seg, xt_time_t now)
+{
+	struct xt_sock tmp, *c = &tmp;
+	xt_sock_init(st, c);
+	child_setup(st, l, seg, c);
+	uint16_t mss;
+	c->iss = xt_syncookie_make(st, seg, &mss, now);
+	negotiate_options(st, c, seg, now);
+	if (c->ts_ok) {
+		uint32_t ts_now = (uint32_t)(now / 1000000u);
+		c->ts_offset = xt_syncookie_ts(ts_now, seg, c->ws_ok, c->sack_ok) - ts_now;
+	}
+	c->irs = seg->seq;
+	c->rcv_nxt = seg->seq + 1;
+	c->snd_una = c->snd_max = c->iss;
+	c->state = XT_SYN_RECV;
+	c->parent = NULL;
+	xt_tcp_send_syn(st, c, now); /* the cookie is the only state kept */
+	l->synq_overflow_t = now;
+	st->cnt.tcp_syncookies_sent++;
+}
+
+/* A SYN for a listener: a SYN_RECV child, a cookie, or a counted drop
+ * (Linux tcp_conn_request: the SYN is dropped while the accept queue is full). */
+static void listen_syn(struct xt_stack *st, struct xt_sock *l, const struct xt_seg *seg, xt_time_t now)
+{
+	if (l->aq_len > l->backlog) {
+		st->cnt.drop_tcp_listen_overflow++;
+		return;
+	}
+	if (st->cfg.tcp_syncookies == 2 || l->synq_len >= l->backlog) {
+		if (st->cfg.tcp_syncookies)
+			send_cookie(st, l, seg, now);
+		else
+			st->cnt.drop_tcp_synq_full++;
+		return;
+	}
+	struct xt_sock *c = child_new(st, l, seg);
+	if (!c) {
+		st->cnt.drop_tcp_no_mem++;
+		return;
+	}
 	negotiate_options(st, c, seg, now);
 	c->irs = seg->seq;
 	c->rcv_nxt = seg->seq + 1;
@@ -269,15 +323,77 @@ static void listen_syn(struct xt_stack *st, struct xt_sock *l, const struct xt_s
 	xt_tcp_rearm_rto(st, c, now);
 }
 
-static void listen_input(struct xt_stack *st, struct xt_sock *l, const struct xt_seg *seg, xt_time_t now)
+static void synchronized_input(struct xt_stack *st, struct xt_sock *s, struct xt_seg *seg, xt_time_t now);
+
+/* An ACK for a listener may complete a cookie handshake (Linux
+ * cookie_v4_check); cookies are honoured only for two minutes after the
+ * listener last sent one.  Returns false when it is no valid cookie. */
+static bool cookie_ack(struct xt_stack *st, struct xt_sock *l, struct xt_seg *seg, xt_time_t now)
+{
+	if (!st->cfg.tcp_syncookies || !l->synq_overflow_t || now - l->synq_overflow_t > XT_SEC(120))
+		return false;
+	uint16_t mss = xt_syncookie_check(st, seg, now);
+	if (!mss) {
+		st->cnt.tcp_syncookies_failed++;
+		return false;
+	}
+	st->cnt.tcp_syncookies_recv++;
+	if (l->aq_len > l->backlog) {
+		st->cnt.drop_tcp_listen_overflow++;
+		return true;
+	}
+	struct xt_sock *c = child_new(st, l, seg);
+	if (!c || xt_sock_bufs_alloc(st, c) < 0) {
+		st->cnt.drop_tcp_no_mem++;
+		if (c)
+			xt_sock_free(st, c);
+		return true;
+	}
+	int peer_ws = -1;
+	bool sack = false;
+	c->ts_ok = c->ts_ok && seg->has_ts && seg->tsecr;
+	if (c->ts_ok)
+		xt_syncookie_opts(seg->tsecr, &peer_ws, &sack);
+	c->ws_ok = c->ws_ok && peer_ws >= 0;
+	c->snd_ws = c->ws_ok ? (uint8_t)peer_ws : 0;
+	if (!c->ws_ok)
+		c->rcv_ws = 0;
+	c->sack_ok = c->sack_ok && sack;
+	if (c->ts_ok) {
+		c->ts_offset = seg->tsecr - (uint32_t)(now / 1000000u);
+		c->ts_recent = seg->tsval;
+		c->ts_recent_stamp = now;
+	}
+	c->peer_mss = mss;
+	xt_tcp_update_mss(st, c);
+	c->iss = seg->ack - 1;
+	c->irs = seg->seq - 1;
+	c->rcv_nxt = seg->seq;
+	c->rcv_wup = c->rcv_nxt;
+	c->rcv_adv = c->rcv_nxt + xt_tcp_window_now(c);
+	c->snd_una = c->snd_nxt = c->snd_max = seg->ack;
+	c->state = XT_SYN_RECV;
+	xt_ehash_insert(st, c);
+	st->cnt.tcp_passive_opens++;
+	establish(st, c, seg, now);
+	accept_queue_add(st, l, c);
+	/* the ACK may carry data or FIN: process it as on any connection */
+	if (seg->len || (seg->flags & XT_TH_FIN))
+		synchronized_input(st, c, seg, now);
+	return true;
+}
+
+static void listen_input(struct xt_stack *st, struct xt_sock *l, struct xt_seg *seg, xt_time_t now)
 {
 	if (seg->flags & XT_TH_RST) {
 		st->cnt.drop_tcp_bad_rst++;
 		return;
 	}
 	if (seg->flags & XT_TH_ACK) { /* no connection for it: RFC 9293 3.10.7.2 */
-		st->cnt.drop_tcp_no_socket++;
-		xt_tcp_send_rst_reply(st, seg, now);
+		if ((seg->flags & XT_TH_SYN) || !cookie_ack(st, l, seg, now)) {
+			st->cnt.drop_tcp_no_socket++;
+			xt_tcp_send_rst_reply(st, seg, now);
+		}
 		return;
 	}
 	if (!(seg->flags & XT_TH_SYN) || (seg->flags & XT_TH_FIN)) {
@@ -318,16 +434,7 @@ static bool child_complete(struct xt_stack *st, struct xt_sock *c, const struct 
 	c->sq_prev = c->sq_next = NULL;
 	c->in_synq = 0;
 	l->synq_len--;
-	/* ... into the accept queue */
-	c->aq_next = NULL;
-	if (l->aq_tail)
-		l->aq_tail->aq_next = c;
-	else
-		l->aq_head = c;
-	l->aq_tail = c;
-	c->in_aq = 1;
-	l->aq_len++;
-	xt_sock_wake(st, l);
+	accept_queue_add(st, l, c); /* ... into the accept queue */
 	return true;
 }
 

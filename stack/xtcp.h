@@ -72,6 +72,7 @@ struct xt_stack_cfg {
 	uint8_t tcp_timestamps;   /* negotiate RFC 7323 timestamps (default 1) */
 	uint8_t tcp_sack;         /* negotiate RFC 2018 SACK (default 1) */
 	uint8_t tcp_window_scaling; /* negotiate RFC 7323 window scale (default 1) */
+	uint8_t tcp_syncookies;   /* 0 never, 1 when the SYN queue is full (default), 2 always */
 	uint8_t tcp_syn_retries;  /* default 6 as Linux */
 	uint8_t tcp_synack_retries; /* default 5 as Linux */
 	uint8_t tcp_retries2;     /* default 15 as Linux */
@@ -177,7 +178,8 @@ struct xt_tcp_info {
 	X(tcp_keepalive_probes) X(tcp_timeouts) X(tcp_timewait_reuse)           \
 	X(tcp_synack_retrans) X(tcp_syn_retrans) X(tcp_abort_on_data)           \
 	X(tcp_abort_on_close) X(tcp_abort_on_linger) X(tcp_icmp_pmtu)           \
-	X(tcp_icmp_soft_err) X(tcp_icmp_hard_err) X(tcp_dsack_rx)
+	X(tcp_icmp_soft_err) X(tcp_icmp_hard_err) X(tcp_dsack_rx)                \
+	X(tcp_syncookies_sent) X(tcp_syncookies_recv) X(tcp_syncookies_failed)
 
 struct xt_counters {
 #define XT_CNT_FIELD(name) uint64_t name;
