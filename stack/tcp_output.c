@@ -341,7 +341,9 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
 	if (!xt_state_synchronized(s->state) || s->state == XT_TIME_WAIT || !s->sq.buf)
 		return;
-	uint32_t fin_seq = s->snd_una + s->sq.len;
+	/* snd_fin_seq, not snd_una + sq.len: once the FIN is acked that sum
+	 * points past it, and a recomputed FIN would go out again. */
+	uint32_t fin_seq = s->snd_fin_seq;
 	uint32_t mss = xt_tcp_cur_mss(s);
 	for (;;) {
 		uint32_t off = s->snd_nxt - s->snd_una;
@@ -409,7 +411,7 @@ void xt_tcp_retransmit_head(struct xt_stack *st, struct xt_sock *s, bool rewind,
 	uint32_t len = s->sq.len < mss ? s->sq.len : mss;
 	if (len > outstanding)
 		len = outstanding;
-	uint32_t fin_seq = s->snd_una + s->sq.len;
+	uint32_t fin_seq = s->snd_fin_seq;
 	bool fin = s->fin_queued && s->snd_una + len == fin_seq && SEQ_GT(s->snd_max, fin_seq);
 	if (!len && !fin)
 		return;
