@@ -1,0 +1,86 @@
+/* AF_PACKET backend: TPACKET_V2 mmap rings on any Linux interface.
+ *
+ * The engine needs an IPv4 address the kernel does not own on that interface
+ * (otherwise the kernel answers our peers with RSTs); the engine answers ARP
+ * for it.  A classic BPF filter lets through only what the engine can use:
+ * ARP, and IPv4 whose destination is cfg.ip.  Our own transmissions are not
+ * looped back into the receive ring (PACKET_IGNORE_OUTGOING).
+ *
+ * Link types: ARPHRD_ETHER gives Ethernet frames; ARPHRD_NONE (tun, wireguard)
+ * and ARPHRD_RAWIP give bare IPv4 and set caps.no_link_header.  On a tun the
+ * packets we send go to whoever holds the tun fd (a VPN daemon), and what that
+ * daemon writes is what we receive: the tun's fd is the wire, not the kernel
+ * of this host (see tests/test_packet.c for a reflector playing that part).
+ *
+ * Receive: frames lent by rx_burst live in the ring and go back to the kernel
+ * at the start of the next rx_burst.  A frame larger than a ring slot (GRO on
+ * the interface, or a GSO super-packet a veth peer's TCP hands over
+ * unsegmented) is read in full from the socket's queue (PACKET_COPY_THRESH)
+ * into a side buffer, so the engine gets it whole; the engine takes segments
+ * up to 64 KiB.  Frames that arrive with only the pseudo-header sum in their
+ * TCP/UDP checksum field (TP_STATUS_CSUMNOTREADY: locally generated packets
+ * crossing a veth) get their checksum completed in place before the engine
+ * sees them.
+ *
+ * Transmit: frames are copied into a TX ring and one send() per burst hands
+ * them all to the kernel (the default), or passed to one sendmmsg() per burst.
+ *
+ * wake_fd is the packet socket: readable while the most recently filled ring
+ * slot is still ours (so once more after a burst whose frames are still lent).
+ * arm_wake returns a pending socket error (-ENETDOWN when the interface went
+ * down or away) and 0 otherwise.
+ *
+ * Not thread-safe: one thread at a time drives a nic (the engine's lock).
+ */
+#ifndef XT_PACKET_H
+#define XT_PACKET_H
+
+#include <stdint.h>
+#include "nic.h"
+
+enum xt_packet_tx_mode {
+	XT_PACKET_TX_RING = 0,     /* PACKET_TX_RING + one send() kick per burst */
+	XT_PACKET_TX_SENDMMSG = 1, /* one sendmmsg() per burst, no ring */
+};
+
+struct xt_packet_cfg {
+	const char *ifname;
+	uint32_t ip;        /* host order: the engine's address, for the BPF filter */
+	int rx_ring_frames; /* 0: 2048 (rounded up to a whole ring block) */
+	int tx_ring_frames; /* 0: 1024 (XT_PACKET_TX_RING only) */
+	int tx_mode;        /* enum xt_packet_tx_mode */
+	int qdisc_bypass;   /* 1: PACKET_QDISC_BYPASS (no qdisc, no backpressure) */
+};
+
+/* Opens the backend.  Returns 0 and *out, or -errno; the reason, in words, is
+ * then available from xt_packet_error() on the same thread:
+ *   -EPERM      no CAP_NET_RAW
+ *   -ENODEV     no such interface (in this network namespace)
+ *   -ENETDOWN   interface is down
+ *   -EPROTONOSUPPORT link type other than Ethernet, tun (NONE) or raw IP
+ *   -EINVAL     bad cfg; -ENOMEM, or any other socket/mmap failure */
+int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out);
+/* The reason of the last failed xt_packet_open on this thread ("" if none). */
+const char *xt_packet_error(void);
+
+struct xt_packet_stats {
+	uint64_t rx_frames, rx_bytes;   /* handed to the caller */
+	uint64_t tx_frames, tx_bytes;   /* accepted for sending */
+	uint64_t rx_drops;       /* kernel: ring full (tp_drops of PACKET_STATISTICS) */
+	uint64_t rx_kernel_frames; /* kernel: frames that passed the filter (tp_packets) */
+	uint64_t rx_csum_completed; /* TP_STATUS_CSUMNOTREADY frames completed in software */
+	uint64_t rx_csum_unknown;   /* ... left as they were (not TCP/UDP over IPv4) */
+	uint64_t rx_copied;      /* larger than a ring slot: read from the socket queue */
+	uint64_t rx_truncated;   /* larger than a ring slot, not queued (queue full): dropped */
+	uint64_t tx_errors;      /* send()/sendmmsg() failures */
+	uint64_t tx_full;        /* frames refused: no free TX slot / socket buffer full */
+	uint64_t tx_oversize;    /* frames larger than a TX slot: dropped */
+	uint64_t wake_errors;    /* socket errors reported through arm_wake */
+};
+
+/* Fills *out (reads and accumulates the kernel's PACKET_STATISTICS, which
+ * the kernel resets on each read).  Returns 0, or -EINVAL when nic is not a
+ * packet backend. */
+int xt_packet_stats(struct xt_nic *nic, struct xt_packet_stats *out);
+
+#endif
