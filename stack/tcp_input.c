@@ -543,7 +543,8 @@ static bool ack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	}
 	s->last_ack_rx = now;
 	s->probes_out = 0;
-	uint32_t wnd = (uint32_t)seg->wnd << s->snd_ws;
+	/* RFC 7323 2.2: the window of a SYN segment is never scaled */
+	uint32_t wnd = (uint32_t)seg->wnd << ((seg->flags & XT_TH_SYN) ? 0 : s->snd_ws);
 	bool wnd_changed = false;
 	/* RFC 9293 3.10.7.4: window update from newer segments only. */
 	if (SEQ_LT(s->snd_wl1, seg->seq) || (s->snd_wl1 == seg->seq && SEQ_LEQ(s->snd_wl2, seg->ack))) {
@@ -791,6 +792,12 @@ static bool fin_acked_transitions(struct xt_stack *st, struct xt_sock *s, xt_tim
 	}
 }
 
+static bool simultaneous_synack(const struct xt_sock *s, const struct xt_seg *seg)
+{
+	return s->state == XT_SYN_RECV && !s->parent && (seg->flags & XT_TH_ACK) && !seg->len &&
+	       !(seg->flags & XT_TH_FIN) && seg->seq + 1 == s->rcv_nxt && seg->ack == s->snd_nxt;
+}
+
 static void synchronized_input(struct xt_stack *st, struct xt_sock *s, struct xt_seg *seg, xt_time_t now)
 {
 	s->segs_in++;
@@ -813,7 +820,10 @@ static void synchronized_input(struct xt_stack *st, struct xt_sock *s, struct xt
 		rst_input(st, s, seg, now);
 		return;
 	}
-	if (seg->flags & XT_TH_SYN) {
+	if ((seg->flags & XT_TH_SYN) && simultaneous_synack(s, seg)) {
+		/* the peer's SYN-ACK in a simultaneous open: use its ACK (Linux
+		 * tcp_validate_incoming lets exactly this one through) */
+	} else if (seg->flags & XT_TH_SYN) {
 		if (s->state == XT_SYN_RECV && seg->seq == s->irs) { /* retransmitted SYN */
 			xt_tcp_send_syn(st, s, now);
 			return;

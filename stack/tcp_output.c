@@ -355,8 +355,10 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		uint32_t cwnd = s->cwnd > flight ? s->cwnd - flight : 0;
 		if (avail == 0) {
 			/* A bare FIN needs one byte of window, as in Linux. */
-			if (s->fin_queued && rwnd >= 1 && (cwnd || !flight))
-				send_data(st, s, s->snd_nxt, 0, true, false, now);
+			if (s->fin_queued && rwnd >= 1 && (cwnd || !flight)) {
+				s->snd_nxt++; /* the FIN occupies one sequence number */
+				send_data(st, s, s->snd_nxt - 1, 0, true, false, now);
+			}
 			break;
 		}
 		uint32_t len = avail < mss ? avail : mss;

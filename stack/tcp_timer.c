@@ -23,15 +23,19 @@ void xt_tcp_rtt_sample(struct xt_sock *s, uint32_t rtt_us)
 	s->rto_us = rto > XT_RTO_MAX_US ? XT_RTO_MAX_US : (uint32_t)rto;
 }
 
-static uint64_t backed_off_us(const struct xt_sock *s)
-{
-	uint64_t t = (uint64_t)s->rto_us << (s->backoff < 16 ? s->backoff : 16);
-	return t > XT_RTO_MAX_US ? XT_RTO_MAX_US : t;
-}
-
 void xt_tcp_rearm_rto(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
-	xt_timer_set(st, s, XT_T_RTO, now + XT_US(backed_off_us(s)));
+	xt_timer_set(st, s, XT_T_RTO, now + XT_US(s->rto_us));
+}
+
+/* RFC 6298 5.5: back off by doubling the RTO itself.  It stays doubled until
+ * a valid RTT sample recomputes it (5.7, and Karn's algorithm), as Linux's
+ * icsk_rto; backoff only counts the doublings (TCP_INFO, persist). */
+static void back_off(struct xt_sock *s)
+{
+	uint64_t t = (uint64_t)s->rto_us * 2;
+	s->rto_us = t > XT_RTO_MAX_US ? XT_RTO_MAX_US : (uint32_t)t;
+	s->backoff++;
 }
 
 void xt_tcp_arm_keepalive(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
@@ -74,7 +78,7 @@ static bool on_rto_handshake(struct xt_stack *st, struct xt_sock *s, xt_time_t n
 		return true;
 	}
 	s->retransmits++;
-	s->backoff++;
+	back_off(s);
 	if (s->state == XT_SYN_SENT)
 		st->cnt.tcp_syn_retrans++;
 	else
@@ -107,7 +111,7 @@ static bool on_rto(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	s->dupacks = 0;
 	s->recover = s->snd_max; /* RFC 6582 4.1: no fast retransmit for old data */
 	s->retransmits++;
-	s->backoff++;
+	back_off(s);
 	xt_tcp_rearm_rto(st, s, now);
 	xt_tcp_retransmit_head(st, s, true, now);
 	return false;
@@ -175,11 +179,10 @@ static bool on_keepalive(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 
 static bool on_2msl(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
-	if (s->state == XT_FIN_WAIT2) { /* orphan gave up waiting: Linux sends RST */
-		xt_tcp_send_rst_sock(st, s, now);
-		xt_tcp_done(st, s, 0);
-		return true;
-	}
+	/* TIME_WAIT over; or an orphan's FIN_WAIT_2 ran out of fin_timeout, which
+	 * Linux (fin_timeout <= TIME_WAIT length) spends as a FIN_WAIT_2
+	 * time-wait socket that expires silently. */
+	(void)now;
 	xt_tcp_done(st, s, 0);
 	return true;
 }

@@ -749,7 +749,7 @@ int xt_tcp_info(struct xt_stack *st, int id, struct xt_tcp_info *ti, xt_time_t n
 		      (s->ws_ok ? XT_TI_OPT_WSCALE : 0);
 	ti->snd_wscale = s->snd_ws;
 	ti->rcv_wscale = s->rcv_ws;
-	ti->rto_us = s->rto_us << (s->backoff < 8 ? s->backoff : 8);
+	ti->rto_us = s->rto_us;
 	ti->ato_us = 40000;
 	ti->snd_mss = s->mss;
 	ti->rcv_mss = s->rcv_mss;
