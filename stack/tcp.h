@@ -31,6 +31,7 @@
 #define XT_CHACK_PER_SEC 1000     /* Linux sysctl_tcp_challenge_ack_limit (pre-6.0) */
 #define XT_TS_OPT_LEN 12          /* NOP NOP TS */
 #define XT_REASS_MAX 16           /* out-of-order ranges kept per connection */
+#define XT_SACK_MAX 8             /* SACKed ranges kept by the sender */
 
 /* sk_shutdown bits */
 #define XT_RCV_SHUTDOWN 1
@@ -153,6 +154,9 @@ struct xt_sock {
 
 	/* Congestion control, bytes. */
 	uint32_t cwnd, ssthresh, recover, ca_acc;
+	struct xt_range sacked[XT_SACK_MAX]; /* the peer's SACK blocks above snd_una */
+	uint8_t nsacked;
+	uint32_t high_rxt; /* RFC 6675 HighRxt */
 	const struct xt_cc_ops *cc;
 	uint64_t cc_priv[8];
 
@@ -248,6 +252,18 @@ uint16_t xt_tcp_wire_mss(const struct xt_stack *st, const struct xt_sock *s);
 void xt_tcp_update_mss(struct xt_stack *st, struct xt_sock *s);
 uint32_t xt_tcp_ts_now(const struct xt_sock *s, xt_time_t now);
 static inline uint32_t xt_tcp_flight(const struct xt_sock *s) { return s->snd_nxt - s->snd_una; }
+uint32_t xt_tcp_pipe(const struct xt_sock *s);
+void xt_tcp_sack_send(struct xt_stack *st, struct xt_sock *s, xt_time_t now);
+
+/* tcp_sack.c */
+void xt_sack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_seg *seg);
+void xt_sack_trim(struct xt_sock *s);
+void xt_sack_clear(struct xt_sock *s);
+uint32_t xt_sack_bytes(const struct xt_sock *s);
+bool xt_sack_head_lost(const struct xt_sock *s);
+uint32_t xt_sack_pipe(const struct xt_sock *s);
+bool xt_sack_next_lost(const struct xt_sock *s, uint32_t *seq, uint32_t *len);
+uint32_t xt_sack_skip(const struct xt_sock *s, uint32_t seq, uint32_t *room);
 
 /* tcp_syncookie.c */
 uint32_t xt_syncookie_make(const struct xt_stack *st, const struct xt_seg *syn, uint16_t *mss, xt_time_t now);

@@ -483,14 +483,25 @@ static void syn_sent_input(struct xt_stack *st, struct xt_sock *s, struct xt_seg
 
 /* --- ACK processing --- */
 
+/* RFC 6582 3.2 step 2 and RFC 5681 3.2 steps 2-4; with SACK, RFC 6675 5
+ * steps 4.1-4.3 (cwnd = ssthresh, then the pipe decides what goes out). */
 static void enter_recovery(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
-	/* RFC 6582 3.2 step 2; RFC 5681 3.2 steps 2-4. */
 	st->cnt.tcp_fast_retrans++;
 	s->ssthresh = s->cc->ssthresh(s);
 	s->recover = s->snd_max;
-	s->cwnd = s->ssthresh + 3u * s->mss;
 	s->in_recovery = 1;
+	s->high_rxt = s->snd_una;
+	if (s->sack_ok) {
+		s->cwnd = s->ssthresh;
+		xt_tcp_retransmit_head(st, s, false, now);
+		s->high_rxt = s->snd_una + (s->sq.len < xt_tcp_cur_mss(s) ? s->sq.len : xt_tcp_cur_mss(s));
+		if (s->nsacked && SEQ_LT(s->sacked[0].start, s->high_rxt))
+			s->high_rxt = s->sacked[0].start;
+		xt_tcp_sack_send(st, s, now);
+		return;
+	}
+	s->cwnd = s->ssthresh + 3u * s->mss;
 	xt_tcp_retransmit_head(st, s, false, now);
 }
 
@@ -499,12 +510,17 @@ static void on_dupack(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	st->cnt.tcp_dupacks++;
 	s->dupacks++;
 	if (s->in_recovery) {
-		s->cwnd += s->mss; /* inflation, RFC 5681 3.2 step 4 */
+		if (s->sack_ok)
+			xt_tcp_sack_send(st, s, now);
+		else
+			s->cwnd += s->mss; /* inflation, RFC 5681 3.2 step 4 */
 		return;
 	}
 	/* RFC 6582 4.1: only when the ACK covers more than recover, so an RTO's
-	 * go-back-N retransmissions do not trigger another reduction. */
-	if (s->dupacks == 3 && SEQ_GT(s->snd_una, s->recover))
+	 * go-back-N retransmissions do not trigger another reduction.  With
+	 * SACK, RFC 6675 5 step 4: also when IsLost(HighACK + 1). */
+	bool trigger = s->dupacks == 3 || (s->sack_ok && s->dupacks < 3 && xt_sack_head_lost(s));
+	if (trigger && SEQ_GT(s->snd_una, s->recover))
 		enter_recovery(st, s, now);
 }
 
@@ -516,6 +532,11 @@ static void on_new_ack(struct xt_stack *st, struct xt_sock *s, uint32_t acked, x
 			s->cwnd = s->ssthresh < f ? s->ssthresh : f;
 			s->in_recovery = 0;
 			s->dupacks = 0;
+		} else if (s->sack_ok) { /* RFC 6675: the pipe drives retransmission */
+			st->cnt.tcp_recovery_partial++;
+			if (SEQ_LT(s->high_rxt, s->snd_una))
+				s->high_rxt = s->snd_una;
+			xt_tcp_sack_send(st, s, now);
 		} else { /* partial ACK: step 4 */
 			st->cnt.tcp_recovery_partial++;
 			xt_tcp_retransmit_head(st, s, false, now);
@@ -555,6 +576,8 @@ static bool ack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 		s->snd_wl1 = seg->seq;
 		s->snd_wl2 = seg->ack;
 	}
+	if (s->sack_ok && seg->nsack)
+		xt_sack_input(st, s, seg);
 	if (SEQ_LEQ(seg->ack, s->snd_una)) {
 		/* RFC 5681 2: duplicate ACK */
 		if (seg->ack == s->snd_una && !seg->len && !(seg->flags & (XT_TH_SYN | XT_TH_FIN)) &&
@@ -569,6 +592,7 @@ static bool ack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	s->snd_una = seg->ack;
 	if (SEQ_LT(s->snd_nxt, s->snd_una))
 		s->snd_nxt = s->snd_una;
+	xt_sack_trim(s);
 	if (s->rtt_pending && SEQ_GEQ(seg->ack, s->rtt_seq)) {
 		xt_tcp_rtt_sample(s, (uint32_t)((now - s->rtt_time) / 1000));
 		s->rtt_pending = 0;

@@ -349,8 +349,20 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		uint32_t off = s->snd_nxt - s->snd_una;
 		if (s->fin_queued && SEQ_GT(s->snd_nxt, fin_seq))
 			break; /* FIN already sent */
+		if (SEQ_LT(s->snd_nxt, s->snd_max) && s->nsacked) {
+			/* go-back-N after an RTO: never resend what the peer SACKed */
+			uint32_t room;
+			s->snd_nxt = xt_sack_skip(s, s->snd_nxt, &room);
+			if (SEQ_GT(s->snd_nxt, s->snd_max))
+				s->snd_nxt = s->snd_max;
+			off = s->snd_nxt - s->snd_una;
+			if (s->fin_queued && SEQ_GT(s->snd_nxt, fin_seq))
+				break;
+			if (room < mss)
+				mss = room ? room : mss;
+		}
 		uint32_t avail = off < s->sq.len ? s->sq.len - off : 0;
-		uint32_t flight = xt_tcp_flight(s);
+		uint32_t flight = xt_tcp_pipe(s);
 		uint32_t rwnd = SEQ_GT(s->snd_una + s->snd_wnd, s->snd_nxt) ? s->snd_una + s->snd_wnd - s->snd_nxt : 0;
 		uint32_t cwnd = s->cwnd > flight ? s->cwnd - flight : 0;
 		if (avail == 0) {
@@ -403,6 +415,40 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	}
 }
 
+/* Octets in the network: RFC 6675 pipe during SACK recovery, else all
+ * that was sent and not acknowledged. */
+uint32_t xt_tcp_pipe(const struct xt_sock *s)
+{
+	if (s->in_recovery && s->sack_ok)
+		return xt_sack_pipe(s);
+	return xt_tcp_flight(s);
+}
+
+/* RFC 6675 5 (C): while the window allows, retransmit lost holes first,
+ * then send new data. */
+void xt_tcp_sack_send(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
+{
+	uint32_t mss = xt_tcp_cur_mss(s), seq, len;
+	for (int guard = 0; guard < 64; guard++) {
+		uint32_t pipe = xt_sack_pipe(s);
+		if (s->cwnd < pipe || s->cwnd - pipe < mss || !xt_sack_next_lost(s, &seq, &len))
+			break;
+		uint32_t data_end = s->snd_una + s->sq.len;
+		uint32_t dlen = SEQ_LT(seq, data_end) ? data_end - seq : 0;
+		if (dlen > len)
+			dlen = len;
+		if (dlen > mss)
+			dlen = mss;
+		bool fin = s->fin_queued && seq + dlen == s->snd_fin_seq && SEQ_GT(seq + len, s->snd_fin_seq);
+		if (!dlen && !fin)
+			break;
+		s->high_rxt = seq + dlen + (fin ? 1 : 0);
+		s->rtt_pending = 0; /* Karn */
+		send_data(st, s, seq, dlen, fin, true, now);
+	}
+	xt_tcp_output(st, s, now);
+}
+
 /* Retransmits the first unacknowledged segment regardless of the windows
  * (fast retransmit, partial ACK, RTO).  With rewind, sending restarts from
  * there (RTO: RFC 6298 5.4 and go-back-N as Linux marks everything lost). */
@@ -413,6 +459,8 @@ void xt_tcp_retransmit_head(struct xt_stack *st, struct xt_sock *s, bool rewind,
 	uint32_t len = s->sq.len < mss ? s->sq.len : mss;
 	if (len > outstanding)
 		len = outstanding;
+	if (s->nsacked && SEQ_LT(s->sacked[0].start, s->snd_una + len))
+		len = s->sacked[0].start - s->snd_una; /* stop at SACKed data */
 	uint32_t fin_seq = s->snd_fin_seq;
 	bool fin = s->fin_queued && s->snd_una + len == fin_seq && SEQ_GT(s->snd_max, fin_seq);
 	if (!len && !fin)

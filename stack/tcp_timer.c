@@ -110,6 +110,11 @@ static bool on_rto(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	s->in_recovery = 0;
 	s->dupacks = 0;
 	s->recover = s->snd_max; /* RFC 6582 4.1: no fast retransmit for old data */
+	/* RFC 2018 8: a receiver may renege on SACKed data; after a second RTO
+	 * in a row stop trusting the scoreboard (Linux: reneging detection). */
+	if (s->retransmits > 0)
+		xt_sack_clear(s);
+	s->high_rxt = s->snd_una;
 	s->retransmits++;
 	back_off(s);
 	xt_tcp_rearm_rto(st, s, now);
