@@ -26,6 +26,7 @@ void xt_stack_cfg_defaults(struct xt_stack_cfg *cfg)
 	cfg->tcp_sack = 1;
 	cfg->tcp_window_scaling = 1;
 	cfg->tcp_syncookies = 1;
+	cfg->tcp_congestion = XT_CC_CUBIC;
 	cfg->tcp_syn_retries = 6;
 	cfg->tcp_synack_retries = 5;
 	cfg->tcp_retries2 = 15;
@@ -46,6 +47,8 @@ static int cfg_valid(const struct xt_stack_cfg *c)
 	if (!c->tx || c->mtu < 576 || c->mtu > XT_FRAME_MAX - XT_ETH_HLEN)
 		return 0;
 	if (!c->max_sockets || c->max_sockets > (1u << 24) || !c->somaxconn)
+		return 0;
+	if (!xt_cc_get(c->tcp_congestion))
 		return 0;
 	if (c->rcvbuf < 4096 || c->sndbuf < 4096 || c->port_lo == 0 || c->port_lo > c->port_hi)
 		return 0;
@@ -104,6 +107,20 @@ void xt_stack_free(struct xt_stack *st)
 	free(st->lhash);
 	free(st->heap);
 	free(st);
+}
+
+const char *xt_cc_name(int which)
+{
+	const struct xt_cc_ops *cc = xt_cc_get(which);
+	return cc ? cc->name : NULL;
+}
+
+int xt_cc_by_name(const char *name)
+{
+	for (int i = 0; xt_cc_get(i); i++)
+		if (name && strcmp(name, xt_cc_get(i)->name) == 0)
+			return i;
+	return -1;
 }
 
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st) { return &st->cnt; }
@@ -307,7 +324,7 @@ void xt_sock_init(struct xt_stack *st, struct xt_sock *s)
 	s->keepintvl_s = XT_KEEPINTVL_S;
 	s->keepcnt = XT_KEEPCNT;
 	s->rto_us = XT_RTO_INIT_US;
-	s->cc = &xt_cc_newreno;
+	s->cc = xt_cc_get(st->cfg.tcp_congestion);
 	s->pmtu = st->cfg.mtu;
 	s->rcv_mss = XT_DEFAULT_MSS;
 }

@@ -89,8 +89,12 @@ struct xt_cc_ops {
 	uint32_t (*ssthresh)(struct xt_sock *s);
 	/* After a retransmission timeout. */
 	void (*on_rto)(struct xt_sock *s);
+	/* Sending resumes after an idle period (may be NULL). */
+	void (*on_idle)(struct xt_sock *s);
 };
 extern const struct xt_cc_ops xt_cc_newreno;
+extern const struct xt_cc_ops xt_cc_cubic;
+const struct xt_cc_ops *xt_cc_get(int which);
 
 struct xt_sock {
 	int id;

@@ -336,11 +336,30 @@ static bool nagle_blocks(const struct xt_sock *s)
 	return SEQ_GT(s->snd_sml, s->snd_una) && SEQ_LEQ(s->snd_sml, s->snd_nxt);
 }
 
+/* RFC 5681 4.1 as Linux tcp_cwnd_restart(): after an idle period longer
+ * than the RTO, halve cwnd per RTO elapsed, down to the initial window. */
+static void restart_after_idle(struct xt_sock *s, xt_time_t now)
+{
+	uint32_t iw = XT_INIT_CWND * (uint32_t)s->mss;
+	uint64_t idle = now - s->last_data_tx, rto = XT_US(s->rto_us);
+	uint32_t cwnd = s->cwnd;
+	while (idle > rto && cwnd > iw) {
+		cwnd >>= 1;
+		idle -= rto;
+	}
+	s->cwnd = cwnd > iw ? cwnd : (s->cwnd < iw ? s->cwnd : iw);
+	if (s->cc->on_idle)
+		s->cc->on_idle(s);
+}
+
 /* Sends what the windows, Nagle and cork allow (RFC 5681, RFC 1122 4.2.3.4). */
 void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
 	if (!xt_state_synchronized(s->state) || s->state == XT_TIME_WAIT || !s->sq.buf)
 		return;
+	if (!xt_tcp_flight(s) && s->last_data_tx && now - s->last_data_tx > XT_US(s->rto_us) &&
+	    s->sq.len)
+		restart_after_idle(s, now);
 	/* snd_fin_seq, not snd_una + sq.len: once the FIN is acked that sum
 	 * points past it, and a recomputed FIN would go out again. */
 	uint32_t fin_seq = s->snd_fin_seq;

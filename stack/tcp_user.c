@@ -648,6 +648,21 @@ int xt_tcp_setopt(struct xt_stack *st, int id, int opt, int val, xt_time_t now)
 		s->user_timeout_ms = (uint32_t)val;
 		break;
 	case XT_TCP_DEFER_ACCEPT: s->defer_accept_s = val < 0 ? 0 : (uint32_t)val; break;
+	case XT_TCP_CONGESTION: {
+		const struct xt_cc_ops *cc = xt_cc_get(val);
+		if (!cc)
+			return -ENOENT; /* Linux: unknown algorithm */
+		if (cc != s->cc) {
+			s->cc = cc;
+			if (xt_state_synchronized(s->state)) { /* as Linux tcp_reinit_congestion_control */
+				uint32_t cwnd = s->cwnd, ssthresh = s->ssthresh;
+				cc->init(s);
+				s->cwnd = cwnd;
+				s->ssthresh = ssthresh;
+			}
+		}
+		break;
+	}
 	default: return -ENOPROTOOPT;
 	}
 	xt_sock_wake(st, s);
@@ -687,6 +702,7 @@ int xt_tcp_getopt(struct xt_stack *st, int id, int opt, int *val)
 	case XT_TCP_QUICKACK: *val = s->quickack != 0; break;
 	case XT_TCP_USER_TIMEOUT: *val = (int)s->user_timeout_ms; break;
 	case XT_TCP_DEFER_ACCEPT: *val = (int)s->defer_accept_s; break;
+	case XT_TCP_CONGESTION: *val = s->cc == &xt_cc_cubic ? XT_CC_CUBIC : XT_CC_RENO; break;
 	default: return -ENOPROTOOPT;
 	}
 	return 0;

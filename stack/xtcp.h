@@ -73,6 +73,7 @@ struct xt_stack_cfg {
 	uint8_t tcp_sack;         /* negotiate RFC 2018 SACK (default 1) */
 	uint8_t tcp_window_scaling; /* negotiate RFC 7323 window scale (default 1) */
 	uint8_t tcp_syncookies;   /* 0 never, 1 when the SYN queue is full (default), 2 always */
+	uint8_t tcp_congestion;   /* XT_CC_* (default XT_CC_CUBIC, as Linux) */
 	uint8_t tcp_syn_retries;  /* default 6 as Linux */
 	uint8_t tcp_synack_retries; /* default 5 as Linux */
 	uint8_t tcp_retries2;     /* default 15 as Linux */
@@ -122,8 +123,16 @@ enum xt_opt {
 	XT_TCP_QUICKACK,
 	XT_TCP_USER_TIMEOUT, /* milliseconds, 0 = system default */
 	XT_TCP_DEFER_ACCEPT, /* seconds */
+	XT_TCP_CONGESTION,   /* XT_CC_* */
 	XT_OPT_MAX
 };
+
+/* Congestion control modules (XT_TCP_CONGESTION, cfg.tcp_congestion). */
+#define XT_CC_RENO 0
+#define XT_CC_CUBIC 1
+/* "reno" / "cubic" for XT_CC_*, NULL for others; and back (-1: unknown). */
+const char *xt_cc_name(int which);
+int xt_cc_by_name(const char *name);
 
 /* Option bits in xt_tcp_info.options, as Linux's tcpi_options. */
 #define XT_TI_OPT_TIMESTAMPS 1
