@@ -694,6 +694,9 @@ static bool data_input(struct xt_stack *st, struct xt_sock *s, const struct xt_s
 	}
 	uint32_t off = seq - s->rcv_nxt;
 	uint32_t room = xt_ring_free_space(&s->rq);
+	uint32_t wnd = SEQ_GT(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
+	if (wnd < room)
+		room = wnd; /* beyond the window we announced: Linux TCPZEROWINDOWDROP */
 	if (off >= room) {
 		st->cnt.drop_tcp_rcvbuf_full++;
 		return true;

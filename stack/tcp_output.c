@@ -63,21 +63,17 @@ uint32_t xt_tcp_window_now(const struct xt_sock *s)
 
 uint32_t xt_tcp_select_window(struct xt_sock *s)
 {
-	uint32_t free = s->rq.buf ? s->rq.cap - s->rq.len : s->rcvbuf;
-	uint32_t cur = SEQ_GT(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
-	uint32_t maxw = 65535u << s->rcv_ws;
-	uint32_t wnd = free < maxw ? free : maxw;
-	uint32_t step = s->rcvbuf / 2 < s->adv_mss ? s->rcvbuf / 2 : s->adv_mss;
-	if (wnd > cur && wnd - cur < step)
-		wnd = cur;
-	if (wnd < cur)
-		wnd = cur;
-	uint32_t w = (wnd + (1u << s->rcv_ws) - 1) >> s->rcv_ws;
+	/* RFC 7323 2.4: SEG.WND = RCV.WND >> Rcv.Wind.Shift.  The truncation
+	 * may pull the announced edge back by less than one scaling unit
+	 * (appendix F); rcv_adv keeps the furthest edge announced, and data up
+	 * to it is still accepted: it always fits in the buffer.  Rounding up
+	 * instead (Linux) creeps past a hard buffer limit ACK after ACK. */
+	uint32_t w = xt_tcp_window_now(s) >> s->rcv_ws;
 	if (w > 65535)
 		w = 65535;
 	uint32_t edge = s->rcv_nxt + (w << s->rcv_ws);
-	if (SEQ_GT(edge, s->rcv_adv))
-		s->rcv_adv = edge;
+	if (SEQ_GT(edge, s->rcv_adv) || w == 0)
+		s->rcv_adv = edge; /* a zero window closes it for real (RFC 9293 3.8.6.2.2) */
 	s->rcv_wup = s->rcv_nxt;
 	return w;
 }
