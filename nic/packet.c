@@ -1,0 +1,711 @@
+/* AF_PACKET backend: TPACKET_V2 RX ring; sendmmsg or a TPACKET_V2 TX ring.
+ *
+ * Why TPACKET_V2 and not V3: V3 hands whole blocks to user space, and a block
+ * is handed over only when it is full or its retire timer (milliseconds)
+ * fires, so a lone ACK can wait a millisecond; V2 hands over every frame as
+ * soon as it is written and lets us return each one on its own, which is
+ * exactly the lend-until-next-rx_burst contract of nic.h.
+ *
+ * Ring protocol (Documentation/networking/packet_mmap.rst): a slot belongs to
+ * the kernel while its tp_status is TP_STATUS_KERNEL (RX) / TP_STATUS_AVAILABLE
+ * (TX) and to us otherwise; the status word is read with acquire and written
+ * with release ordering, since the other side reads the frame after it.
+ *
+ * Set-up order matters: the socket is created with protocol 0 (it receives
+ * nothing), gets its filter, options and rings, and is only then bound with
+ * ETH_P_ALL, so no frame that the filter would refuse is ever queued.
+ */
+#define _GNU_SOURCE /* sendmmsg */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <linux/filter.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "packet.h"
+#include "../stack/xt_internal.h" /* xt_csum_*, wire offsets */
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+#ifndef ARPHRD_RAWIP
+#define ARPHRD_RAWIP 519
+#endif
+
+/* Default rings by bytes, so a jumbo-MTU interface gets fewer, larger slots:
+ * 2048 RX and 1024 TX frames at MTU 1500. */
+#define PK_DEFAULT_RX_BYTES (4u << 20)
+#define PK_DEFAULT_TX_BYTES (2u << 20)
+#define PK_MIN_DEFAULT_FRAMES 256
+#define PK_MAX_RING_FRAMES (1 << 20)
+#define PK_BLOCK_SIZE (64u * 1024u)  /* ring block: contiguous kernel allocation */
+#define PK_MAX_SLOT (64u * 1024u)    /* larger frames go through the copy path */
+#define PK_LEND_MAX 256              /* frames one rx_burst may lend */
+#define PK_COPY_BUFS 8               /* oversize frames one rx_burst may lend */
+#define PK_COPY_SIZE (65536u + 64u)  /* an IPv4 datagram of 64 KiB plus link header */
+#define PK_SNDBATCH 64               /* sendmmsg chunk */
+#define PK_KICK_RETRIES 4
+#define PK_RCVBUF (4 << 20)          /* socket queue for oversize frames */
+#define PK_SNDBUF (4 << 20)          /* frames in flight (veth keeps them charged to us) */
+/* TX slots: data starts right after the aligned header (tpacket_snd:
+ * tp_hdrlen - sizeof(struct sockaddr_ll)). */
+#define PK_TX_DATA_OFF TPACKET_ALIGN(sizeof(struct tpacket2_hdr))
+
+struct pk_ring {
+	uint8_t *base;          /* first slot */
+	uint32_t frame_size, nframes;
+	uint32_t head;          /* next slot we look at */
+};
+
+struct pk_nic {
+	struct xt_nic nic;      /* first: struct xt_nic * converts to struct pk_nic * */
+	int fd, ifindex;
+	bool no_link;           /* bare IP frames */
+	bool tx_ring_mode;
+	bool tx_pending;        /* a kick failed: frames may wait in the TX ring */
+	uint8_t *map;
+	size_t map_len;
+	struct pk_ring rx, tx;
+	uint32_t tx_cap;        /* largest frame a TX slot takes */
+	struct sockaddr_ll txaddr; /* bare IP: send() destination naming the protocol */
+	socklen_t txaddr_len;      /* 0: none, the bound device (Ethernet) */
+	uint32_t lent[PK_LEND_MAX]; /* RX slots lent by the last rx_burst */
+	int nlent;
+	uint8_t *copybuf[PK_COPY_BUFS];
+	struct xt_packet_stats st;
+};
+
+static __thread char pk_err[192];
+
+const char *xt_packet_error(void) { return pk_err; }
+
+static int pk_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int pk_fail(int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(pk_err, sizeof(pk_err), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+static struct pk_nic *to_pk(struct xt_nic *nic) { return (struct pk_nic *)nic; }
+
+static struct tpacket2_hdr *slot_hdr(const struct pk_ring *r, uint32_t i)
+{
+	return (struct tpacket2_hdr *)(r->base + (size_t)i * r->frame_size);
+}
+
+static uint32_t status_get(const struct tpacket2_hdr *h)
+{
+	return __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+}
+
+static void status_set(struct tpacket2_hdr *h, uint32_t v)
+{
+	__atomic_store_n(&h->tp_status, v, __ATOMIC_RELEASE);
+}
+
+/* --- receive ------------------------------------------------------------- */
+
+/* Completes the TCP/UDP checksum of a CHECKSUM_PARTIAL packet: the field holds
+ * the folded pseudo-header sum (Linux __tcp_v4_send_check), which the device
+ * would have extended over the L4 header and payload from csum_start.  V2 has
+ * no csum_start/csum_offset, so they are derived from the IPv4 header. */
+static bool csum_complete(uint8_t *frame, uint32_t len, bool no_link)
+{
+	uint32_t off = 0, hlen, tot, coff;
+	uint8_t *ip, *l4;
+	uint16_t sum;
+
+	if (!no_link) {
+		if (len < XT_ETH_HLEN || xt_rd16(frame + XT_ETH_TYPE_be16) != XT_ETHERTYPE_IPV4)
+			return false;
+		off = XT_ETH_HLEN;
+	}
+	ip = frame + off;
+	if (len - off < XT_IP_HLEN || ip[XT_IP_VHL] >> 4 != 4)
+		return false;
+	hlen = (ip[XT_IP_VHL] & 0xfu) * 4u;
+	tot = xt_rd16(ip + XT_IP_LEN_be16);
+	if (hlen < XT_IP_HLEN || tot < hlen || tot > len - off)
+		return false;
+	if (xt_rd16(ip + XT_IP_FRAG_be16) & (XT_IP_MF | XT_IP_OFFMASK))
+		return false;
+	switch (ip[XT_IP_PROTO]) {
+	case 6:  coff = 16; break; /* TCP checksum (RFC 9293 3.1) */
+	case 17: coff = 6; break;  /* UDP checksum (RFC 768) */
+	default: return false;
+	}
+	l4 = ip + hlen;
+	if (tot - hlen < coff + 2)
+		return false;
+	sum = xt_csum_fold(xt_csum_add(0, l4, tot - hlen));
+	if (ip[XT_IP_PROTO] == 17 && sum == 0)
+		sum = 0xffff; /* RFC 768: a computed zero is sent as all ones */
+	xt_wr16(l4 + coff, sum);
+	return true;
+}
+
+static void rx_release_lent(struct pk_nic *p)
+{
+	for (int i = 0; i < p->nlent; i++)
+		status_set(slot_hdr(&p->rx, p->lent[i]), TP_STATUS_KERNEL);
+	p->nlent = 0;
+}
+
+/* The slot of a frame that did not fit: its full copy waits in the socket
+ * queue (TP_STATUS_COPY), in the same order as the ring.  Returns the length
+ * read into buf, or 0 when the frame is lost. */
+static uint32_t rx_copy(struct pk_nic *p, uint8_t *buf)
+{
+	ssize_t r = recv(p->fd, buf, PK_COPY_SIZE, MSG_DONTWAIT | MSG_TRUNC);
+
+	if (r <= 0 || (size_t)r > PK_COPY_SIZE) {
+		p->st.rx_truncated++;
+		return 0;
+	}
+	p->st.rx_copied++;
+	return (uint32_t)r;
+}
+
+static void tx_kick(struct pk_nic *p, int tries);
+
+static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t now)
+{
+	struct pk_nic *p = to_pk(nic);
+	int got = 0, ncopy = 0;
+
+	(void)now;
+	if (n < 0)
+		return -EINVAL;
+	rx_release_lent(p);
+	if (p->tx_pending)
+		tx_kick(p, 1);
+	if (n > PK_LEND_MAX)
+		n = PK_LEND_MAX;
+	while (got < n) {
+		uint32_t idx = p->rx.head;
+		struct tpacket2_hdr *h = slot_hdr(&p->rx, idx);
+		uint32_t status = status_get(h), len;
+		uint8_t *data;
+		bool in_slot = true;
+
+		if (!(status & TP_STATUS_USER))
+			break;
+		data = (uint8_t *)h + (p->no_link ? h->tp_net : h->tp_mac);
+		len = h->tp_snaplen;
+		if (status & TP_STATUS_COPY) {
+			if (ncopy == PK_COPY_BUFS)
+				break; /* no side buffer left in this burst: next call */
+			if (!p->copybuf[ncopy] && !(p->copybuf[ncopy] = malloc(PK_COPY_SIZE)))
+				break;
+			data = p->copybuf[ncopy];
+			in_slot = false;
+			len = rx_copy(p, data);
+			if (len)
+				ncopy++;
+		} else if (h->tp_snaplen < h->tp_len) {
+			p->st.rx_truncated++; /* too large, and the queue was full */
+			len = 0;
+		}
+		p->rx.head = (idx + 1 == p->rx.nframes) ? 0 : idx + 1;
+		if (len == 0 || !in_slot)
+			status_set(h, TP_STATUS_KERNEL); /* nothing of the slot is lent */
+		else
+			p->lent[p->nlent++] = idx;
+		if (len == 0)
+			continue;
+		if (status & TP_STATUS_CSUMNOTREADY) {
+			if (csum_complete(data, len, p->no_link))
+				p->st.rx_csum_completed++;
+			else
+				p->st.rx_csum_unknown++;
+		}
+		frames[got].data = data;
+		frames[got].len = len;
+		p->st.rx_frames++;
+		p->st.rx_bytes += len;
+		got++;
+	}
+	return got;
+}
+
+/* --- transmit -------------------------------------------------------------- */
+
+/* Hands every SEND_REQUEST slot to the kernel.  With MSG_DONTWAIT the kernel
+ * walks the ring without waiting for completions.  An error (ENOBUFS: the
+ * device or the veth peer's backlog dropped a frame; ENETDOWN) stops its
+ * walk, so tx_burst kicks again a few times, and rx_burst and arm_wake once
+ * each until one succeeds. */
+static void tx_kick(struct pk_nic *p, int tries)
+{
+	for (int i = 0; i < tries; i++) {
+		if (sendto(p->fd, NULL, 0, MSG_DONTWAIT,
+			   p->txaddr_len ? (const struct sockaddr *)&p->txaddr : NULL, p->txaddr_len) >= 0) {
+			p->tx_pending = false;
+			return;
+		}
+		if (errno != EINTR)
+			p->st.tx_errors++;
+	}
+	p->tx_pending = true;
+}
+
+static int tx_ring(struct pk_nic *p, const struct xt_frame *frames, int n)
+{
+	int taken = 0;
+	bool queued = false;
+
+	for (; taken < n; taken++) {
+		const struct xt_frame *f = &frames[taken];
+		struct tpacket2_hdr *h;
+
+		if (f->len > p->tx_cap) {
+			p->st.tx_oversize++;
+			continue;
+		}
+		h = slot_hdr(&p->tx, p->tx.head);
+		if (status_get(h) != TP_STATUS_AVAILABLE) {
+			p->st.tx_full += (uint64_t)(n - taken);
+			break;
+		}
+		memcpy((uint8_t *)h + PK_TX_DATA_OFF, f->data, f->len);
+		h->tp_len = f->len;
+		status_set(h, TP_STATUS_SEND_REQUEST);
+		p->tx.head = (p->tx.head + 1 == p->tx.nframes) ? 0 : p->tx.head + 1;
+		p->st.tx_frames++;
+		p->st.tx_bytes += f->len;
+		queued = true;
+	}
+	if (queued || p->tx_pending)
+		tx_kick(p, PK_KICK_RETRIES);
+	return taken;
+}
+
+/* One sendmmsg per PK_SNDBATCH frames, straight from the caller's buffers.  A
+ * frame the kernel finds malformed is lost, like on a wire; any other error
+ * (full socket or device queue, interface down) refuses the rest, which the
+ * engine counts and TCP retransmits. */
+static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n)
+{
+	struct mmsghdr m[PK_SNDBATCH];
+	struct iovec iov[PK_SNDBATCH];
+	int taken = 0;
+
+	while (taken < n) {
+		int k = n - taken < PK_SNDBATCH ? n - taken : PK_SNDBATCH, r;
+
+		if (frames[taken].len > p->tx_cap) {
+			p->st.tx_oversize++; /* lost, like on a wire */
+			taken++;
+			continue;
+		}
+		for (int i = 1; i < k; i++) {
+			if (frames[taken + i].len > p->tx_cap) {
+				k = i; /* send up to it; it is dropped next round */
+				break;
+			}
+		}
+		memset(m, 0, sizeof(m[0]) * (size_t)k);
+		for (int i = 0; i < k; i++) {
+			iov[i].iov_base = (void *)frames[taken + i].data;
+			iov[i].iov_len = frames[taken + i].len;
+			m[i].msg_hdr.msg_iov = &iov[i];
+			m[i].msg_hdr.msg_iovlen = 1;
+			m[i].msg_hdr.msg_name = p->txaddr_len ? &p->txaddr : NULL;
+			m[i].msg_hdr.msg_namelen = p->txaddr_len;
+		}
+		r = sendmmsg(p->fd, m, (unsigned)k, MSG_DONTWAIT);
+		if (r > 0) {
+			for (int i = 0; i < r; i++)
+				p->st.tx_bytes += frames[taken + i].len;
+			p->st.tx_frames += (uint64_t)r;
+			taken += r;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EMSGSIZE || errno == EINVAL) {
+			p->st.tx_errors++;
+			taken++;
+			continue;
+		}
+		if (errno == EAGAIN || errno == ENOBUFS)
+			p->st.tx_full += (uint64_t)(n - taken);
+		else
+			p->st.tx_errors++;
+		break;
+	}
+	return taken;
+}
+
+static int pk_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_time_t now)
+{
+	struct pk_nic *p = to_pk(nic);
+
+	(void)now;
+	if (n < 0)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	return p->tx_ring_mode ? tx_ring(p, frames, n) : tx_mmsg(p, frames, n);
+}
+
+/* --- waking, stats, close ------------------------------------------------ */
+
+static int pk_wake_fd(struct xt_nic *nic) { return to_pk(nic)->fd; }
+
+/* Before the caller sleeps: push out frames a failed kick left in the ring,
+ * and report (and clear) a socket error, which would otherwise keep the fd
+ * readable: ENETDOWN when the interface went down or was removed. */
+static int pk_arm_wake(struct xt_nic *nic)
+{
+	struct pk_nic *p = to_pk(nic);
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (p->tx_pending)
+		tx_kick(p, 1);
+	if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	if (err) {
+		p->st.wake_errors++;
+		return -err;
+	}
+	return 0;
+}
+
+static xt_time_t pk_deadline(struct xt_nic *nic)
+{
+	(void)nic;
+	return XT_TIME_NEVER;
+}
+
+static void pk_free(struct pk_nic *p)
+{
+	if (p->map && p->map != MAP_FAILED)
+		munmap(p->map, p->map_len);
+	if (p->fd >= 0)
+		close(p->fd);
+	for (int i = 0; i < PK_COPY_BUFS; i++)
+		free(p->copybuf[i]);
+	free(p);
+}
+
+static void pk_close(struct xt_nic *nic) { pk_free(to_pk(nic)); }
+
+static const struct xt_nic_ops packet_ops = {
+	.name = "packet",
+	.rx_burst = pk_rx,
+	.tx_burst = pk_tx,
+	.wake_fd = pk_wake_fd,
+	.arm_wake = pk_arm_wake,
+	.next_deadline = pk_deadline,
+	.close = pk_close,
+};
+
+int xt_packet_stats(struct xt_nic *nic, struct xt_packet_stats *out)
+{
+	struct pk_nic *p;
+	struct tpacket_stats ks;
+	socklen_t len = sizeof(ks);
+
+	if (!nic || nic->ops != &packet_ops || !out)
+		return -EINVAL;
+	p = to_pk(nic);
+	/* tp_packets counts every frame that passed the filter, dropped or not. */
+	if (getsockopt(p->fd, SOL_PACKET, PACKET_STATISTICS, &ks, &len) == 0) {
+		p->st.rx_kernel_frames += ks.tp_packets;
+		p->st.rx_drops += ks.tp_drops;
+	}
+	*out = p->st;
+	return 0;
+}
+
+/* --- open ------------------------------------------------------------------ */
+
+/* Classic BPF: drop our own transmissions (belt and braces behind
+ * PACKET_IGNORE_OUTGOING) and VLAN-tagged frames (the tag is stripped into
+ * metadata, so they would look untagged); keep ARP and IPv4 to ip.  The
+ * program sees the frame from the link header on (SOCK_RAW), which on a
+ * device without one is the IP header. */
+static int attach_filter(int fd, uint32_t ip, bool no_link)
+{
+	const uint32_t ad_pkttype = (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE);
+	const uint32_t ad_vlan = (uint32_t)(SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT);
+	struct sock_filter eth[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ad_pkttype),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 8, 0),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ad_vlan),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 6),
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, XT_ETH_TYPE_be16),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, XT_ETHERTYPE_ARP, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, XT_ETHERTYPE_IPV4, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, XT_ETH_HLEN + XT_IP_DST_be32),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ip, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+	};
+	struct sock_filter raw[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ad_pkttype),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 6, 0),
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, XT_IP_VHL),
+		BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x40, 0, 3),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, XT_IP_DST_be32),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ip, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+	};
+	struct sock_fprog prog = {
+		.len = no_link ? sizeof(raw) / sizeof(raw[0]) : sizeof(eth) / sizeof(eth[0]),
+		.filter = no_link ? raw : eth,
+	};
+
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
+}
+
+/* Slot size for the largest frame the interface carries, as tpacket_rcv lays
+ * it out: header, padding so the network header is 16-aligned, frame. */
+static uint32_t slot_size(uint32_t mtu, uint32_t hh)
+{
+	uint32_t netoff = TPACKET_ALIGN(TPACKET2_HDRLEN + (hh > 16 ? hh : 16));
+	uint32_t need = netoff + mtu + 4, size = 2048; /* + 4: a VLAN tag left in */
+
+	while (size < need && size < PK_MAX_SLOT)
+		size <<= 1;
+	return size;
+}
+
+static int default_frames(uint32_t bytes, uint32_t frame_size)
+{
+	uint32_t n = bytes / frame_size;
+
+	return (int)(n < PK_MIN_DEFAULT_FRAMES ? PK_MIN_DEFAULT_FRAMES : n);
+}
+
+static void ring_req(struct tpacket_req *req, uint32_t frame_size, int want)
+{
+	uint32_t block = frame_size > PK_BLOCK_SIZE ? frame_size : PK_BLOCK_SIZE;
+	uint32_t per_block = block / frame_size;
+	uint32_t nblocks = ((uint32_t)want + per_block - 1) / per_block;
+
+	req->tp_block_size = block;
+	req->tp_block_nr = nblocks;
+	req->tp_frame_size = frame_size;
+	req->tp_frame_nr = nblocks * per_block;
+}
+
+struct if_info {
+	int ifindex;
+	uint16_t type;
+	uint8_t mac[6];
+	int mtu;
+	short flags;
+};
+
+static int query_if(int fd, const char *ifname, struct if_info *ii)
+{
+	struct ifreq ifr;
+
+	memset(&ifr, 0, sizeof(ifr));
+	strncpy(ifr.ifr_name, ifname, IFNAMSIZ - 1);
+	if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0)
+		return errno == ENODEV ? pk_fail(-ENODEV, "no interface %s in this network namespace", ifname)
+				       : pk_fail(-errno, "SIOCGIFINDEX %s: %s", ifname, strerror(errno));
+	ii->ifindex = ifr.ifr_ifindex;
+	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0)
+		return pk_fail(-errno, "SIOCGIFHWADDR %s: %s", ifname, strerror(errno));
+	ii->type = ifr.ifr_hwaddr.sa_family;
+	memcpy(ii->mac, ifr.ifr_hwaddr.sa_data, 6);
+	if (ioctl(fd, SIOCGIFMTU, &ifr) < 0)
+		return pk_fail(-errno, "SIOCGIFMTU %s: %s", ifname, strerror(errno));
+	ii->mtu = ifr.ifr_mtu;
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		return pk_fail(-errno, "SIOCGIFFLAGS %s: %s", ifname, strerror(errno));
+	ii->flags = ifr.ifr_flags;
+	return 0;
+}
+
+static int set_opt(int fd, int level, int name, int val, const char *what)
+{
+	if (setsockopt(fd, level, name, &val, sizeof(val)) < 0)
+		return pk_fail(-errno, "setsockopt %s: %s", what, strerror(errno));
+	return 0;
+}
+
+/* Options, rings and the mapping; p->fd is open, p->no_link and the slot
+ * sizes are set. */
+static int setup_rings(struct pk_nic *p, const struct xt_packet_cfg *cfg)
+{
+	struct tpacket_req rx, tx;
+	int r, want;
+
+	/* Kernels before 4.20 lack it; the filter drops outgoing frames anyway. */
+	(void)set_opt(p->fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING");
+	if ((r = set_opt(p->fd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "PACKET_VERSION")) < 0)
+		return r;
+	/* Oversize frames: truncated copy in the ring, the whole one queued. */
+	if ((r = set_opt(p->fd, SOL_PACKET, PACKET_COPY_THRESH, 1, "PACKET_COPY_THRESH")) < 0)
+		return r;
+	if (set_opt(p->fd, SOL_SOCKET, SO_RCVBUFFORCE, PK_RCVBUF, "SO_RCVBUFFORCE") < 0)
+		(void)set_opt(p->fd, SOL_SOCKET, SO_RCVBUF, PK_RCVBUF, "SO_RCVBUF");
+	if (set_opt(p->fd, SOL_SOCKET, SO_SNDBUFFORCE, PK_SNDBUF, "SO_SNDBUFFORCE") < 0)
+		(void)set_opt(p->fd, SOL_SOCKET, SO_SNDBUF, PK_SNDBUF, "SO_SNDBUF");
+	/* TX: a malformed frame is skipped rather than stopping the ring (must
+	 * precede the rings). */
+	if (p->tx_ring_mode && (r = set_opt(p->fd, SOL_PACKET, PACKET_LOSS, 1, "PACKET_LOSS")) < 0)
+		return r;
+	if (cfg->qdisc_bypass &&
+	    (r = set_opt(p->fd, SOL_PACKET, PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS")) < 0)
+		return r;
+
+	want = cfg->rx_ring_frames ? cfg->rx_ring_frames : default_frames(PK_DEFAULT_RX_BYTES, p->rx.frame_size);
+	ring_req(&rx, p->rx.frame_size, want);
+	if (setsockopt(p->fd, SOL_PACKET, PACKET_RX_RING, &rx, sizeof(rx)) < 0)
+		return pk_fail(-errno, "PACKET_RX_RING (%u x %u bytes): %s", rx.tp_frame_nr,
+			       rx.tp_frame_size, strerror(errno));
+	p->rx.nframes = rx.tp_frame_nr;
+	p->map_len = (size_t)rx.tp_block_size * rx.tp_block_nr;
+	if (p->tx_ring_mode) {
+		want = cfg->tx_ring_frames ? cfg->tx_ring_frames
+					   : default_frames(PK_DEFAULT_TX_BYTES, p->tx.frame_size);
+		ring_req(&tx, p->tx.frame_size, want);
+		if (setsockopt(p->fd, SOL_PACKET, PACKET_TX_RING, &tx, sizeof(tx)) < 0)
+			return pk_fail(-errno, "PACKET_TX_RING (%u x %u bytes): %s", tx.tp_frame_nr,
+				       tx.tp_frame_size, strerror(errno));
+		p->tx.nframes = tx.tp_frame_nr;
+		p->map_len += (size_t)tx.tp_block_size * tx.tp_block_nr;
+	}
+	/* One mapping: the RX ring, then the TX ring. */
+	p->map = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd, 0);
+	if (p->map == MAP_FAILED) {
+		p->map = NULL;
+		return pk_fail(-errno, "mmap of the rings (%zu bytes): %s", p->map_len, strerror(errno));
+	}
+	p->rx.base = p->map;
+	if (p->tx_ring_mode)
+		p->tx.base = p->map + (size_t)rx.tp_block_size * rx.tp_block_nr;
+	return 0;
+}
+
+static int check_cfg(const struct xt_packet_cfg *cfg)
+{
+	if (!cfg || !cfg->ifname || !*cfg->ifname || strlen(cfg->ifname) >= IFNAMSIZ)
+		return pk_fail(-EINVAL, "interface name missing or longer than %d", IFNAMSIZ - 1);
+	if (cfg->ip == 0)
+		return pk_fail(-EINVAL, "engine address (cfg.ip) missing");
+	if (cfg->rx_ring_frames < 0 || cfg->rx_ring_frames > PK_MAX_RING_FRAMES ||
+	    cfg->tx_ring_frames < 0 || cfg->tx_ring_frames > PK_MAX_RING_FRAMES)
+		return pk_fail(-EINVAL, "ring sizes must be 0..%d frames", PK_MAX_RING_FRAMES);
+	if (cfg->tx_mode != XT_PACKET_TX_RING && cfg->tx_mode != XT_PACKET_TX_SENDMMSG)
+		return pk_fail(-EINVAL, "unknown tx_mode %d", cfg->tx_mode);
+	return 0;
+}
+
+/* Link type, capabilities and slot sizes from the interface. */
+static int apply_if(struct pk_nic *p, const struct xt_packet_cfg *cfg, const struct if_info *ii)
+{
+	uint32_t hh;
+
+	switch (ii->type) {
+	case ARPHRD_ETHER:
+		p->no_link = false;
+		memcpy(p->nic.caps.mac, ii->mac, 6);
+		break;
+	case ARPHRD_NONE:
+	case ARPHRD_RAWIP:
+		p->no_link = true;
+		break;
+	default:
+		return pk_fail(-EPROTONOSUPPORT, "%s: link type %u is neither Ethernet nor bare IP",
+			       cfg->ifname, ii->type);
+	}
+	if (!(ii->flags & IFF_UP))
+		return pk_fail(-ENETDOWN, "%s is down (ip link set %s up)", cfg->ifname, cfg->ifname);
+	if (ii->mtu < 68)
+		return pk_fail(-EINVAL, "%s: MTU %d below the IPv4 minimum of 68", cfg->ifname, ii->mtu);
+	hh = p->no_link ? 0 : XT_ETH_HLEN;
+	p->nic.caps.mtu = ii->mtu > 65535 ? 65535 : (uint16_t)ii->mtu;
+	p->nic.caps.no_link_header = p->no_link;
+	p->rx.frame_size = slot_size((uint32_t)ii->mtu, hh);
+	p->tx.frame_size = p->rx.frame_size;
+	/* What the kernel takes (packet_snd: MTU + link header, + 4 for a tag). */
+	p->tx_cap = (uint32_t)ii->mtu + hh + (p->no_link ? 0 : 4);
+	if (p->tx_ring_mode && p->tx_cap > p->tx.frame_size - PK_TX_DATA_OFF)
+		p->tx_cap = p->tx.frame_size - PK_TX_DATA_OFF;
+	p->ifindex = ii->ifindex;
+	/* Ethernet frames go to the bound device, which names their protocol
+	 * from the header (packet_parse_headers).  Bare IP has no header to take
+	 * it from: name it, or a device that looks (wireguard) drops the frame.
+	 * An address costs a device lookup per send, so only here. */
+	if (p->no_link) {
+		p->txaddr.sll_family = AF_PACKET;
+		p->txaddr.sll_ifindex = ii->ifindex;
+		p->txaddr.sll_protocol = htons(ETH_P_IP);
+		p->txaddr_len = sizeof(p->txaddr);
+	}
+	return 0;
+}
+
+int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
+{
+	struct pk_nic *p;
+	struct if_info ii = { 0 };
+	struct sockaddr_ll sll;
+	int r;
+
+	pk_err[0] = '\0';
+	if (!out)
+		return pk_fail(-EINVAL, "out missing");
+	if ((r = check_cfg(cfg)) < 0)
+		return r;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return pk_fail(-ENOMEM, "out of memory");
+	p->nic.ops = &packet_ops;
+	p->tx_ring_mode = cfg->tx_mode == XT_PACKET_TX_RING;
+	/* Protocol 0: receives nothing until bind() below. */
+	p->fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd < 0) {
+		r = errno == EPERM || errno == EACCES
+			    ? pk_fail(-EPERM, "AF_PACKET socket: CAP_NET_RAW required")
+			    : pk_fail(-errno, "AF_PACKET socket: %s", strerror(errno));
+		goto fail;
+	}
+	if ((r = query_if(p->fd, cfg->ifname, &ii)) < 0 || (r = apply_if(p, cfg, &ii)) < 0)
+		goto fail;
+	if (attach_filter(p->fd, cfg->ip, p->no_link) < 0) {
+		r = pk_fail(-errno, "SO_ATTACH_FILTER: %s", strerror(errno));
+		goto fail;
+	}
+	if ((r = setup_rings(p, cfg)) < 0)
+		goto fail;
+	memset(&sll, 0, sizeof(sll));
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons(ETH_P_ALL);
+	sll.sll_ifindex = ii.ifindex;
+	if (bind(p->fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+		r = errno == ENETDOWN ? pk_fail(-ENETDOWN, "%s is down", cfg->ifname)
+				      : pk_fail(-errno, "bind to %s: %s", cfg->ifname, strerror(errno));
+		goto fail;
+	}
+	*out = &p->nic;
+	return 0;
+fail:
+	pk_free(p);
+	return r;
+}
