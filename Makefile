@@ -6,6 +6,7 @@
 #   make run-tests  the cmocka tests only; make run-fuzz: the fuzz runs only
 #   make asan       the tests and two demo runs again, built with ASan+UBSan, and run
 #   make fuzz       the libFuzzer targets only (built, not run)
+#   make bench      engine-only figures next to the kernel's, same run (build/bench-engine.*)
 #   make clean
 #
 # Sources join by wildcard: stack/*.c and nic/*.c are the engine, preload/*.c
@@ -61,7 +62,7 @@ FUZZERS := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 LDLIBS := -lm
 TEST_LDLIBS := -lcmocka -lm
 
-.PHONY: all check asan fuzz clean run-tests run-fuzz check-exports
+.PHONY: all check asan fuzz clean run-tests run-fuzz check-exports bench
 .DELETE_ON_ERROR:
 
 all: $(ENGINE_LIB) $(SHLIB) $(TOOLS)
@@ -171,6 +172,11 @@ check-exports: $(SHLIB)
 		sed 's/@.*//' | grep -vxF -f <(sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_]*\);.*/\1/p' preload/libxtcp.map) || true); \
 	if [ -n "$$extra" ]; then echo "check-exports: unexpected exports in $(SHLIB):" $$extra; exit 1; fi; \
 	echo "check-exports: $(SHLIB) exports only the symbols of preload/libxtcp.map"
+
+# Performance figures: kernel and xtcp measured in the same run, written to
+# $(B)/bench-engine.md and .json.  Not part of check: timing decides nothing there.
+bench: all
+	@$(B)/xtcp-bench-engine --json $(B)/bench-engine.json | tee $(B)/bench-engine.md
 
 clean:
 	rm -rf $(B)
