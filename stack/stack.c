@@ -250,10 +250,14 @@ static void heap_update(struct xt_stack *st, struct xt_sock *s)
 
 void xt_timer_set(struct xt_stack *st, struct xt_sock *s, int t, xt_time_t when)
 {
-	if (s->tmr[t] == when)
+	xt_time_t old = s->tmr[t];
+	if (old == when)
 		return;
 	s->tmr[t] = when;
-	heap_update(st, s);
+	/* Only an earlier deadline, or the earliest one moving, changes the
+	 * socket's place in the heap (most updates re-arm a later timer). */
+	if (when < s->deadline || old == s->deadline)
+		heap_update(st, s);
 }
 
 void xt_stack_poll(struct xt_stack *st, xt_time_t now)
