@@ -259,6 +259,12 @@ static inline uint32_t xt_tcp_flight(const struct xt_sock *s) { return s->snd_nx
 uint32_t xt_tcp_pipe(const struct xt_sock *s);
 void xt_tcp_sack_send(struct xt_stack *st, struct xt_sock *s, xt_time_t now);
 
+/* tcp_listen.c */
+void xt_synq_add(struct xt_sock *l, struct xt_sock *c);
+void xt_acceptq_add(struct xt_stack *st, struct xt_sock *l, struct xt_sock *c);
+struct xt_sock *xt_acceptq_pop(struct xt_sock *l);
+void xt_listen_unlink(struct xt_sock *c);
+
 /* tcp_sack.c */
 void xt_sack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_seg *seg);
 void xt_sack_trim(struct xt_sock *s);

@@ -243,19 +243,6 @@ static struct xt_sock *child_new(struct xt_stack *st, struct xt_sock *l, const s
 	return c;
 }
 
-static void accept_queue_add(struct xt_stack *st, struct xt_sock *l, struct xt_sock *c)
-{
-	c->aq_next = NULL;
-	if (l->aq_tail)
-		l->aq_tail->aq_next = c;
-	else
-		l->aq_head = c;
-	l->aq_tail = c;
-	c->in_aq = 1;
-	l->aq_len++;
-	xt_sock_wake(st, l);
-}
-
 /* SYN queue full: answer with a cookie and keep no state (Linux
  * tcp_conn_request with want_cookie). */
 static void send_cookie(struct xt_stack *st, struct xt_sock *l, const struct xt_seg *seg, xt_time_t now)
@@ -311,12 +298,7 @@ static void listen_syn(struct xt_stack *st, struct xt_sock *l, const struct xt_s
 	c->snd_wnd = seg->wnd;
 	c->state = XT_SYN_RECV;
 	xt_ehash_insert(st, c);
-	c->sq_next = l->synq;
-	if (l->synq)
-		l->synq->sq_prev = c;
-	l->synq = c;
-	c->in_synq = 1;
-	l->synq_len++;
+	xt_synq_add(l, c);
 	st->cnt.tcp_passive_opens++;
 	c->rtt_time = now;
 	xt_tcp_send_syn(st, c, now);
@@ -376,7 +358,7 @@ static bool cookie_ack(struct xt_stack *st, struct xt_sock *l, struct xt_seg *se
 	xt_ehash_insert(st, c);
 	st->cnt.tcp_passive_opens++;
 	establish(st, c, seg, now);
-	accept_queue_add(st, l, c);
+	xt_acceptq_add(st, l, c);
 	/* the ACK may carry data or FIN: process it as on any connection */
 	if (seg->len || (seg->flags & XT_TH_FIN))
 		synchronized_input(st, c, seg, now);
@@ -424,17 +406,7 @@ static bool child_complete(struct xt_stack *st, struct xt_sock *c, const struct 
 	establish(st, c, seg, now);
 	if (!l)
 		return true;
-	/* out of the SYN queue ... */
-	if (c->sq_prev)
-		c->sq_prev->sq_next = c->sq_next;
-	else
-		l->synq = c->sq_next;
-	if (c->sq_next)
-		c->sq_next->sq_prev = c->sq_prev;
-	c->sq_prev = c->sq_next = NULL;
-	c->in_synq = 0;
-	l->synq_len--;
-	accept_queue_add(st, l, c); /* ... into the accept queue */
+	xt_acceptq_add(st, l, c); /* from the SYN queue into the accept queue */
 	return true;
 }
 

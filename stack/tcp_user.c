@@ -35,35 +35,6 @@ static void clear_timers(struct xt_stack *st, struct xt_sock *s)
 		xt_timer_clear(st, s, i);
 }
 
-static void unlink_child(struct xt_sock *c)
-{
-	struct xt_sock *l = c->parent;
-	if (c->in_synq) {
-		if (c->sq_prev)
-			c->sq_prev->sq_next = c->sq_next;
-		else
-			l->synq = c->sq_next;
-		if (c->sq_next)
-			c->sq_next->sq_prev = c->sq_prev;
-		l->synq_len--;
-		c->in_synq = 0;
-	}
-	if (c->in_aq) {
-		struct xt_sock **pp = &l->aq_head, *prev = NULL;
-		while (*pp && *pp != c) {
-			prev = *pp;
-			pp = &(*pp)->aq_next;
-		}
-		if (*pp)
-			*pp = c->aq_next;
-		if (l->aq_tail == c)
-			l->aq_tail = prev;
-		l->aq_len--;
-		c->in_aq = 0;
-	}
-	c->parent = NULL;
-}
-
 /* Linux tcp_done(): the connection is over.  The socket stays for its owner
  * (to read the error); an orphan or an embryonic child is freed.  Callers
  * must not touch s afterwards. */
@@ -80,7 +51,7 @@ void xt_tcp_done(struct xt_stack *st, struct xt_sock *s, int err)
 	if (s->bound && !s->user_bound)
 		xt_bhash_remove(st, s);
 	if (s->parent && s->in_synq) {
-		unlink_child(s);
+		xt_listen_unlink(s);
 		xt_sock_free(st, s);
 		return;
 	}
@@ -251,16 +222,9 @@ int xt_tcp_accept(struct xt_stack *st, int id, uint32_t *peer_ip, uint16_t *peer
 		return -EBADF;
 	if (l->state != XT_LISTEN)
 		return -EINVAL;
-	struct xt_sock *c = l->aq_head;
+	struct xt_sock *c = xt_acceptq_pop(l);
 	if (!c)
 		return -EAGAIN;
-	l->aq_head = c->aq_next;
-	if (!l->aq_head)
-		l->aq_tail = NULL;
-	l->aq_len--;
-	c->aq_next = NULL;
-	c->in_aq = 0;
-	c->parent = NULL;
 	if (peer_ip)
 		*peer_ip = c->rip;
 	if (peer_port)
@@ -445,13 +409,13 @@ static void listener_stop(struct xt_stack *st, struct xt_sock *l, xt_time_t now)
 {
 	while (l->synq) {
 		struct xt_sock *c = l->synq;
-		unlink_child(c);
+		xt_listen_unlink(c);
 		c->orphan = 1;
 		xt_tcp_done(st, c, 0);
 	}
 	while (l->aq_head) {
 		struct xt_sock *c = l->aq_head;
-		unlink_child(c);
+		xt_listen_unlink(c);
 		c->orphan = 1;
 		if (c->state != XT_CLOSE) { /* Linux inet_child_forget(): RST */
 			xt_tcp_send_rst_sock(st, c, now);
