@@ -165,7 +165,7 @@ void xt_stack_flush(struct xt_stack *st)
 
 void xt_stack_input(struct xt_stack *st, const void *frame, size_t len, xt_time_t now)
 {
-	st->now = now;
+	now = xt_clock(st, now);
 	st->cnt.rx_frames++;
 	st->cnt.rx_bytes += len;
 	if (len > XT_FRAME_MAX * 32) { /* larger than any frame we handle (incl. GRO) */
@@ -262,7 +262,7 @@ void xt_timer_set(struct xt_stack *st, struct xt_sock *s, int t, xt_time_t when)
 
 void xt_stack_poll(struct xt_stack *st, xt_time_t now)
 {
-	st->now = now;
+	now = xt_clock(st, now);
 	/* Each socket's handler re-arms or clears what fired, so this ends. */
 	while (st->heap_n && st->heap[0]->deadline <= now) {
 		struct xt_sock *s = st->heap[0];

@@ -240,7 +240,7 @@ int xt_tcp_connect(struct xt_stack *st, int id, uint32_t ip, uint16_t port, xt_t
 	struct xt_sock *s = xt_sock_get(st, id);
 	if (!s)
 		return -EBADF;
-	st->now = now;
+	now = xt_clock(st, now);
 	if (s->state == XT_SYN_SENT || s->state == XT_SYN_RECV)
 		return -EALREADY;
 	if (s->state != XT_CLOSE || s->ever_connected)
@@ -303,7 +303,7 @@ long xt_tcp_send(struct xt_stack *st, int id, const void *buf, size_t len, int f
 	struct xt_sock *s = xt_sock_get(st, id);
 	if (!s)
 		return -EBADF;
-	st->now = now;
+	now = xt_clock(st, now);
 	if (!xt_state_can_send(s->state)) {
 		/* Linux sk_stream_wait_connect() */
 		if (s->err) {
@@ -351,7 +351,7 @@ long xt_tcp_recv(struct xt_stack *st, int id, void *buf, size_t len, int flags, 
 	struct xt_sock *s = xt_sock_get(st, id);
 	if (!s)
 		return -EBADF;
-	st->now = now;
+	now = xt_clock(st, now);
 	if (s->state == XT_LISTEN)
 		return -ENOTCONN;
 	if (len == 0)
@@ -436,7 +436,7 @@ int xt_tcp_shutdown(struct xt_stack *st, int id, int how, xt_time_t now)
 		return -EBADF;
 	if (how < XT_SHUT_RD || how > XT_SHUT_RDWR)
 		return -EINVAL;
-	st->now = now;
+	now = xt_clock(st, now);
 	uint8_t bits = (uint8_t)(how + 1); /* SHUT_RD -> RCV_SHUTDOWN ... */
 	int ret = 0;
 	switch (s->state) {
@@ -480,7 +480,7 @@ int xt_tcp_close(struct xt_stack *st, int id, xt_time_t now)
 	struct xt_sock *s = xt_sock_get(st, id);
 	if (!s)
 		return -EBADF;
-	st->now = now;
+	now = xt_clock(st, now);
 	s->shut = XT_SHUTDOWN_MASK;
 	if (s->state == XT_LISTEN) {
 		listener_stop(st, s, now);
@@ -516,6 +516,7 @@ int xt_tcp_close(struct xt_stack *st, int id, xt_time_t now)
 
 int xt_tcp_abort(struct xt_stack *st, int id, xt_time_t now)
 {
+	now = xt_clock(st, now);
 	struct xt_sock *s = xt_sock_get(st, id);
 	if (!s)
 		return -EBADF;
@@ -558,7 +559,7 @@ int xt_tcp_setopt(struct xt_stack *st, int id, int opt, int val, xt_time_t now)
 	struct xt_sock *s = xt_sock_get(st, id);
 	if (!s)
 		return -EBADF;
-	st->now = now;
+	now = xt_clock(st, now);
 	int ret = 0;
 	switch (opt) {
 	case XT_SO_REUSEADDR: s->reuseaddr = !!val; break;
@@ -678,7 +679,9 @@ int xt_tcp_getname(struct xt_stack *st, int id, int peer, uint32_t *ip, uint16_t
 	if (!s)
 		return -EBADF;
 	if (peer) {
-		if (!xt_state_synchronized(s->state) && s->state != XT_SYN_RECV)
+		/* Linux: the owner's socket is CLOSE once its connection went to
+		 * TIME_WAIT, so it has no peer any more */
+		if ((!xt_state_synchronized(s->state) && s->state != XT_SYN_RECV) || s->state == XT_TIME_WAIT)
 			return -ENOTCONN;
 		*ip = s->rip;
 		*port = s->rport;
@@ -716,6 +719,7 @@ static uint32_t ms_since(xt_time_t t, xt_time_t now)
 
 int xt_tcp_info(struct xt_stack *st, int id, struct xt_tcp_info *ti, xt_time_t now)
 {
+	now = xt_clock(st, now);
 	struct xt_sock *s = xt_sock_get(st, id);
 	if (!s)
 		return -EBADF;

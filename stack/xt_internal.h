@@ -66,6 +66,17 @@ struct xt_stack {
 	uint32_t port_hint;
 };
 
+/* The engine's clock never runs backwards, whatever the caller passes: every
+ * entry point takes max(now, the latest time seen), so intervals computed
+ * inside (RTT samples, idle times) are never negative. */
+static inline xt_time_t xt_clock(struct xt_stack *st, xt_time_t now)
+{
+	if (now < st->now)
+		return st->now;
+	st->now = now;
+	return now;
+}
+
 /* Offset of the L3 header in a frame we build, and of the L4 header. */
 static inline uint32_t xt_l3_off(const struct xt_stack *st) { return st->cfg.no_link_header ? 0 : XT_ETH_HLEN; }
 static inline uint32_t xt_l4_off(const struct xt_stack *st) { return xt_l3_off(st) + XT_IP_HLEN; }

@@ -355,6 +355,30 @@ static void test_syn_flood_bounded(void **state)
 	net_free(net);
 }
 
+/* A caller whose clock steps backwards (a data point taken before the
+ * lock, another clock source) must not poison the RTT: the engine's clock is
+ * monotonic. */
+static void test_clock_never_runs_backwards(void **state)
+{
+	(void)state;
+	struct net *net = net_new(1);
+	int l = listener(net, 4), c;
+	connect_n(net, &c, 1);
+	run(net, XT_MS(10));
+	int got[1] = { -1 };
+	assert_int_equal(accept_all(net, l, got, 1), 1);
+	xt_time_t past = net->now - XT_SEC(100);
+	assert_int_equal(xt_tcp_send(net->a, c, "late", 4, 0, past), 4); /* times the segment at "past" */
+	run(net, XT_MS(10));
+	struct xt_tcp_info ti;
+	assert_int_equal(xt_tcp_info(net->a, c, &ti, past), 0);
+	assert_true(ti.rtt_us < 100000);
+	assert_true(ti.rto_us <= 300000);
+	char buf[8];
+	assert_int_equal(xt_tcp_recv(net->b, got[0], buf, sizeof(buf), 0, net->now), 4);
+	net_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -363,6 +387,7 @@ int main(void)
 		cmocka_unit_test(test_no_cookies_synq_drops),
 		cmocka_unit_test(test_bad_cookie_rejected),
 		cmocka_unit_test(test_syn_flood_bounded),
+		cmocka_unit_test(test_clock_never_runs_backwards),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
