@@ -1,8 +1,4 @@
-/* Version of libxtcp.so.
- *
- * For now the only symbol the library exports (see libxtcp.map): the
- * interposed libc functions arrive with the LD_PRELOAD shim.
- */
+/* Version of libxtcp.so (exported, see libxtcp.map). */
 #ifndef XTCP_VERSION
 #define XTCP_VERSION "0.1.0-dev"
 #endif

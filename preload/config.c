@@ -1,0 +1,240 @@
+/* XTCP_* environment variables and the log.  Every variable is read once,
+ * when the first AF_INET stream socket is created; a bad value gets one log
+ * line and the whole process stays on the kernel (man/libxtcp.7). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+struct xp_config xp_cfg;
+int xp_log_level = XP_LOG_WARN;
+static int log_fd = 2;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void xp_log(int level, const char *fmt, ...)
+{
+	char buf[512];
+	int saved = errno;
+	int n = snprintf(buf, sizeof(buf), "xtcp[%d]: %s: ", (int)getpid(), level_names[level]);
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		m = 0;
+	n += m;
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	/* the raw call: neither our write() nor a cancellation point */
+	(void)syscall(SYS_write, log_fd, buf, (size_t)n);
+	errno = saved;
+}
+
+/* Parses a decimal with an optional k/m/g suffix (binary multiples). */
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
+{
+	if (!s || !*s)
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *s == '-')
+		return -1;
+	uint64_t mul = 1;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024, end++;
+	else if (*end == 'm' || *end == 'M')
+		mul = 1024 * 1024, end++;
+	else if (*end == 'g' || *end == 'G')
+		mul = 1024ull * 1024 * 1024, end++;
+	if (*end || (mul > 1 && v > max / mul) || v * mul > max)
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+static int parse_ip(const char *s, uint32_t *ip)
+{
+	struct in_addr a;
+	if (inet_pton(AF_INET, s, &a) != 1)
+		return -1;
+	*ip = ntohl(a.s_addr);
+	return 0;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+	if (sscanf(s, "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		if (v[i] > 255)
+			return -1;
+		mac[i] = (uint8_t)v[i];
+	}
+	if (mac[0] & 1) /* multicast/broadcast cannot be a station address */
+		return -1;
+	return 0;
+}
+
+static int bad(const char *var, const char *val, const char *why)
+{
+	xp_log(XP_LOG_ERROR, "%s=\"%s\": %s; every socket stays on the kernel", var, val, why);
+	return -1;
+}
+
+static int load_log(void)
+{
+	const char *v = getenv("XTCP_LOG_LEVEL");
+	if (v && *v) {
+		int i;
+		for (i = 0; i < 4; i++)
+			if (!strcasecmp(v, level_names[i]))
+				break;
+		if (i == 4)
+			return bad("XTCP_LOG_LEVEL", v, "expected error, warn, info or debug");
+		xp_log_level = i;
+	}
+	v = getenv("XTCP_LOG_FILE");
+	if (v && *v) {
+		int fd = open(v, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0) {
+			int e = errno;
+			xp_log(XP_LOG_ERROR, "XTCP_LOG_FILE=\"%s\": %s; every socket stays on the kernel", v,
+			       strerror(e));
+			return -1;
+		}
+		log_fd = fd;
+	}
+	return 0;
+}
+
+static int load_num(const char *var, uint64_t min, uint64_t max, uint64_t *out)
+{
+	const char *v = getenv(var);
+	if (!v || !*v)
+		return 0;
+	uint64_t x;
+	if (parse_u64(v, max, &x) < 0 || x < min) {
+		char why[96];
+		snprintf(why, sizeof(why), "expected a number from %llu to %llu", (unsigned long long)min,
+			 (unsigned long long)max);
+		return bad(var, v, why);
+	}
+	*out = x;
+	return 0;
+}
+
+int xp_config_load(bool *off)
+{
+	struct xp_config *c = &xp_cfg;
+	memset(c, 0, sizeof(*c));
+	*off = false;
+	if (load_log() < 0)
+		return -1;
+
+	const char *v = getenv("XTCP_NIC");
+	c->nic = XP_NIC_AUTO;
+	if (v && *v) {
+		if (!strcmp(v, "packet"))
+			c->nic = XP_NIC_PACKET;
+		else if (!strcmp(v, "auto"))
+			c->nic = XP_NIC_AUTO;
+		else if (!strcmp(v, "kernel"))
+			c->nic = XP_NIC_KERNEL;
+		else
+			return bad("XTCP_NIC", v, "expected packet, auto or kernel");
+	}
+	if (c->nic == XP_NIC_KERNEL) {
+		XP_LOG(XP_LOG_INFO, "XTCP_NIC=kernel: every socket stays on the kernel");
+		*off = true;
+		return 0;
+	}
+
+	v = getenv("XTCP_IFACE");
+	if (!v || !*v) {
+		xp_log(XP_LOG_WARN, "XTCP_IFACE is not set; every socket stays on the kernel");
+		*off = true;
+		return 0;
+	}
+	if (strlen(v) >= 16)
+		return bad("XTCP_IFACE", v, "interface names have at most 15 characters");
+	snprintf(c->iface, sizeof(c->iface), "%s", v);
+
+	v = getenv("XTCP_IP");
+	if (!v || !*v) {
+		xp_log(XP_LOG_ERROR, "XTCP_IP is not set (a.b.c.d/prefix, an address the kernel does not own "
+				     "on %s); every socket stays on the kernel", c->iface);
+		return -1;
+	}
+	{
+		char ipbuf[32];
+		const char *slash = strchr(v, '/');
+		size_t iplen = slash ? (size_t)(slash - v) : strlen(v);
+		uint64_t prefix;
+		if (!slash || iplen >= sizeof(ipbuf))
+			return bad("XTCP_IP", v, "expected a.b.c.d/prefix");
+		memcpy(ipbuf, v, iplen);
+		ipbuf[iplen] = 0;
+		if (parse_ip(ipbuf, &c->ip) < 0 || parse_u64(slash + 1, 32, &prefix) < 0 || prefix < 1)
+			return bad("XTCP_IP", v, "expected a.b.c.d/prefix with a prefix from 1 to 32");
+		c->prefix = (int)prefix;
+		c->netmask = prefix == 32 ? 0xffffffffu : ~(0xffffffffu >> prefix);
+		uint32_t a = c->ip;
+		if (a == 0 || (a >> 24) == 127 || (a >> 28) >= 14 || (prefix < 31 && ((a & ~c->netmask) == 0 ||
+			(a & ~c->netmask) == ~c->netmask)))
+			return bad("XTCP_IP", v, "not a usable unicast host address");
+	}
+
+	v = getenv("XTCP_GW");
+	if (v && *v) {
+		if (parse_ip(v, &c->gw) < 0)
+			return bad("XTCP_GW", v, "expected a.b.c.d");
+		if ((c->gw & c->netmask) != (c->ip & c->netmask) || c->gw == c->ip)
+			return bad("XTCP_GW", v, "the gateway must be another address inside XTCP_IP's subnet");
+	}
+
+	v = getenv("XTCP_MAC");
+	if (v && *v) {
+		if (parse_mac(v, c->mac) < 0)
+			return bad("XTCP_MAC", v, "expected a unicast MAC address aa:bb:cc:dd:ee:ff");
+		c->have_mac = true;
+	}
+
+	uint64_t x;
+	c->rcvbuf = 262144;
+	c->sndbuf = 262144;
+	c->somaxconn = 4096;
+	c->max_sockets = 65536;
+	x = c->rcvbuf;
+	if (load_num("XTCP_RCVBUF", 4096, 64u << 20, &x) < 0)
+		return -1;
+	c->rcvbuf = (uint32_t)x;
+	x = c->sndbuf;
+	if (load_num("XTCP_SNDBUF", 4096, 64u << 20, &x) < 0)
+		return -1;
+	c->sndbuf = (uint32_t)x;
+	x = c->somaxconn;
+	if (load_num("XTCP_SOMAXCONN", 1, 65535, &x) < 0)
+		return -1;
+	c->somaxconn = (uint32_t)x;
+	x = c->max_sockets;
+	if (load_num("XTCP_MAX_SOCKETS", 1, 1u << 24, &x) < 0)
+		return -1;
+	c->max_sockets = (uint32_t)x;
+	x = 0;
+	if (load_num("XTCP_SPIN_US", 0, 1000000, &x) < 0)
+		return -1;
+	c->spin_ns = x * 1000;
+	return 0;
+}

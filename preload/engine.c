@@ -1,0 +1,656 @@
+/* The one engine of the process: attached lazily on the first AF_INET stream
+ * socket, protected by one mutex, kept running by a progress thread, and the
+ * waits of blocking calls.
+ *
+ * Progress: the progress thread sleeps in ppoll() on the NIC's wake fd and an
+ * eventfd, with the engine's next deadline as timeout; it receives frames and
+ * runs timers whenever the application does not call in.  Threads blocked in
+ * a call (recv, accept, connect, send, close with linger) also ppoll() the NIC
+ * wake fd themselves, so a reply wakes them directly; whoever takes the lock
+ * first processes the frames, and the engine's on_event callback writes the
+ * eventfd of each thread waiting on a socket whose readiness changed.
+ *
+ * Signals: a waiting thread blocks every signal and watches a signalfd of the
+ * signals it had unblocked.  When one is pending it knows which, looks at that
+ * signal's disposition (SA_RESTART or not), then restores its mask so the
+ * handler runs, and returns -EINTR or goes on waiting as the kernel would
+ * (signal(7)): restart under SA_RESTART unless the socket has a timeout.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shim.h"
+#include "../nic/packet.h"
+
+struct xp_engine xp_eng = {
+	.mu = PTHREAD_MUTEX_INITIALIZER,
+	.wake_fd = -1,
+	.prog_evfd = -1,
+};
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+xt_time_t xp_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (xt_time_t)ts.tv_sec * 1000000000ull + (xt_time_t)ts.tv_nsec;
+}
+
+/* The engine's time: read under the lock and never behind the last value
+ * the engine saw (threads read the clock before they get the lock). */
+xt_time_t xp_clock(void)
+{
+	xt_time_t t = xp_now();
+	if (t < xp_eng.now)
+		t = xp_eng.now;
+	xp_eng.now = t;
+	return t;
+}
+
+void xp_lock(void)
+{
+	xp_in_lib++;
+	pthread_mutex_lock(&xp_eng.mu);
+}
+
+void xp_unlock(void)
+{
+	pthread_mutex_unlock(&xp_eng.mu);
+	xp_in_lib--;
+}
+
+/* --- engine <-> NIC ------------------------------------------------------- */
+
+static int eng_tx(void *ctx, const struct xt_frame *frames, int n)
+{
+	(void)ctx;
+	return xt_nic_tx(xp_eng.nic, frames, n, xp_eng.now);
+}
+
+static void wake_waiters(struct xp_sock *s)
+{
+	uint64_t one = 1;
+	for (struct xp_waiter *w = s->waiters; w; w = w->next) {
+		if (w->signalled)
+			continue;
+		w->signalled = true;
+		(void)syscall(SYS_write, w->evfd, &one, sizeof(one));
+	}
+}
+
+static void eng_event(void *ctx, int sock, uint32_t events)
+{
+	(void)ctx;
+	(void)events;
+	struct xp_sock *s = xt_tcp_udata(xp_eng.st, sock);
+	if (s)
+		wake_waiters(s);
+}
+
+#define RX_BURST 64
+#define RX_ROUNDS 16
+
+void xp_drive(xt_time_t now)
+{
+	struct xt_frame f[RX_BURST];
+	if (now < xp_eng.now)
+		now = xp_eng.now;
+	xp_eng.now = now;
+	/* Until rx_burst returns nothing: that also hands the last lent slots
+	 * back, which is what makes the wake fd quiet again. */
+	for (int round = 0; round < RX_ROUNDS; round++) {
+		int n = xt_nic_rx(xp_eng.nic, f, RX_BURST, now);
+		if (n <= 0)
+			break;
+		for (int i = 0; i < n; i++)
+			xt_stack_input(xp_eng.st, f[i].data, f[i].len, now);
+	}
+	xt_stack_flush(xp_eng.st);
+	if (xt_stack_next_deadline(xp_eng.st) <= now)
+		xt_stack_poll(xp_eng.st, now);
+}
+
+static xt_time_t next_deadline(void)
+{
+	xt_time_t d = xt_stack_next_deadline(xp_eng.st);
+	xt_time_t n = xt_nic_deadline(xp_eng.nic);
+	return n < d ? n : d;
+}
+
+/* Arms the NIC's wake fd; false if frames came in meanwhile (drive again). */
+static bool arm_nic(xt_time_t now)
+{
+	if (xp_eng.nic->ops->arm_wake) {
+		int r = xp_eng.nic->ops->arm_wake(xp_eng.nic);
+		if (r < 0) {
+			static bool said;
+			if (!said) {
+				said = true;
+				xp_log(XP_LOG_ERROR, "NIC %s: %s", xp_cfg.iface, strerror(-r));
+			}
+		}
+	}
+	(void)now;
+	return true;
+}
+
+static int timeout_ms_until(xt_time_t deadline, xt_time_t now, struct timespec *ts)
+{
+	if (deadline == XT_TIME_NEVER || deadline == UINT64_MAX)
+		return -1;
+	xt_time_t d = deadline > now ? deadline - now : 0;
+	ts->tv_sec = (time_t)(d / 1000000000ull);
+	ts->tv_nsec = (long)(d % 1000000000ull);
+	return 0;
+}
+
+/* --- the progress thread ------------------------------------------------ */
+
+static void *progress_main(void *arg)
+{
+	(void)arg;
+	xp_in_lib = 1; /* everything this thread calls goes to the kernel */
+	bool skip_drive = false;
+	for (;;) {
+		pthread_mutex_lock(&xp_eng.mu);
+		if (xp_eng.forked_child) {
+			pthread_mutex_unlock(&xp_eng.mu);
+			return NULL;
+		}
+		xt_time_t now = xp_clock();
+		if (!skip_drive) {
+			xp_drive(now);
+			arm_nic(now);
+			xp_drive(now);
+		}
+		xt_time_t dl = next_deadline();
+		/* A thread blocked in a call watches the NIC too and handles what
+		 * arrives: stay out of its way until the last such thread leaves
+		 * (it then writes our eventfd). */
+		bool excl = skip_drive && xp_eng.nic_waiters > 0;
+		xp_eng.prog_excluded = excl;
+		pthread_mutex_unlock(&xp_eng.mu);
+
+		struct pollfd p[2] = {
+			{ .fd = xp_eng.prog_evfd, .events = POLLIN },
+			{ .fd = xp_eng.wake_fd, .events = POLLIN },
+		};
+		int nfds = xp_eng.wake_fd >= 0 && !excl ? 2 : 1;
+		struct timespec ts, *tsp = NULL;
+		if (timeout_ms_until(dl, now, &ts) == 0)
+			tsp = &ts;
+		else if (xp_eng.wake_fd < 0) {
+			ts.tv_sec = 0;
+			ts.tv_nsec = 1000000; /* no wake fd: look every millisecond */
+			tsp = &ts;
+		}
+		int r = ppoll(p, (nfds_t)nfds, tsp, NULL);
+		skip_drive = false;
+		if (r > 0 && (p[0].revents & POLLIN)) {
+			uint64_t v;
+			(void)syscall(SYS_read, xp_eng.prog_evfd, &v, sizeof(v));
+		} else if (r > 0 && nfds == 2 && (p[1].revents & POLLIN) &&
+			   __atomic_load_n(&xp_eng.nic_waiters, __ATOMIC_RELAXED) > 0) {
+			skip_drive = true; /* a blocked thread takes these frames */
+		}
+	}
+	return NULL;
+}
+
+/* --- attaching ------------------------------------------------------------- */
+
+static void load_local_addrs(void)
+{
+	struct ifaddrs *ifa = NULL;
+	xp_eng.nlocal = 0;
+	if (getifaddrs(&ifa) < 0)
+		return;
+	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		if (xp_eng.nlocal < (int)(sizeof(xp_eng.local_ips) / sizeof(xp_eng.local_ips[0])))
+			xp_eng.local_ips[xp_eng.nlocal++] =
+				ntohl(((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+	}
+	freeifaddrs(ifa);
+}
+
+bool xp_is_local_kernel_addr(uint32_t ip)
+{
+	for (int i = 0; i < xp_eng.nlocal; i++)
+		if (xp_eng.local_ips[i] == ip)
+			return true;
+	return false;
+}
+
+bool xp_engine_serves(uint32_t dst)
+{
+	const struct xp_config *c = &xp_cfg;
+	if (dst == 0 || (dst >> 24) == 127 || (dst >> 28) >= 14 || dst == c->ip)
+		return false;
+	if (xp_is_local_kernel_addr(dst))
+		return false;
+	if ((dst & c->netmask) == (c->ip & c->netmask))
+		return c->prefix >= 31 || (dst & ~c->netmask) != ~c->netmask;
+	return c->gw != 0;
+}
+
+static void fmt_ip(uint32_t ip, char *buf, size_t len)
+{
+	struct in_addr a = { .s_addr = htonl(ip) };
+	inet_ntop(AF_INET, &a, buf, (socklen_t)len);
+}
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&xp_eng.mu);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&xp_eng.mu);
+}
+
+/* The child shares the NIC's rings with the parent: it must never drive the
+ * engine.  Its copies of offloaded sockets can only be closed (which does not
+ * touch the parent's connections); new sockets go to the kernel. */
+static void atfork_child(void)
+{
+	xp_eng.forked_child = true;
+	atomic_store(&xp_eng.state, XP_ENG_OFF);
+	pthread_mutex_unlock(&xp_eng.mu);
+}
+
+/* XTCP_LOG_LEVEL=debug: the engine's non-zero counters when the process exits. */
+static void dump_counters(void)
+{
+	if (xp_eng.forked_child || pthread_mutex_trylock(&xp_eng.mu) != 0)
+		return;
+	const uint64_t *c = (const uint64_t *)xt_stack_counters(xp_eng.st);
+	char line[400];
+	size_t n = 0;
+	line[0] = 0;
+	for (int i = 0; xt_counter_names[i]; i++) {
+		if (!c[i])
+			continue;
+		int m = snprintf(line + n, sizeof(line) - n, " %s=%llu", xt_counter_names[i],
+				 (unsigned long long)c[i]);
+		if (m < 0 || (size_t)m >= sizeof(line) - n) {
+			xp_log(XP_LOG_DEBUG, "counters:%s", line);
+			n = 0;
+			line[0] = 0;
+			i--;
+			continue;
+		}
+		n += (size_t)m;
+	}
+	if (n)
+		xp_log(XP_LOG_DEBUG, "counters:%s", line);
+	pthread_mutex_unlock(&xp_eng.mu);
+}
+
+static int attach(void)
+{
+	char ipbuf[16], gwbuf[16];
+	bool off;
+
+	if (xp_config_load(&off) < 0 || off)
+		return -1;
+	if (!if_nametoindex(xp_cfg.iface)) {
+		xp_log(XP_LOG_ERROR, "XTCP_IFACE=%s: no such interface in this network namespace; every "
+				     "socket stays on the kernel", xp_cfg.iface);
+		return -1;
+	}
+	load_local_addrs();
+	fmt_ip(xp_cfg.ip, ipbuf, sizeof(ipbuf));
+	if (xp_is_local_kernel_addr(xp_cfg.ip)) {
+		xp_log(XP_LOG_ERROR, "XTCP_IP=%s/%d: the kernel owns this address (it would reset our "
+				     "peers); use one it does not own; every socket stays on the kernel",
+		       ipbuf, xp_cfg.prefix);
+		return -1;
+	}
+
+	struct xt_packet_cfg pc = { 0 };
+	pc.ifname = xp_cfg.iface;
+	pc.ip = xp_cfg.ip;
+	struct xt_nic *nic = NULL;
+	int r = xt_packet_open(&pc, &nic);
+	if (r < 0) {
+		const char *why = xt_packet_error();
+		xp_log(XP_LOG_ERROR, "cannot attach to %s: %s; every socket stays on the kernel", xp_cfg.iface,
+		       why && *why ? why : strerror(-r));
+		return -1;
+	}
+	xp_eng.backend = "packet";
+
+	struct xt_stack_cfg sc;
+	xt_stack_cfg_defaults(&sc);
+	memcpy(sc.mac, xp_cfg.have_mac ? xp_cfg.mac : nic->caps.mac, 6);
+	sc.ip = xp_cfg.ip;
+	sc.netmask = xp_cfg.netmask;
+	sc.gateway = xp_cfg.gw;
+	if (nic->caps.mtu)
+		sc.mtu = nic->caps.mtu > 1500 ? 1500 : nic->caps.mtu;
+	sc.no_link_header = nic->caps.no_link_header;
+	sc.rx_csum_verified = nic->caps.rx_csum;
+	sc.tx_csum_offload = nic->caps.tx_csum;
+	sc.max_sockets = xp_cfg.max_sockets;
+	sc.somaxconn = xp_cfg.somaxconn;
+	sc.rcvbuf = xp_cfg.rcvbuf;
+	sc.sndbuf = xp_cfg.sndbuf;
+	if (getrandom(sc.secret, sizeof(sc.secret), GRND_NONBLOCK) != sizeof(sc.secret)) {
+		sc.secret[0] = xp_now() ^ ((uint64_t)getpid() << 32);
+		sc.secret[1] = (uint64_t)(uintptr_t)&sc * 0x9e3779b97f4a7c15ull;
+	}
+	sc.tx = eng_tx;
+	sc.on_event = eng_event;
+	xp_eng.nic = nic;
+	xp_eng.now = xp_now();
+	xp_eng.st = xt_stack_new(&sc, xp_eng.now);
+	if (!xp_eng.st) {
+		xp_log(XP_LOG_ERROR, "engine: invalid configuration or out of memory (XTCP_MAX_SOCKETS=%u); "
+				     "every socket stays on the kernel", xp_cfg.max_sockets);
+		xt_nic_close(nic);
+		xp_eng.nic = NULL;
+		return -1;
+	}
+	xp_eng.wake_fd = nic->ops->wake_fd ? nic->ops->wake_fd(nic) : -1;
+	xp_eng.prog_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (xp_eng.prog_evfd < 0) {
+		xp_log(XP_LOG_ERROR, "eventfd: %s; every socket stays on the kernel", strerror(errno));
+		goto fail;
+	}
+
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 256 * 1024);
+	r = pthread_create(&xp_eng.prog, &a, progress_main, NULL);
+	pthread_attr_destroy(&a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r) {
+		xp_log(XP_LOG_ERROR, "progress thread: %s; every socket stays on the kernel", strerror(r));
+		goto fail;
+	}
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	if (xp_log_level >= XP_LOG_DEBUG)
+		atexit(dump_counters);
+
+	const uint8_t *m = sc.mac;
+	if (xp_cfg.gw)
+		fmt_ip(xp_cfg.gw, gwbuf, sizeof(gwbuf));
+	else
+		snprintf(gwbuf, sizeof(gwbuf), "none");
+	XP_LOG(XP_LOG_INFO,
+	       "attached: backend %s, interface %s, address %s/%d, gateway %s, mac %02x:%02x:%02x:%02x:%02x:%02x, "
+	       "mtu %u, spin %llu us",
+	       xp_eng.backend, xp_cfg.iface, ipbuf, xp_cfg.prefix, gwbuf, m[0], m[1], m[2], m[3], m[4], m[5],
+	       sc.mtu, (unsigned long long)(xp_cfg.spin_ns / 1000));
+	return 0;
+fail:
+	if (xp_eng.prog_evfd >= 0)
+		close(xp_eng.prog_evfd);
+	xp_eng.prog_evfd = -1;
+	xt_stack_free(xp_eng.st);
+	xp_eng.st = NULL;
+	xt_nic_close(nic);
+	xp_eng.nic = NULL;
+	return -1;
+}
+
+static void init_once_fn(void)
+{
+	xp_in_lib++;
+	int r = attach();
+	xp_in_lib--;
+	atomic_store(&xp_eng.state, r == 0 ? XP_ENG_READY : XP_ENG_OFF);
+}
+
+bool xp_engine_ready(void)
+{
+	int s = atomic_load_explicit(&xp_eng.state, memory_order_acquire);
+	if (XP_LIKELY(s != XP_ENG_UNINIT))
+		return s == XP_ENG_READY;
+	pthread_once(&init_once, init_once_fn);
+	return atomic_load(&xp_eng.state) == XP_ENG_READY;
+}
+
+/* --- waits ------------------------------------------------------------------ */
+
+struct xp_thread {
+	bool init;
+	int evfd, sigfd;
+	sigset_t sigfd_mask;
+};
+static XP_TLS struct xp_thread th;
+static pthread_key_t th_key;
+static pthread_once_t th_key_once = PTHREAD_ONCE_INIT;
+
+static void th_destroy(void *p)
+{
+	(void)p;
+	if (th.evfd >= 0)
+		(void)syscall(SYS_close, th.evfd);
+	if (th.sigfd >= 0)
+		(void)syscall(SYS_close, th.sigfd);
+	th.evfd = th.sigfd = -1;
+	th.init = false;
+}
+
+static void th_key_make(void)
+{
+	pthread_key_create(&th_key, th_destroy);
+}
+
+static int th_setup(void)
+{
+	if (XP_LIKELY(th.init))
+		return 0;
+	pthread_once(&th_key_once, th_key_make);
+	th.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (th.evfd < 0)
+		return -errno;
+	sigemptyset(&th.sigfd_mask);
+	th.sigfd = signalfd(-1, &th.sigfd_mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (th.sigfd < 0) {
+		int e = errno;
+		(void)syscall(SYS_close, th.evfd);
+		return -e;
+	}
+	th.init = true;
+	pthread_setspecific(th_key, &th);
+	return 0;
+}
+
+void xp_wait_init(struct xp_wait *w, struct xp_sock *s, uint64_t timeo_ns, bool restartable)
+{
+	xt_time_t now = xp_now();
+	w->s = s;
+	w->deadline = timeo_ns ? now + timeo_ns : UINT64_MAX;
+	w->spin_until = xp_cfg.spin_ns ? now + xp_cfg.spin_ns : 0;
+	w->restartable = restartable && !timeo_ns;
+	w->put_on_cancel = true;
+	w->extra_fd = -1;
+	w->started = false;
+}
+
+static void waiter_add(struct xp_sock *s, struct xp_waiter *w)
+{
+	w->prev = NULL;
+	w->next = s->waiters;
+	if (s->waiters)
+		s->waiters->prev = w;
+	s->waiters = w;
+}
+
+static void waiter_del(struct xp_sock *s, struct xp_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else if (s->waiters == w)
+		s->waiters = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	w->next = w->prev = NULL;
+}
+
+/* Would a handler run for one of the signals in pend, and does it stop this
+ * call?  Dispositions are read while the signals are still blocked, so a
+ * SA_RESETHAND handler is seen as it is before it runs. */
+static bool interrupts(const sigset_t *pend, const sigset_t *mask, bool restartable)
+{
+	bool intr = false;
+	for (int sig = 1; sig < NSIG; sig++) {
+		if (!sigismember(pend, sig) || sigismember(mask, sig))
+			continue;
+		struct sigaction sa;
+		if (sigaction(sig, NULL, &sa) < 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) && (sa.sa_handler == SIG_DFL || sa.sa_handler == SIG_IGN))
+			continue; /* no handler runs: the kernel restarts transparently */
+		if (!restartable || !(sa.sa_flags & SA_RESTART))
+			intr = true;
+	}
+	return intr;
+}
+
+/* Engine lock held. */
+static void nic_waiter_leave(void)
+{
+	if (__atomic_sub_fetch(&xp_eng.nic_waiters, 1, __ATOMIC_RELAXED) == 0 && xp_eng.prog_excluded) {
+		uint64_t one = 1;
+		xp_eng.prog_excluded = false;
+		(void)syscall(SYS_write, xp_eng.prog_evfd, &one, sizeof(one));
+	}
+}
+
+struct wait_cleanup {
+	struct xp_wait *w;
+	struct xp_waiter *me;
+	sigset_t *old;
+	bool masked;
+};
+
+/* The thread was cancelled inside ppoll(): undo the wait and give up the
+ * caller's reference on the socket (see xp_wait's contract). */
+static void wait_cancelled(void *arg)
+{
+	struct wait_cleanup *c = arg;
+	if (c->masked)
+		pthread_sigmask(SIG_SETMASK, c->old, NULL);
+	pthread_mutex_lock(&xp_eng.mu);
+	if (c->w->s)
+		waiter_del(c->w->s, c->me);
+	if (xp_eng.wake_fd >= 0)
+		nic_waiter_leave();
+	pthread_mutex_unlock(&xp_eng.mu);
+	xp_in_lib = 0;
+	if (c->w->s && c->w->put_on_cancel)
+		xp_sock_put(c->w->s);
+}
+
+int xp_wait(struct xp_wait *w)
+{
+	xt_time_t now = xp_now();
+	if (w->deadline != UINT64_MAX && now >= w->deadline)
+		return -EAGAIN;
+	if (now < w->spin_until) { /* XTCP_SPIN_US: busy-poll before sleeping */
+		xp_unlock();
+		__builtin_ia32_pause();
+		xp_lock();
+		xp_drive(xp_clock());
+		return 0;
+	}
+	int r = th_setup();
+	if (r < 0) {
+		XP_LOG(XP_LOG_ERROR, "waiting thread: %s", strerror(-r));
+		return r;
+	}
+	if (!arm_nic(now))
+		return 0;
+	xt_time_t dl = next_deadline();
+	if (w->deadline < dl)
+		dl = w->deadline;
+
+	struct xp_waiter me = { .evfd = th.evfd };
+	if (w->s)
+		waiter_add(w->s, &me);
+	if (xp_eng.wake_fd >= 0)
+		__atomic_add_fetch(&xp_eng.nic_waiters, 1, __ATOMIC_RELAXED);
+	xp_unlock();
+
+	sigset_t all, old, pend;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* the signalfd watches what this thread normally lets in */
+	sigset_t want;
+	sigfillset(&want);
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(&old, sig))
+			sigdelset(&want, sig);
+	if (memcmp(&want, &th.sigfd_mask, sizeof(want)) != 0) {
+		th.sigfd_mask = want;
+		(void)signalfd(th.sigfd, &th.sigfd_mask, 0);
+	}
+
+	struct pollfd p[4];
+	int n = 0;
+	p[n++] = (struct pollfd){ .fd = th.evfd, .events = POLLIN };
+	p[n++] = (struct pollfd){ .fd = th.sigfd, .events = POLLIN };
+	if (xp_eng.wake_fd >= 0)
+		p[n++] = (struct pollfd){ .fd = xp_eng.wake_fd, .events = POLLIN };
+	if (w->extra_fd >= 0)
+		p[n++] = (struct pollfd){ .fd = w->extra_fd, .events = POLLIN };
+	struct timespec ts, *tsp = NULL;
+	if (timeout_ms_until(dl, now, &ts) == 0)
+		tsp = &ts;
+	else if (xp_eng.wake_fd < 0) {
+		ts.tv_sec = 0;
+		ts.tv_nsec = 1000000;
+		tsp = &ts;
+	}
+
+	struct wait_cleanup cl = { .w = w, .me = &me, .old = &old, .masked = true };
+	int pr;
+	pthread_cleanup_push(wait_cancelled, &cl);
+	pr = ppoll(p, (nfds_t)n, tsp, NULL);
+	pthread_cleanup_pop(0);
+	int perr = errno;
+
+	bool intr = false;
+	if ((pr > 0 && (p[1].revents & POLLIN)) || (pr < 0 && perr == EINTR)) {
+		sigemptyset(&pend);
+		sigpending(&pend);
+		intr = interrupts(&pend, &old, w->restartable);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL); /* handlers run here */
+	if (pr > 0 && (p[0].revents & POLLIN)) {
+		uint64_t v;
+		(void)syscall(SYS_read, th.evfd, &v, sizeof(v));
+	}
+
+	xp_lock();
+	if (w->s)
+		waiter_del(w->s, &me);
+	if (xp_eng.wake_fd >= 0)
+		nic_waiter_leave();
+	xp_drive(xp_clock());
+	return intr ? -EINTR : 0;
+}

@@ -1,0 +1,300 @@
+/* libxtcp.so internals: the LD_PRELOAD interposition layer.
+ *
+ * Files:
+ *   real.c      the libc functions we interpose, found with dlsym(RTLD_NEXT)
+ *   config.c    XTCP_* environment and the log
+ *   fdtab.c     fd -> struct xp_sock table (lock-free lookups) and socket objects
+ *   engine.c    the one engine per process: NIC, lock, progress thread, waits
+ *   sock.c      socket life: socket/bind/listen/accept/connect/shutdown/close/dup
+ *   io.c        send/recv families, readv/writev, sendfile, mmsg
+ *   opts.c      setsockopt/getsockopt, fcntl, ioctl
+ *   tcpinfo.c   TCP_INFO in Linux's layout
+ *   uaccess.c   user-pointer checks (EFAULT instead of a crash)
+ *   intercept.c the exported libc symbols
+ *
+ * Rules: errno is set only in intercept.c (everything below returns negative
+ * errno values); the engine is touched only with xp_eng.mu held; a call on an
+ * fd we do not own goes to the real libc function untouched.
+ */
+#ifndef XP_SHIM_H
+#define XP_SHIM_H
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "../stack/xtcp.h"
+#include "../nic/nic.h"
+
+#define XP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define XP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define XP_TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* --- real.c ------------------------------------------------------------- */
+
+struct mmsghdr;
+struct xp_real {
+	int (*socket)(int, int, int);
+	int (*socketpair)(int, int, int, int[2]);
+	int (*bind)(int, const struct sockaddr *, socklen_t);
+	int (*listen)(int, int);
+	int (*accept)(int, struct sockaddr *, socklen_t *);
+	int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+	int (*connect)(int, const struct sockaddr *, socklen_t);
+	int (*getsockname)(int, struct sockaddr *, socklen_t *);
+	int (*getpeername)(int, struct sockaddr *, socklen_t *);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*getsockopt)(int, int, int, void *, socklen_t *);
+	int (*shutdown)(int, int);
+	int (*close)(int);
+	ssize_t (*read)(int, void *, size_t);
+	ssize_t (*readv)(int, const struct iovec *, int);
+	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*writev)(int, const struct iovec *, int);
+	ssize_t (*recv)(int, void *, size_t, int);
+	ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+	ssize_t (*recvmsg)(int, struct msghdr *, int);
+	int (*recvmmsg)(int, struct mmsghdr *, unsigned int, int, struct timespec *);
+	ssize_t (*send)(int, const void *, size_t, int);
+	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned int, int);
+	ssize_t (*sendfile)(int, int, off_t *, size_t);
+	ssize_t (*sendfile64)(int, int, off_t *, size_t);
+	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
+	int (*ioctl)(int, unsigned long, ...);
+	int (*dup)(int);
+	int (*dup2)(int, int);
+	int (*dup3)(int, int, int);
+	int (*close_range)(unsigned int, unsigned int, int);
+	void (*closefrom)(int);
+	ssize_t (*read_chk)(int, void *, size_t, size_t);
+	ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
+	ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+};
+extern struct xp_real xp_real;
+extern atomic_int xp_real_ready;
+/* Resolves every pointer once; returns -1 when called re-entrantly (from
+ * inside dlsym), in which case the caller uses the raw system call. */
+int xp_real_init(void);
+
+/* >0 while this thread runs library code that may call interposed symbols
+ * (the backend, libc helpers): such calls go straight to the kernel. */
+extern XP_TLS int xp_in_lib;
+
+/* --- config.c ----------------------------------------------------------- */
+
+enum xp_log_level { XP_LOG_ERROR, XP_LOG_WARN, XP_LOG_INFO, XP_LOG_DEBUG };
+enum xp_nic_kind { XP_NIC_PACKET, XP_NIC_AUTO, XP_NIC_KERNEL };
+
+struct xp_config {
+	char iface[64];
+	uint32_t ip, netmask, gw; /* host order */
+	int prefix;
+	uint8_t mac[6];
+	bool have_mac;
+	int nic;
+	uint32_t rcvbuf, sndbuf, somaxconn, max_sockets;
+	uint64_t spin_ns;
+};
+extern struct xp_config xp_cfg;
+extern int xp_log_level;
+/* Reads every XTCP_* variable; returns 0, or -1 after one log line (then
+ * everything stays on the kernel). *off is set when XTCP_IFACE is unset or
+ * XTCP_NIC=kernel (not an error). */
+int xp_config_load(bool *off);
+void xp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define XP_LOG(lvl, ...)                                   \
+	do {                                               \
+		if (XP_UNLIKELY((lvl) <= xp_log_level))    \
+			xp_log((lvl), __VA_ARGS__);        \
+	} while (0)
+
+/* --- fdtab.c: sockets and the fd table ------------------------------------ */
+
+enum xp_mode {
+	XP_UNDECIDED, /* only the kernel fd exists; options replayed there */
+	XP_ENGINE,    /* an engine socket exists: the engine owns the traffic */
+	XP_KERNEL,    /* handed to the kernel: every call goes to the real function */
+};
+
+/* Linux's struct socket state (SS_*), kept here because the engine only
+ * knows the TCP state (sk_state). */
+enum xp_ss { XP_SS_UNCONNECTED, XP_SS_CONNECTING, XP_SS_CONNECTED, XP_SS_DISCONNECTING };
+
+struct xp_waiter {
+	struct xp_waiter *next, *prev;
+	int evfd;
+	bool signalled;
+};
+
+/* A kernel-level option set on the socket, replayed onto the placeholder fd
+ * of every socket accepted from it (Linux children inherit options). */
+#define XP_OPTREC_MAX 24
+#define XP_OPTVAL_MAX 64
+struct xp_optrec {
+	int level, name;
+	socklen_t len;
+	uint8_t val[XP_OPTVAL_MAX];
+};
+
+/* One open socket description (what dup'ed fds share).  Memory is never
+ * returned to malloc: a racing lookup may touch a dead object, which the
+ * reference count (0 = dead) tells apart. */
+struct xp_sock {
+	atomic_int refs;     /* fd table entries + calls in flight */
+	atomic_int mode;     /* enum xp_mode */
+	int esock;           /* engine handle, -1 if none (guarded by the engine lock) */
+	int ss;              /* enum xp_ss */
+	atomic_bool nonblock;/* O_NONBLOCK of the open file description */
+	bool bound_any;      /* bound to INADDR_ANY: the kernel fd is bound too */
+	bool bound;
+	bool listening;
+	bool klisten;        /* the kernel fd listens too (dual listen on INADDR_ANY) */
+	bool shut_wr;        /* for the EPIPE of a send on a never-connected socket */
+	uint16_t port;       /* bound port, host order */
+	uint64_t rcvtimeo_ns, sndtimeo_ns; /* 0 = none */
+	int linger;          /* seconds, -1 = off */
+	int eopt[XT_OPT_MAX];/* engine options set before the engine socket exists */
+	uint32_t eopt_set;   /* bit per enum xt_opt */
+	char cc_name[16];    /* TCP_CONGESTION as set; "" = default */
+	int nopt;
+	struct xp_optrec opt[XP_OPTREC_MAX];
+	struct xp_waiter *waiters; /* threads blocked on this socket (engine lock) */
+	pthread_mutex_t kaccept_mu;/* dual listen: serialises kernel accepts */
+	struct xp_sock *free_next;
+};
+
+struct xp_sock *xp_sock_new(void); /* refs = 1 */
+void xp_sock_get_ref(struct xp_sock *s);
+/* Drops one reference; the last one releases the engine socket. */
+void xp_sock_put(struct xp_sock *s);
+/* Lookup with a reference taken, or NULL: lock-free. */
+struct xp_sock *xp_fd_get(int fd);
+/* Cheap test, no reference. */
+bool xp_fd_maybe_ours(int fd);
+/* Installs s at fd (taking a reference); returns the socket that was there (its
+ * reference now the caller's) or NULL. */
+struct xp_sock *xp_fd_set(int fd, struct xp_sock *s);
+struct xp_sock *xp_fd_clear(int fd);
+/* close_range/closefrom: forgets every fd in [lo, hi]. */
+void xp_fd_clear_range(unsigned int lo, unsigned int hi);
+int xp_fdtab_init(void);
+
+/* --- engine.c ---------------------------------------------------------- */
+
+enum xp_eng_state { XP_ENG_UNINIT, XP_ENG_READY, XP_ENG_OFF };
+
+struct xp_engine {
+	pthread_mutex_t mu;
+	atomic_int state;
+	struct xt_stack *st;
+	struct xt_nic *nic;
+	int wake_fd;   /* the NIC's, or -1 */
+	int prog_evfd; /* wakes the progress thread */
+	xt_time_t now; /* time of the drive in progress, for the tx callback */
+	pthread_t prog;
+	bool forked_child; /* this process is a fork child: the engine is not ours */
+	int nic_waiters;   /* threads blocked in xp_wait on the NIC's wake fd */
+	bool prog_excluded;/* the progress thread sleeps without the NIC fd (a waiter has it) */
+	uint32_t local_ips[64]; /* the kernel's own IPv4 addresses (host order) */
+	int nlocal;
+	const char *backend;
+};
+extern struct xp_engine xp_eng;
+
+/* Lazily attaches the NIC on the first AF_INET stream socket; true if the
+ * engine is usable. */
+bool xp_engine_ready(void);
+void xp_lock(void);
+void xp_unlock(void);
+xt_time_t xp_now(void);
+/* Engine time for a call into the engine: engine lock held. */
+xt_time_t xp_clock(void);
+/* Receives and processes frames, runs due timers (engine lock held). */
+void xp_drive(xt_time_t now);
+/* Can the engine carry traffic to dst (host order)? */
+bool xp_engine_serves(uint32_t dst);
+bool xp_is_local_kernel_addr(uint32_t ip);
+
+/* A blocking call's wait: created by the caller, reused across iterations. */
+struct xp_wait {
+	struct xp_sock *s;
+	uint64_t deadline;   /* absolute ns, UINT64_MAX: none */
+	uint64_t spin_until;
+	bool restartable;    /* SA_RESTART restarts it (no timeout set) */
+	bool put_on_cancel;  /* the caller's reference on s goes if the thread is cancelled */
+	int extra_fd;        /* a kernel fd to watch for POLLIN too (dual listen), or -1 */
+	bool started;
+};
+void xp_wait_init(struct xp_wait *w, struct xp_sock *s, uint64_t timeo_ns, bool restartable);
+/* With the engine lock held: sleeps until the socket may have changed, the
+ * deadline or a signal.  Returns 0 (look again), -EAGAIN (deadline passed),
+ * -EINTR (interrupted by a handler, not to be restarted).  Returns with the
+ * lock held and the engine driven at the current time. */
+int xp_wait(struct xp_wait *w);
+
+/* --- sock.c ------------------------------------------------------------ */
+
+int xp_socket(int domain, int type, int protocol);
+int xp_bind(int fd, struct xp_sock *s, const struct sockaddr *addr, socklen_t len);
+int xp_listen(int fd, struct xp_sock *s, int backlog);
+int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, int flags);
+int xp_connect(int fd, struct xp_sock *s, const struct sockaddr *addr, socklen_t len);
+int xp_getname(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, int peer);
+int xp_shutdown(int fd, struct xp_sock *s, int how);
+int xp_close(int fd);
+int xp_dup_install(int oldfd, int newfd);
+/* Makes the engine socket exist (UNDECIDED -> ENGINE); engine lock held. */
+int xp_engine_socket(struct xp_sock *s);
+/* Hands an undecided socket to the kernel for good. */
+void xp_handoff(struct xp_sock *s, const char *why);
+
+/* --- io.c -------------------------------------------------------------- */
+
+ssize_t xp_recv(struct xp_sock *s, const struct iovec *iov, int iovcnt, int flags);
+ssize_t xp_send(struct xp_sock *s, const struct iovec *iov, int iovcnt, int flags, bool is_write);
+ssize_t xp_sendfile(struct xp_sock *s, int in_fd, off_t *offset, size_t count);
+
+/* --- opts.c ------------------------------------------------------------ */
+
+int xp_setsockopt(int fd, struct xp_sock *s, int level, int name, const void *val, socklen_t len);
+int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, socklen_t *len);
+int xp_fcntl(int fd, struct xp_sock *s, int cmd, long arg, bool is64);
+int xp_ioctl(int fd, struct xp_sock *s, unsigned long req, void *arg);
+/* Replays the recorded kernel options of from onto kernel fd kfd. */
+void xp_opts_replay(const struct xp_sock *from, int kfd);
+void xp_opts_apply_engine(struct xp_sock *s);
+int xp_tcp_info(int fd, struct xp_sock *s, void *val, socklen_t *len);
+
+/* --- uaccess.c --------------------------------------------------------- */
+
+/* 0 if [p, p+n) can be read / written by this process, else -EFAULT. */
+int xp_check_read(const void *p, size_t n);
+int xp_check_write(void *p, size_t n);
+/* Copies n bytes from user memory, -EFAULT on a bad pointer. */
+int xp_copy_in(void *dst, const void *usrc, size_t n);
+/* Copies a sockaddr out with Linux's length rules (min(*ulen, len) bytes,
+ * *ulen = len); -EFAULT, -EINVAL on a negative *ulen. */
+int xp_put_addr(struct sockaddr *uaddr, socklen_t *ulen, const struct sockaddr_in *sin);
+
+static inline int xp_ret(long r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return (int)r;
+}
+
+#endif
