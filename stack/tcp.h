@@ -106,7 +106,7 @@ struct xt_sock {
 		bound : 1, user_bound : 1, in_ehash : 1, fin_queued : 1, ts_ok : 1, sack_ok : 1, ws_ok : 1,
 		acked_overflow : 1, in_lhash : 1, /* final ACK dropped on accept-queue overflow */
 		rtt_pending : 1, in_recovery : 1, ever_connected : 1, in_aq : 1, in_synq : 1,
-		fin_rcvd : 1, fin_ooo : 1, connecting : 1;
+		fin_rcvd : 1, fin_ooo : 1, connecting : 1, rescued : 1;
 	uint8_t snd_ws, rcv_ws;
 	uint8_t backoff;      /* RTO exponent */
 	uint8_t retransmits;  /* RTOs since progress */
@@ -272,7 +272,7 @@ void xt_sack_clear(struct xt_sock *s);
 uint32_t xt_sack_bytes(const struct xt_sock *s);
 bool xt_sack_head_lost(const struct xt_sock *s);
 uint32_t xt_sack_pipe(const struct xt_sock *s);
-bool xt_sack_next_lost(const struct xt_sock *s, uint32_t *seq, uint32_t *len);
+bool xt_sack_next_seg(struct xt_sock *s, bool new_data, uint32_t *seq, uint32_t *len);
 uint32_t xt_sack_skip(const struct xt_sock *s, uint32_t seq, uint32_t *room);
 
 /* tcp_syncookie.c */

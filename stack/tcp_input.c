@@ -464,6 +464,7 @@ static void enter_recovery(struct xt_stack *st, struct xt_sock *s, xt_time_t now
 	s->recover = s->snd_max;
 	s->in_recovery = 1;
 	s->high_rxt = s->snd_una;
+	s->rescued = 0;
 	if (s->sack_ok) {
 		s->cwnd = s->ssthresh;
 		xt_tcp_retransmit_head(st, s, false, now);

@@ -446,7 +446,10 @@ void xt_tcp_sack_send(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	uint32_t mss = xt_tcp_cur_mss(s), seq, len;
 	for (int guard = 0; guard < 64; guard++) {
 		uint32_t pipe = xt_sack_pipe(s);
-		if (s->cwnd < pipe || s->cwnd - pipe < mss || !xt_sack_next_lost(s, &seq, &len))
+		uint32_t unsent = s->sq.len > s->snd_max - s->snd_una ? s->sq.len - (s->snd_max - s->snd_una) : 0;
+		uint32_t rwnd_room = SEQ_GT(s->snd_una + s->snd_wnd, s->snd_max) ? s->snd_una + s->snd_wnd - s->snd_max : 0;
+		bool new_data = unsent && rwnd_room;
+		if (s->cwnd < pipe || s->cwnd - pipe < mss || !xt_sack_next_seg(s, new_data, &seq, &len))
 			break;
 		uint32_t data_end = s->snd_una + s->sq.len;
 		uint32_t dlen = SEQ_LT(seq, data_end) ? data_end - seq : 0;
@@ -457,7 +460,8 @@ void xt_tcp_sack_send(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		bool fin = s->fin_queued && seq + dlen == s->snd_fin_seq && SEQ_GT(seq + len, s->snd_fin_seq);
 		if (!dlen && !fin)
 			break;
-		s->high_rxt = seq + dlen + (fin ? 1 : 0);
+		if (SEQ_GT(seq + dlen + (fin ? 1 : 0), s->high_rxt))
+			s->high_rxt = seq + dlen + (fin ? 1 : 0);
 		s->rtt_pending = 0; /* Karn */
 		send_data(st, s, seq, dlen, fin, true, now);
 	}

@@ -123,8 +123,11 @@ uint32_t xt_sack_pipe(const struct xt_sock *s)
 	return pipe;
 }
 
-/* RFC 6675 NextSeg() rule 1: the first lost, not yet retransmitted octets. */
-bool xt_sack_next_lost(const struct xt_sock *s, uint32_t *seq, uint32_t *len)
+/* RFC 6675 NextSeg().  Rule 1: the first lost octets above HighRxt.  When
+ * there is no new data to send (rule 2 fails): rule 3, the first unSACKed
+ * octets above HighRxt below the highest SACKed one, even if not yet lost;
+ * rule 4, once per recovery, a rescue retransmission of the last segment. */
+bool xt_sack_next_seg(struct xt_sock *s, bool new_data, uint32_t *seq, uint32_t *len)
 {
 	if (!s->nsacked)
 		return false;
@@ -137,6 +140,24 @@ bool xt_sack_next_lost(const struct xt_sock *s, uint32_t *seq, uint32_t *len)
 			return true;
 		}
 	});
+	if (new_data)
+		return false;
+	FOR_EACH_HOLE(s, a, b, {
+		uint32_t from = SEQ_GT(s->high_rxt, a) ? s->high_rxt : a;
+		if (SEQ_LT(from, b) && SEQ_LT(from, top)) {
+			*seq = from;
+			*len = b - from;
+			return true;
+		}
+	});
+	uint32_t tail = s->sacked[s->nsacked - 1].end;
+	if (!s->rescued && SEQ_LT(tail, s->snd_max)) {
+		s->rescued = 1;
+		uint32_t n = s->snd_max - tail < s->mss ? s->snd_max - tail : s->mss;
+		*seq = s->snd_max - n;
+		*len = n;
+		return true;
+	}
 	return false;
 }
 
