@@ -566,7 +566,14 @@ static bool ack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	if (SEQ_LT(s->snd_nxt, s->snd_una))
 		s->snd_nxt = s->snd_una;
 	xt_sack_trim(s);
-	if (s->rtt_pending && SEQ_GEQ(seg->ack, s->rtt_seq)) {
+	/* RFC 7323 4 (RTTM): every ACK of new data that echoes our timestamp is
+	 * an RTT sample, valid even for a retransmission.  The clock ticks in
+	 * milliseconds, so below 2 ms the microsecond timed segment is better. */
+	uint32_t ts_rtt = s->ts_ok && seg->has_ts && seg->tsecr ? xt_tcp_ts_now(s, now) - seg->tsecr : 0;
+	if (ts_rtt >= 2 && ts_rtt < 60000) {
+		xt_tcp_rtt_sample(s, ts_rtt * 1000);
+		s->rtt_pending = 0;
+	} else if (s->rtt_pending && SEQ_GEQ(seg->ack, s->rtt_seq)) {
 		xt_tcp_rtt_sample(s, (uint32_t)((now - s->rtt_time) / 1000));
 		s->rtt_pending = 0;
 	}

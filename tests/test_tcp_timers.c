@@ -125,6 +125,31 @@ static void test_karn_no_sample_from_retransmission(void **state)
 	assert_time_near(r->t, t2 + XT_MS(600), XT_MS(5));
 }
 
+/* With timestamps (RFC 7323 4, RTTM) the ACK of a retransmission echoes
+ * the retransmission's own TSval: that is a valid sample, so the backed-off
+ * RTO is recomputed at once (compare the Karn test above). */
+static void test_rttm_sample_from_retransmission(void **state)
+{
+	struct fx *fx = *state;
+	fx->peer.ts = true;
+	xt_time_t t = established(fx) + XT_MS(1);
+	assert_true(fx->ts_on);
+	uint32_t snd = fx->our_nxt;
+	app_send_n(fx, t, 100);
+	expect_data(fx, snd, 100);
+	fx_run(fx, t + XT_MS(300));
+	expect_data(fx, snd, 100);
+	peer_ack(fx, t + XT_MS(400), snd + 100); /* 100 ms after the retransmission */
+	expect_none(fx);
+	xt_time_t t2 = t + XT_MS(500);
+	app_send_n(fx, t2, 100);
+	expect_data(fx, snd + 100, 100);
+	fx_run(fx, t2 + XT_MS(2000));
+	const struct seg *r = expect_data(fx, snd + 100, 100);
+	/* srtt ~100 ms, RTO = srtt + max(4 rttvar, 200 ms) ~ 300 ms; not 600 */
+	assert_true(r->t >= t2 + XT_MS(250) && r->t <= t2 + XT_MS(400));
+}
+
 /* After samples of a tiny RTT the RTO bottoms out at 200 ms (Linux
  * TCP_RTO_MIN), not at RFC 6298's 1 s, and not below 200 ms. */
 static void test_min_rto_200ms(void **state)
@@ -724,6 +749,7 @@ int main(void)
 		T(test_syn_retransmit_backoff_etimedout),
 		T(test_rto_backoff_doubles),
 		T(test_karn_no_sample_from_retransmission),
+		T(test_rttm_sample_from_retransmission),
 		T(test_min_rto_200ms),
 		T(test_retransmissions_give_up),
 		T(test_rto_collapses_cwnd),
