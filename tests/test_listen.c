@@ -47,6 +47,8 @@ static int push(struct wire *w, const struct xt_frame *f, int n)
 static int tx_a(void *ctx, const struct xt_frame *f, int n) { return push(&((struct net *)ctx)->to_b, f, n); }
 static int tx_b(void *ctx, const struct xt_frame *f, int n) { return push(&((struct net *)ctx)->to_a, f, n); }
 
+static uint32_t bufsize = 65536; /* socket buffers of the next net_new() */
+
 static struct xt_stack *mk(struct net *net, uint32_t ip, uint8_t last, xt_tx_fn tx, int cookies)
 {
 	struct xt_stack_cfg c;
@@ -58,7 +60,7 @@ static struct xt_stack *mk(struct net *net, uint32_t ip, uint8_t last, xt_tx_fn 
 	c.tx_ctx = net;
 	c.secret[0] = 0x1234 + last;
 	c.secret[1] = 0x5678;
-	c.rcvbuf = c.sndbuf = 65536;
+	c.rcvbuf = c.sndbuf = bufsize;
 	c.tcp_syncookies = (uint8_t)cookies;
 	struct xt_stack *st = xt_stack_new(&c, net->now);
 	assert_non_null(st);
@@ -379,6 +381,44 @@ static void test_clock_never_runs_backwards(void **state)
 	net_free(net);
 }
 
+/* RFC 7323: 16 MiB buffers need window scale 9 (65535 << 8 is just short); the window opens
+ * that far: 12 MiB sent to a receiver that does not read all sit in its
+ * buffer, none dropped, none retransmitted. */
+static void test_16mib_window(void **state)
+{
+	(void)state;
+	bufsize = 16u << 20;
+	struct net *net = net_new(1);
+	bufsize = 65536;
+	int l = listener(net, 4), c;
+	connect_n(net, &c, 1);
+	run(net, XT_MS(10));
+	int got[1] = { -1 };
+	assert_int_equal(accept_all(net, l, got, 1), 1);
+	struct xt_tcp_info ti;
+	assert_int_equal(xt_tcp_info(net->a, c, &ti, net->now), 0);
+	assert_int_equal(ti.rcv_wscale, 9);
+	assert_int_equal(ti.snd_wscale, 9);
+	static uint8_t chunk[1 << 16];
+	for (uint32_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (uint8_t)(i * 7 + 3);
+	uint64_t sent = 0;
+	for (int round = 0; round < 2000 && sent < (12u << 20); round++) {
+		long r = xt_tcp_send(net->a, c, chunk, sizeof(chunk), 0, net->now);
+		if (r > 0)
+			sent += (uint64_t)r;
+		run(net, XT_MS(1));
+	}
+	run(net, XT_MS(100));
+	assert_int_equal(sent, 12u << 20);
+	assert_int_equal(xt_tcp_inq(net->b, got[0]), (long)(12u << 20));
+	assert_int_equal(xt_tcp_outq(net->a, c), 0);
+	assert_int_equal(xt_stack_counters(net->a)->tcp_retrans_segs, 0);
+	assert_int_equal(xt_tcp_info(net->a, c, &ti, net->now), 0);
+	assert_true(ti.snd_wnd >= (3u << 20)); /* ~4 MiB left of B's window, less rounding */
+	net_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_bad_cookie_rejected),
 		cmocka_unit_test(test_syn_flood_bounded),
 		cmocka_unit_test(test_clock_never_runs_backwards),
+		cmocka_unit_test(test_16mib_window),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
