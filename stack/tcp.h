@@ -272,6 +272,7 @@ void xt_sack_clear(struct xt_sock *s);
 uint32_t xt_sack_bytes(const struct xt_sock *s);
 bool xt_sack_head_lost(const struct xt_sock *s);
 uint32_t xt_sack_pipe(const struct xt_sock *s);
+void xt_sack_loss_counts(const struct xt_sock *s, uint32_t *lost, uint32_t *retrans);
 bool xt_sack_next_seg(struct xt_sock *s, bool new_data, uint32_t *seq, uint32_t *len);
 uint32_t xt_sack_skip(const struct xt_sock *s, uint32_t seq, uint32_t *room);
 

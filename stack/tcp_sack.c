@@ -123,6 +123,22 @@ uint32_t xt_sack_pipe(const struct xt_sock *s)
 	return pipe;
 }
 
+/* For TCP_INFO: octets deemed lost and not yet retransmitted (Linux
+ * lost_out), and retransmitted octets still unacknowledged (retrans_out). */
+void xt_sack_loss_counts(const struct xt_sock *s, uint32_t *lost, uint32_t *retrans)
+{
+	*lost = *retrans = 0;
+	if (!s->in_recovery)
+		return;
+	FOR_EACH_HOLE(s, a, b, {
+		uint32_t split = SEQ_LT(s->high_rxt, a) ? a : SEQ_GT(s->high_rxt, b) ? b : s->high_rxt;
+		*retrans += split - a;
+		if (SEQ_LT(split, b) && s->nsacked && SEQ_LT(split, s->sacked[s->nsacked - 1].start) &&
+		    is_lost(s, split))
+			*lost += b - split;
+	});
+}
+
 /* RFC 6675 NextSeg().  Rule 1: the first lost octets above HighRxt.  When
  * there is no new data to send (rule 2 fails): rule 3, the first unSACKed
  * octets above HighRxt below the highest SACKed one, even if not yet lost;

@@ -739,6 +739,12 @@ int xt_tcp_info(struct xt_stack *st, int id, struct xt_tcp_info *ti, xt_time_t n
 	ti->rcv_mss = s->rcv_mss;
 	ti->unacked = s->mss ? (xt_tcp_flight(s) + s->mss - 1) / s->mss : 0;
 	ti->sacked = s->mss ? xt_sack_bytes(s) / s->mss : 0;
+	if (s->mss) {
+		uint32_t lost, retrans;
+		xt_sack_loss_counts(s, &lost, &retrans);
+		ti->lost = (lost + s->mss - 1) / s->mss;
+		ti->retrans = (retrans + s->mss - 1) / s->mss;
+	}
 	ti->last_data_sent_ms = ms_since(s->last_data_tx, now);
 	ti->last_data_recv_ms = ms_since(s->last_data_rx, now);
 	ti->last_ack_recv_ms = ms_since(s->last_ack_rx, now);

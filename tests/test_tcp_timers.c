@@ -640,6 +640,14 @@ static void test_sack_recovery(void **state)
 		       .sack = { { S(blocks[i][0][0]), S(blocks[i][0][1]) }, { S(blocks[i][1][0]), S(blocks[i][1][1]) } });
 		if (i < 2)
 			expect_none(fx); /* fewer than three duplicate ACKs */
+		if (i == 3) {
+			/* TCP_INFO in recovery: 2, 4..6 SACKed; segment 1 retransmitted */
+			struct xt_tcp_info ti;
+			assert_int_equal(xt_tcp_info(fx->st, fx->s, &ti, FX_T0 + fx->now), 0);
+			assert_int_equal(ti.sacked, 4);
+			assert_true(ti.retrans >= 1);
+			assert_int_equal(ti.ca_state, 3); /* TCP_CA_Recovery */
+		}
 		if (i == 2) {
 			/* the third duplicate ACK: segment 1 first */
 			const struct seg *r = expect_data(fx, S(1), MSS);
