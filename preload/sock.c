@@ -376,6 +376,9 @@ static int connect_engine(struct xp_sock *s, uint32_t dst, uint16_t dport)
 		int err = 0;
 		xt_tcp_getopt(xp_eng.st, s->esock, XT_SO_ERROR, &err);
 		s->ss = XP_SS_UNCONNECTED;
+		/* Linux __inet_stream_connect(): reporting the failure here
+		 * disconnects, so recv() then says ENOTCONN, not end of file */
+		xt_tcp_disconnect(xp_eng.st, s->esock, xp_clock());
 		return err ? -err : -ECONNABORTED;
 	}
 	s->ss = XP_SS_CONNECTED;

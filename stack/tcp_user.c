@@ -514,6 +514,47 @@ int xt_tcp_close(struct xt_stack *st, int id, xt_time_t now)
 	return 0;
 }
 
+/* Linux tcp_disconnect(): back to a fresh, unconnected socket (RST to a
+ * synchronized peer, data dropped, shutdown flags cleared, the port kept
+ * only if bind() chose it).  connect(AF_UNSPEC), and connect() reporting a
+ * failed attempt, do this. */
+int xt_tcp_disconnect(struct xt_stack *st, int id, xt_time_t now)
+{
+	struct xt_sock *s = xt_sock_get(st, id);
+	if (!s)
+		return -EBADF;
+	now = xt_clock(st, now);
+	if (s->state == XT_LISTEN) {
+		listener_stop(st, s, now);
+	} else if (s->state != XT_CLOSE) {
+		if (xt_state_synchronized(s->state) && s->state != XT_TIME_WAIT)
+			xt_tcp_send_rst_sock(st, s, now);
+		clear_timers(st, s);
+		if (s->in_ehash)
+			xt_ehash_remove(st, s);
+	}
+	if (s->bound && !s->user_bound) {
+		xt_bhash_remove(st, s);
+		s->lip = 0;
+		s->lport = 0;
+	}
+	xt_sock_bufs_free(st, s);
+	s->state = XT_CLOSE;
+	s->shut = 0;
+	s->done = s->fin_rcvd = s->fin_ooo = s->fin_queued = 0;
+	s->connecting = s->ever_connected = 0;
+	s->in_recovery = 0;
+	s->nreass = s->nsacked = 0;
+	s->rip = 0;
+	s->rport = 0;
+	s->retransmits = s->backoff = s->probes_out = 0;
+	s->rto_us = XT_RTO_INIT_US;
+	s->srtt_us = s->rttvar_us = 0;
+	xt_sock_wake(st, s);
+	xt_stack_flush(st);
+	return 0;
+}
+
 int xt_tcp_abort(struct xt_stack *st, int id, xt_time_t now)
 {
 	now = xt_clock(st, now);

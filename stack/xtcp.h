@@ -239,6 +239,10 @@ int xt_tcp_shutdown(struct xt_stack *st, int s, int how, xt_time_t now);
 /* Releases the handle.  TCP goes on closing in the background (FIN, or RST
  * when unread data remains or linger is 0). */
 int xt_tcp_close(struct xt_stack *st, int s, xt_time_t now);
+/* Linux tcp_disconnect(): RST to a synchronized peer, then a fresh
+ * unconnected socket on the same handle (connect(AF_UNSPEC), or after
+ * connect() reported a failed attempt). */
+int xt_tcp_disconnect(struct xt_stack *st, int s, xt_time_t now);
 /* Immediate abort: RST to the peer, handle released. */
 int xt_tcp_abort(struct xt_stack *st, int s, xt_time_t now);
 int xt_tcp_setopt(struct xt_stack *st, int s, int opt, int val, xt_time_t now);

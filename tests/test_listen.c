@@ -419,6 +419,37 @@ static void test_16mib_window(void **state)
 	net_free(net);
 }
 
+/* A refused connect reported by connect() leaves, after the disconnect
+ * Linux does then, a fresh socket: recv is ENOTCONN, and it can connect
+ * again. */
+static void test_disconnect_after_refusal(void **state)
+{
+	(void)state;
+	struct net *net = net_new(1);
+	int c = xt_tcp_open(net->a);
+	assert_int_equal(xt_tcp_connect(net->a, c, IP_B, 81, net->now), -EINPROGRESS);
+	run(net, XT_MS(10));
+	assert_int_equal(xt_tcp_state(net->a, c), XT_CLOSE);
+	int err = 0;
+	assert_int_equal(xt_tcp_getopt(net->a, c, XT_SO_ERROR, &err), 0);
+	assert_int_equal(err, ECONNREFUSED);
+	char ch;
+	assert_int_equal(xt_tcp_recv(net->a, c, &ch, 1, 0, net->now), 0); /* shutdown: EOF, as Linux */
+	assert_int_equal(xt_tcp_disconnect(net->a, c, net->now), 0);
+	assert_int_equal(xt_tcp_recv(net->a, c, &ch, 1, 0, net->now), -ENOTCONN);
+	int l = listener(net, 4);
+	assert_int_equal(xt_tcp_connect(net->a, c, IP_B, PORT, net->now), -EINPROGRESS);
+	run(net, XT_MS(10));
+	assert_int_equal(xt_tcp_state(net->a, c), XT_ESTABLISHED);
+	int got[1] = { -1 };
+	assert_int_equal(accept_all(net, l, got, 1), 1);
+	/* on a connected socket it resets the peer */
+	assert_int_equal(xt_tcp_disconnect(net->a, c, net->now), 0);
+	run(net, XT_MS(10));
+	assert_int_equal(xt_tcp_recv(net->b, got[0], &ch, 1, 0, net->now), -ECONNRESET);
+	net_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -429,6 +460,7 @@ int main(void)
 		cmocka_unit_test(test_syn_flood_bounded),
 		cmocka_unit_test(test_clock_never_runs_backwards),
 		cmocka_unit_test(test_16mib_window),
+		cmocka_unit_test(test_disconnect_after_refusal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
