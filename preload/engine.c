@@ -69,7 +69,18 @@ void xp_lock(void)
 
 void xp_unlock(void)
 {
+	/* A call may have armed an engine timer earlier than the progress
+	 * thread's sleep (TCP_CORK's 200 ms, a delayed ACK, a first RTO): wake
+	 * it so the timer fires on time even if nothing else happens. */
+	bool kick = xp_eng.st && xp_eng.prog_evfd >= 0 &&
+		    xt_stack_next_deadline(xp_eng.st) < xp_eng.prog_wake_at;
+	if (kick)
+		xp_eng.prog_wake_at = 0; /* one kick until the thread sleeps again */
 	pthread_mutex_unlock(&xp_eng.mu);
+	if (kick) {
+		uint64_t one = 1;
+		(void)syscall(SYS_write, xp_eng.prog_evfd, &one, sizeof(one));
+	}
 	xp_in_lib--;
 }
 
@@ -158,6 +169,41 @@ static int timeout_ms_until(xt_time_t deadline, xt_time_t now, struct timespec *
 	return 0;
 }
 
+/* --- exit ------------------------------------------------------------------ */
+
+/* When a process exits the kernel closes its sockets and goes on sending what
+ * they hold.  The engine dies with the process, so do that here: close every
+ * engine socket still open (FIN, or RST with unread data) and run the engine
+ * until the peers have acknowledged data and FINs, for XTCP_EXIT_DRAIN_MS at
+ * most.  _exit() and signals that kill skip this, and lose unsent data. */
+__attribute__((destructor)) static void exit_drain(void)
+{
+	if (!xp_eng.st || xp_eng.forked_child || !xp_cfg.exit_drain_ns)
+		return;
+	xp_in_lib++;
+	xp_fd_clear_range(0, ~0u);
+	xt_time_t end = xp_clock() + xp_cfg.exit_drain_ns;
+	for (;;) {
+		pthread_mutex_lock(&xp_eng.mu);
+		xt_time_t now = xp_clock();
+		xp_drive(now);
+		uint32_t left = xt_stack_unfinished(xp_eng.st);
+		xt_time_t dl = next_deadline();
+		pthread_mutex_unlock(&xp_eng.mu);
+		if (!left || now >= end)
+			break;
+		if (dl > end)
+			dl = end;
+		if (dl > now + XT_MS(10))
+			dl = now + XT_MS(10);
+		struct pollfd p = { .fd = xp_eng.wake_fd, .events = POLLIN };
+		struct timespec ts;
+		timeout_ms_until(dl, now, &ts);
+		(void)ppoll(&p, xp_eng.wake_fd >= 0 ? 1 : 0, &ts, NULL);
+	}
+	xp_in_lib--;
+}
+
 /* --- the progress thread ------------------------------------------------ */
 
 static void *progress_main(void *arg)
@@ -183,6 +229,7 @@ static void *progress_main(void *arg)
 		 * (it then writes our eventfd). */
 		bool excl = skip_drive && xp_eng.nic_waiters > 0;
 		xp_eng.prog_excluded = excl;
+		xp_eng.prog_wake_at = dl;
 		pthread_mutex_unlock(&xp_eng.mu);
 
 		struct pollfd p[2] = {

@@ -106,6 +106,7 @@ struct xp_config {
 	int nic;
 	uint32_t rcvbuf, sndbuf, somaxconn, max_sockets;
 	uint64_t spin_ns;
+	uint64_t exit_drain_ns; /* XTCP_EXIT_DRAIN_MS */
 };
 extern struct xp_config xp_cfg;
 extern int xp_log_level;
@@ -206,6 +207,7 @@ struct xp_engine {
 	pthread_t prog;
 	bool forked_child; /* this process is a fork child: the engine is not ours */
 	int nic_waiters;   /* threads blocked in xp_wait on the NIC's wake fd */
+	uint64_t prog_wake_at; /* when the sleeping progress thread looks again (ns) */
 	bool prog_excluded;/* the progress thread sleeps without the NIC fd (a waiter has it) */
 	uint32_t local_ips[64]; /* the kernel's own IPv4 addresses (host order) */
 	int nlocal;

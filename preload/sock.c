@@ -154,7 +154,13 @@ int xp_bind(int fd, struct xp_sock *s, const struct sockaddr *addr, socklen_t le
 		return r;
 	}
 	/* INADDR_ANY: the engine's port space first (its conflicts), then the
-	 * kernel's, so local clients can reach a later listener too. */
+	 * kernel's, so local clients can reach a later listener too.  A
+	 * conflict on the engine address is a conflict on a local address, as
+	 * Linux sees it: EADDRINUSE before the kernel socket is touched. */
+	if (port && xp_engine_socket(s) == 0 && xt_tcp_bind_check(xp_eng.st, s->esock, 0, port) == -EADDRINUSE) {
+		xp_unlock();
+		return -EADDRINUSE;
+	}
 	xp_unlock();
 	r = xp_real.bind(fd, addr, len);
 	if (r < 0)

@@ -284,6 +284,22 @@ xt_time_t xt_stack_next_deadline(const struct xt_stack *st)
 	return a < d ? a : d;
 }
 
+/* Connections whose data or FIN the peer has not acknowledged yet: what a
+ * process must wait for before it exits, since the engine dies with it. */
+uint32_t xt_stack_unfinished(const struct xt_stack *st)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < st->sock_cap; i++) {
+		const struct xt_sock *s = st->socks[i];
+		if (!s)
+			continue;
+		bool fin_out = s->state == XT_FIN_WAIT1 || s->state == XT_CLOSING || s->state == XT_LAST_ACK;
+		bool data_out = s->sq.buf && s->sq.len && xt_state_synchronized(s->state) && s->state != XT_TIME_WAIT;
+		n += fin_out || data_out;
+	}
+	return n;
+}
+
 /* --- sockets --- */
 
 struct xt_sock *xt_sock_get(struct xt_stack *st, int id)

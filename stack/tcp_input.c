@@ -358,6 +358,7 @@ static bool cookie_ack(struct xt_stack *st, struct xt_sock *l, struct xt_seg *se
 	xt_ehash_insert(st, c);
 	st->cnt.tcp_passive_opens++;
 	establish(st, c, seg, now);
+	xt_bhash_insert(st, c);
 	xt_acceptq_add(st, l, c);
 	/* the ACK may carry data or FIN: process it as on any connection */
 	if (seg->len || (seg->flags & XT_TH_FIN))
@@ -406,6 +407,7 @@ static bool child_complete(struct xt_stack *st, struct xt_sock *c, const struct 
 	establish(st, c, seg, now);
 	if (!l)
 		return true;
+	xt_bhash_insert(st, c); /* the child holds the port too (Linux inet_inherit_port) */
 	xt_acceptq_add(st, l, c); /* from the SYN queue into the accept queue */
 	return true;
 }

@@ -182,6 +182,16 @@ int xt_tcp_bind(struct xt_stack *st, int id, uint32_t ip, uint16_t port)
 	return 0;
 }
 
+int xt_tcp_bind_check(struct xt_stack *st, int id, uint32_t ip, uint16_t port)
+{
+	struct xt_sock *s = xt_sock_get(st, id);
+	if (!s)
+		return -EBADF;
+	if (ip && ip != st->cfg.ip)
+		return -EADDRNOTAVAIL;
+	return port ? xt_bind_check(st, s, ip, port, false) : 0;
+}
+
 int xt_tcp_listen(struct xt_stack *st, int id, int backlog)
 {
 	struct xt_sock *s = xt_sock_get(st, id);
@@ -441,6 +451,7 @@ int xt_tcp_shutdown(struct xt_stack *st, int id, int how, xt_time_t now)
 	int ret = 0;
 	switch (s->state) {
 	case XT_CLOSE:
+	case XT_TIME_WAIT: /* the owner's socket is CLOSE on Linux by then */
 		ret = -ENOTCONN;
 		s->shut |= bits;
 		break;

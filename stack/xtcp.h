@@ -213,6 +213,8 @@ void xt_stack_flush(struct xt_stack *st);
 /* Absolute time of the next timer, or XT_TIME_NEVER. */
 xt_time_t xt_stack_next_deadline(const struct xt_stack *st);
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st);
+/* Connections whose data or FIN is not acknowledged yet (for a drain at exit). */
+uint32_t xt_stack_unfinished(const struct xt_stack *st);
 /* Bytes of socket buffer memory in use. */
 uint64_t xt_stack_mem_used(const struct xt_stack *st);
 /* Adds a static ARP entry (tests, or a backend that reads the kernel's neighbours). */
@@ -221,6 +223,8 @@ int xt_arp_add(struct xt_stack *st, uint32_t ip, const uint8_t mac[6], xt_time_t
 /* --- sockets: small integer handles --- */
 int xt_tcp_open(struct xt_stack *st);
 int xt_tcp_bind(struct xt_stack *st, int s, uint32_t ip, uint16_t port);
+/* Would bind(ip, port) conflict (-EADDRINUSE)?  Binds nothing. */
+int xt_tcp_bind_check(struct xt_stack *st, int s, uint32_t ip, uint16_t port);
 int xt_tcp_listen(struct xt_stack *st, int s, int backlog);
 /* Returns the new socket, or -EAGAIN; peer may be NULL. */
 int xt_tcp_accept(struct xt_stack *st, int s, uint32_t *peer_ip, uint16_t *peer_port);

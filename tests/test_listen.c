@@ -450,6 +450,41 @@ static void test_disconnect_after_refusal(void **state)
 	net_free(net);
 }
 
+/* Linux: accepted connections hold the listener's port (inet_inherit_port),
+ * so after the listener closes a bind without SO_REUSEADDR fails until they
+ * are gone, TIME_WAIT included; shutdown in TIME_WAIT is ENOTCONN. */
+static void test_port_held_by_connections(void **state)
+{
+	(void)state;
+	struct net *net = net_new(1);
+	int l = listener(net, 4), c;
+	connect_n(net, &c, 1);
+	run(net, XT_MS(10));
+	int got[1] = { -1 };
+	assert_int_equal(accept_all(net, l, got, 1), 1);
+	assert_int_equal(xt_tcp_close(net->b, l, net->now), 0);
+	int n = xt_tcp_open(net->b);
+	assert_int_equal(xt_tcp_bind(net->b, n, 0, PORT), -EADDRINUSE);
+	assert_int_equal(xt_tcp_bind_check(net->b, n, 0, PORT), -EADDRINUSE);
+	/* B closes first and ends in TIME_WAIT: the port stays taken */
+	assert_int_equal(xt_tcp_send(net->b, got[0], "x", 1, 0, net->now), 1);
+	assert_true(xt_stack_unfinished(net->b) >= 1);
+	assert_int_equal(xt_tcp_shutdown(net->b, got[0], XT_SHUT_WR, net->now), 0);
+	run(net, XT_MS(10));
+	char ch;
+	assert_int_equal(xt_tcp_recv(net->a, c, &ch, 1, 0, net->now), 1);
+	assert_int_equal(xt_tcp_close(net->a, c, net->now), 0);
+	run(net, XT_MS(10));
+	assert_int_equal(xt_stack_unfinished(net->b), 0);
+	assert_int_equal(xt_tcp_state(net->b, got[0]), XT_TIME_WAIT);
+	assert_int_equal(xt_tcp_shutdown(net->b, got[0], XT_SHUT_WR, net->now), -ENOTCONN);
+	assert_int_equal(xt_tcp_close(net->b, got[0], net->now), 0);
+	assert_int_equal(xt_tcp_bind(net->b, n, 0, PORT), -EADDRINUSE);
+	run(net, XT_SEC(61)); /* TIME_WAIT over */
+	assert_int_equal(xt_tcp_bind(net->b, n, 0, PORT), 0);
+	net_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -461,6 +496,7 @@ int main(void)
 		cmocka_unit_test(test_clock_never_runs_backwards),
 		cmocka_unit_test(test_16mib_window),
 		cmocka_unit_test(test_disconnect_after_refusal),
+		cmocka_unit_test(test_port_held_by_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
