@@ -65,7 +65,14 @@ TEST_LDLIBS := -lcmocka -lm
 .PHONY: all check asan fuzz clean run-tests run-fuzz check-exports bench
 .DELETE_ON_ERROR:
 
-all: $(ENGINE_LIB) $(SHLIB) $(TOOLS)
+# The libibverbs test double (tests/ibv_double): a libibverbs.so.1 with the
+# real versioned symbols, loaded by the verbs backend in tests through
+# XTCP_IBVERBS_LIB.  Never built with sanitizers: unsanitized tools load it.
+IBV_DOUBLE := $(B)/ibv_double/libibverbs.so.1
+$(IBV_DOUBLE): tests/ibv_double/ibv_double.c tests/ibv_double/xtd.h tests/ibv_double/libibverbs.map tests/ibv_double/build.sh
+	CC="$(CC)" tests/ibv_double/build.sh $(B)/ibv_double
+
+all: $(ENGINE_LIB) $(SHLIB) $(TOOLS) $(IBV_DOUBLE)
 
 # --- engine ---------------------------------------------------------------
 
@@ -151,14 +158,14 @@ check: all $(TESTS) $(FUZZERS) check-exports
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tools/run-tests.sh --label check \
 		--cmocka $(TESTS) $(DEMO_RUNS) --fuzz $(FUZZERS)
 
-run-tests: $(TESTS)
+run-tests: $(TESTS) $(IBV_DOUBLE)
 	@tools/run-tests.sh --label tests --cmocka $(TESTS)
 
 # The demo under the sanitizers too: real traffic through the whole engine.
 $(B)/asan/xtcp-demo: $(B)/asan/obj/tools/xtcp-demo.o $(B)/asan/libxtcp_engine.a
 	$(CC) $(SAN_FLAGS) -o $@ $^ -lm
 
-asan: $(ASAN_TESTS) $(B)/asan/xtcp-demo
+asan: $(ASAN_TESTS) $(B)/asan/xtcp-demo $(IBV_DOUBLE) $(B)/xtcp-verbs-check
 	@tools/run-tests.sh --label asan --cmocka $(ASAN_TESTS) \
 		--cmd "$(B)/asan/xtcp-demo --bytes 4M" \
 		--cmd "$(B)/asan/xtcp-demo --bytes 2M --loss 3 --dup 1 --reorder 2 --corrupt 1 --seed 5"
