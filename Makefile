@@ -63,6 +63,7 @@ LDLIBS := -lm
 TEST_LDLIBS := -lcmocka -lm
 
 .PHONY: all check asan fuzz clean run-tests run-fuzz check-exports bench
+.DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 
 # The libibverbs test double (tests/ibv_double): a libibverbs.so.1 with the
