@@ -4,6 +4,7 @@
 #   make check      all, then every cmocka test, two demo runs, and every
 #                   fuzz target for FUZZ_SECONDS (default 30) each over its corpus
 #   make run-tests  the cmocka tests only; make run-fuzz: the fuzz runs only
+#   make check-netns  only the tests/netns/t_*.sh scripts (ONLY=REGEX: some)
 #   make asan       the tests and two demo runs again, built with ASan+UBSan, and run
 #   make fuzz       the libFuzzer targets only (built, not run)
 #   make bench      engine-only figures next to the kernel's, same run (build/bench-engine.*)
@@ -62,7 +63,7 @@ FUZZERS := $(FUZZ_SRCS:tests/fuzz/%.c=$(B)/fuzz/%)
 LDLIBS := -lm
 TEST_LDLIBS := -lcmocka -lm
 
-.PHONY: all check asan fuzz clean run-tests run-fuzz check-exports bench
+.PHONY: all check check-netns asan fuzz clean run-tests run-fuzz check-exports bench
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 
@@ -155,9 +156,19 @@ fuzz: $(FUZZERS)
 DEMO_RUNS := --cmd "$(B)/xtcp-demo --bytes 64M" \
 	--cmd "$(B)/xtcp-demo --bytes 8M --loss 2 --seed 7"
 
+# Whole-system tests: tests/netns/t_*.sh, one script each (programs under
+# LD_PRELOAD in network namespaces the script makes and removes itself, with
+# the kernel as peer).  Each counts as one test: exit 0 passes.
+SCRIPT_TESTS := $(sort $(wildcard tests/netns/t_*.sh))
+SCRIPT_RUNS := $(foreach t,$(SCRIPT_TESTS),--cmd "$(t)")
+
 check: all $(TESTS) $(FUZZERS) check-exports
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tools/run-tests.sh --label check \
-		--cmocka $(TESTS) $(DEMO_RUNS) --fuzz $(FUZZERS)
+		--cmocka $(TESTS) $(DEMO_RUNS) $(SCRIPT_RUNS) --fuzz $(FUZZERS)
+
+# Only the scripts (ONLY=REGEX picks some): make check-netns ONLY=redis
+check-netns: all
+	@tools/run-tests.sh --label netns $(foreach t,$(if $(ONLY),$(shell printf '%s\n' $(SCRIPT_TESTS) | grep -E -- '$(ONLY)'),$(SCRIPT_TESTS)),--cmd "$(t)")
 
 run-tests: $(TESTS) $(IBV_DOUBLE)
 	@tools/run-tests.sh --label tests --cmocka $(TESTS)

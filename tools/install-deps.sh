@@ -16,6 +16,19 @@ packages=(
 	pkg-config
 	iproute2            # namespaces and veth for the AF_PACKET tests
 	python3
+	redis-server        # application tests: servers under xtcp, clients from the peer
+	redis-tools
+	nginx-light
+	wrk
+	curl
+	sockperf
+	memcached
+	libmemcached-tools  # memcslap: load for memcached under xtcp
+	iperf3
+	strace              # make bench: syscalls per request
+	linux-perf
+	man-db              # man pages render without warnings
+	procps
 )
 
 installed() {
