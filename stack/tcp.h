@@ -161,6 +161,10 @@ struct xt_sock {
 	struct xt_range sacked[XT_SACK_MAX]; /* the peer's SACK blocks above snd_una */
 	uint8_t nsacked;
 	uint32_t high_rxt; /* RFC 6675 HighRxt */
+	/* Lost-retransmission detection: the oldest retransmission not yet
+	 * known delivered (rxt_low) and snd_max when it went out (rxt_fence). */
+	uint32_t rxt_low, rxt_fence;
+	bool rxt_track;
 	const struct xt_cc_ops *cc;
 	uint64_t cc_priv[8];
 
@@ -274,6 +278,8 @@ bool xt_sack_head_lost(const struct xt_sock *s);
 uint32_t xt_sack_pipe(const struct xt_sock *s);
 void xt_sack_loss_counts(const struct xt_sock *s, uint32_t *lost, uint32_t *retrans);
 bool xt_sack_next_seg(struct xt_sock *s, bool new_data, uint32_t *seq, uint32_t *len);
+void xt_sack_rxt_sent(struct xt_sock *s, uint32_t seq);
+bool xt_sack_lost_rxt(struct xt_stack *st, struct xt_sock *s);
 uint32_t xt_sack_skip(const struct xt_sock *s, uint32_t seq, uint32_t *room);
 
 /* tcp_syncookie.c */

@@ -467,9 +467,11 @@ static void enter_recovery(struct xt_stack *st, struct xt_sock *s, xt_time_t now
 	s->in_recovery = 1;
 	s->high_rxt = s->snd_una;
 	s->rescued = 0;
+	s->rxt_track = false;
 	if (s->sack_ok) {
 		s->cwnd = s->ssthresh;
 		xt_tcp_retransmit_head(st, s, false, now);
+		xt_sack_rxt_sent(s, s->snd_una);
 		s->high_rxt = s->snd_una + (s->sq.len < xt_tcp_cur_mss(s) ? s->sq.len : xt_tcp_cur_mss(s));
 		if (s->nsacked && SEQ_LT(s->sacked[0].start, s->high_rxt))
 			s->high_rxt = s->sacked[0].start;
@@ -556,8 +558,11 @@ static bool ack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	if (SEQ_LEQ(seg->ack, s->snd_una)) {
 		/* RFC 5681 2: duplicate ACK */
 		if (seg->ack == s->snd_una && !seg->len && !(seg->flags & (XT_TH_SYN | XT_TH_FIN)) &&
-		    !wnd_changed && s->snd_una != s->snd_max)
+		    !wnd_changed && s->snd_una != s->snd_max) {
+			if (s->in_recovery && s->sack_ok)
+				xt_sack_lost_rxt(st, s);
 			on_dupack(st, s, now);
+		}
 		return true;
 	}
 	uint32_t acked = seg->ack - s->snd_una;
@@ -583,6 +588,8 @@ static bool ack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	s->retransmits = 0;
 	s->retrans_stamp = 0;
 	s->soft_err = 0;
+	if (s->in_recovery && s->sack_ok)
+		xt_sack_lost_rxt(st, s);
 	on_new_ack(st, s, acked, now);
 	if (s->snd_una == s->snd_max)
 		xt_timer_clear(st, s, XT_T_RTO);

@@ -462,6 +462,7 @@ void xt_tcp_sack_send(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 			break;
 		if (SEQ_GT(seq + dlen + (fin ? 1 : 0), s->high_rxt))
 			s->high_rxt = seq + dlen + (fin ? 1 : 0);
+		xt_sack_rxt_sent(s, seq);
 		s->rtt_pending = 0; /* Karn */
 		send_data(st, s, seq, dlen, fin, true, now);
 	}

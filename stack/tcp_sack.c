@@ -177,6 +177,50 @@ bool xt_sack_next_seg(struct xt_sock *s, bool new_data, uint32_t *seq, uint32_t 
 	return false;
 }
 
+/* A retransmission of seq went out during SACK recovery: track it if it is
+ * the oldest one whose fate is unknown. */
+void xt_sack_rxt_sent(struct xt_sock *s, uint32_t seq)
+{
+	if (s->rxt_track)
+		return;
+	s->rxt_track = true;
+	s->rxt_low = seq;
+	s->rxt_fence = s->snd_max;
+}
+
+static bool is_sacked(const struct xt_sock *s, uint32_t seq)
+{
+	for (int i = 0; i < s->nsacked; i++)
+		if (SEQ_LEQ(s->sacked[i].start, seq) && SEQ_LT(seq, s->sacked[i].end))
+			return true;
+	return false;
+}
+
+/* Lost retransmissions (what Linux's RACK, and tcp_mark_lost_retrans
+ * before it, detects; RFC 6675 alone cannot and waits for the RTO): when
+ * the peer SACKs data first sent after a retransmission went out while
+ * that retransmission is still missing, it was lost too.  HighRxt moves back
+ * so NextSeg() picks the hole again (holes above it whose retransmission
+ * may still be in flight can be sent twice: the price of keeping one
+ * watermark instead of a per-segment transmit time).  Returns true when a
+ * loss was found; the caller's SACK send then repairs it. */
+bool xt_sack_lost_rxt(struct xt_stack *st, struct xt_sock *s)
+{
+	if (!s->rxt_track)
+		return false;
+	if (SEQ_LT(s->rxt_low, s->snd_una) || is_sacked(s, s->rxt_low)) {
+		s->rxt_track = false; /* delivered: the next retransmission is tracked */
+		return false;
+	}
+	if (!s->nsacked || SEQ_LEQ(s->sacked[s->nsacked - 1].end, s->rxt_fence))
+		return false;
+	st->cnt.tcp_lost_retrans++;
+	if (SEQ_LT(s->rxt_low, s->high_rxt))
+		s->high_rxt = s->rxt_low;
+	s->rxt_track = false;
+	return true;
+}
+
 /* For go-back-N after an RTO: where the next unSACKed octet at or after seq
  * is, and how much may follow before SACKed data. */
 uint32_t xt_sack_skip(const struct xt_sock *s, uint32_t seq, uint32_t *room)

@@ -115,6 +115,7 @@ static bool on_rto(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	if (s->retransmits > 0)
 		xt_sack_clear(s);
 	s->high_rxt = s->snd_una;
+	s->rxt_track = false;
 	s->retransmits++;
 	back_off(s);
 	xt_tcp_rearm_rto(st, s, now);

@@ -684,6 +684,56 @@ static void test_sack_recovery(void **state)
 #undef S
 }
 
+/* A lost retransmission is found without waiting for the RTO: once the
+ * peer SACKs data first sent after the retransmission went out, the hole
+ * is retransmitted again (Linux RACK; tcp_lost_retrans counts it). */
+static void test_sack_lost_retransmission(void **state)
+{
+	struct fx *fx = *state;
+	fx->peer.sack_perm = true;
+	xt_time_t t = established(fx) + XT_MS(1);
+	assert_true(fx->sack_on);
+	uint32_t s0 = fx->our_nxt;
+#define S(i) (s0 + (uint32_t)(i) * MSS)
+	assert_int_equal(app_send_n(fx, t, 40 * MSS), 40 * MSS);
+	struct seg o;
+	int sent = 0;
+	while (fx_pending(fx)) {
+		fx_pop(fx, &o);
+		sent++;
+	}
+	assert_int_equal(sent, 10); /* the initial window */
+	/* segment 0 lost: SACKs for 1..k, k = 1..9 */
+	int s0_out = 0;
+	uint32_t top = S(10); /* the highest octet sent so far */
+	for (int k = 1; k <= 9; k++) {
+		seg_in(fx, t + XT_MS(100 + k), .flags = F_ACK, .seq = fx->peer_seq, .ack = S(0), .opts = OPT_SACK,
+		       .nsack = 1, .sack = { { S(1), S(k + 1) } });
+		while (fx_pending(fx)) {
+			fx_pop(fx, &o);
+			if (o.len && o.seq == S(0))
+				s0_out++;
+			if (o.len && (int32_t)(o.seq + o.len - top) > 0)
+				top = o.seq + o.len;
+		}
+	}
+	assert_int_equal(s0_out, 1); /* fast retransmit of segment 0 */
+	assert_int_equal(fx_cnt(fx)->tcp_lost_retrans, 0);
+	assert_true((int32_t)(top - S(10)) > 0); /* new data went out after it */
+	/* that retransmission is lost too; the new data arrives and is SACKed */
+	seg_in(fx, t + XT_MS(150), .flags = F_ACK, .seq = fx->peer_seq, .ack = S(0), .opts = OPT_SACK, .nsack = 1,
+	       .sack = { { S(1), top } });
+	while (fx_pending(fx)) {
+		fx_pop(fx, &o);
+		if (o.len && o.seq == S(0))
+			s0_out++;
+	}
+	assert_int_equal(fx_cnt(fx)->tcp_lost_retrans, 1);
+	assert_int_equal(s0_out, 2); /* retransmitted again, long before any RTO */
+	assert_int_equal(fx_cnt(fx)->tcp_rto, 0);
+#undef S
+}
+
 /* Two duplicate ACKs are not enough (RFC 5681 3.2, dupthresh 3). */
 static void test_two_dupacks_no_retransmit(void **state)
 {
@@ -777,6 +827,7 @@ int main(void)
 		T(test_keepalive_off_by_default),
 		T(test_fast_retransmit_newreno),
 		T(test_sack_recovery),
+		T(test_sack_lost_retransmission),
 		T(test_two_dupacks_no_retransmit),
 		T(test_initial_window_10),
 		T(test_slow_start_growth),
