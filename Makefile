@@ -7,7 +7,9 @@
 #   make check-netns  only the tests/netns/t_*.sh scripts (ONLY=REGEX: some)
 #   make asan       the tests and two demo runs again, built with ASan+UBSan, and run
 #   make fuzz       the libFuzzer targets only (built, not run)
-#   make bench      engine-only figures next to the kernel's, same run (build/bench-engine.*)
+#   make bench      engine-only figures, then tools/bench.py: kernel vs xtcp servers in
+#                   namespaces, same run (build/bench-engine.*, build/bench/bench.{md,json};
+#                   BENCH_ARGS="--quick" or "--only redis" pass options on)
 #   make clean
 #
 # Sources join by wildcard: stack/*.c and nic/*.c are the engine, preload/*.c
@@ -196,6 +198,7 @@ check-exports: $(SHLIB)
 # $(B)/bench-engine.md and .json.  Not part of check: timing decides nothing there.
 bench: all
 	@$(B)/xtcp-bench-engine --json $(B)/bench-engine.json | tee $(B)/bench-engine.md
+	@tools/bench.py --out $(B)/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(B)

@@ -1,0 +1,555 @@
+#!/usr/bin/env python3
+"""xtcp benchmark: the same workloads with the server on the kernel and under
+xtcp, in the same run, over a veth pair between two network namespaces.
+
+    tools/bench.py [--reps N] [--quick] [--only REGEX] [--out DIR]
+                   [--no-strace] [--no-callgrind]
+
+Layout (made here and removed on any exit; no traffic leaves it):
+    ns A  veth-a  kernel 10.56.0.1/24, xtcp engine 10.56.0.3 (AF_PACKET)
+    ns B  veth-b  kernel 10.56.0.2/24, the load generators (always the kernel)
+The server runs pinned to CPU 1, the client to CPU 0.
+
+Workloads: sockperf ping-pong 64 B and 1 KiB (half round trip, as sockperf
+reports it: avg, p50, p99, p99.9; xtcp with busy polling on), sockperf
+throughput, redis-benchmark GET and SET -c 50 with and without -P 16, nginx
++ wrk keep-alive (4 KiB file) and with "Connection: close", and a 1 GiB
+iperf3 transfer.  For each: the server's CPU time per request (utime + stime
+of the whole process from /proc, all threads), and for sockperf 64 B and
+redis GET the system calls per request (strace -c on a shorter run) and
+user-space instructions per request (callgrind on a shorter run: this VM
+has no hardware counters for perf stat; note that callgrind cannot see the
+kernel's own TCP work, so the kernel column's instruction count leaves out
+its whole network stack, while xtcp's includes it).
+
+Every measurement is repeated --reps times (default 3); the tables give the
+median and the spread ((max - min) / median) so the run says how noisy it
+was.  Results: OUT/bench.md and OUT/bench.json (default build/bench/), plus
+the raw tool outputs in OUT/raw/.  A workload that fails is reported as
+failed with its reason; the run goes on.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIB = os.environ.get("XT_LIB", os.path.join(REPO, "build", "libxtcp.so"))
+PID = os.getpid()
+NS_A, NS_B = f"xtb-{PID}-a", f"xtb-{PID}-b"
+IF_A, IF_B = "veth-a", "veth-b"
+ADDR_A, ADDR_B, ADDR_X = "10.56.0.1", "10.56.0.2", "10.56.0.3"
+SERVER_CPU, CLIENT_CPU = "1", "0"
+TICK = os.sysconf("SC_CLK_TCK")
+SPIN_US = "1000"  # busy polling for the latency workloads under xtcp
+
+procs = []  # every server we started
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, check=True, timeout=120, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()[-400:]}")
+    return r
+
+
+def netns_down():
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    for ns in (NS_A, NS_B):
+        if os.path.exists(f"/run/netns/{ns}"):
+            r = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+            for p in r.stdout.split():
+                try:
+                    os.kill(int(p), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def netns_up():
+    netns_down()
+    for ns in (NS_A, NS_B):
+        sh(["ip", "netns", "add", ns])
+        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        sh(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"], check=False)
+    sh(["ip", "-n", NS_A, "link", "add", IF_A, "type", "veth", "peer", "name", IF_B, "netns", NS_B])
+    sh(["ip", "-n", NS_A, "addr", "add", f"{ADDR_A}/24", "dev", IF_A])
+    sh(["ip", "-n", NS_B, "addr", "add", f"{ADDR_B}/24", "dev", IF_B])
+    sh(["ip", "-n", NS_A, "link", "set", IF_A, "up"])
+    sh(["ip", "-n", NS_B, "link", "set", IF_B, "up"])
+    for _ in range(300):
+        a = sh(["ip", "netns", "exec", NS_A, "cat", f"/sys/class/net/{IF_A}/carrier"], check=False).stdout.strip()
+        b = sh(["ip", "netns", "exec", NS_B, "cat", f"/sys/class/net/{IF_B}/carrier"], check=False).stdout.strip()
+        if a == "1" and b == "1":
+            return
+        time.sleep(0.01)
+    raise RuntimeError("veth carrier did not come up")
+
+
+def xtcp_env(spin=False):
+    e = {"LD_PRELOAD": LIB, "XTCP_IFACE": IF_A, "XTCP_IP": f"{ADDR_X}/24"}
+    if spin:
+        e["XTCP_SPIN_US"] = SPIN_US
+    return e
+
+
+def start_server(mode, argv, raw, spin=False, wrap=None):
+    """Starts argv in ns A on the server CPU; returns the Popen (its pid is
+    the server's own: ip netns exec, taskset and env all exec)."""
+    env = ["env"] + [f"{k}={v}" for k, v in (xtcp_env(spin) if mode == "xtcp" else {}).items()]
+    cmd = ["ip", "netns", "exec", NS_A, "taskset", "-c", SERVER_CPU] + env + (wrap or []) + argv
+    out = open(raw + ".server.out", "w")
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    procs.append(p)
+    return p
+
+
+def stop_server(p):
+    try:
+        os.killpg(p.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+
+
+def client(argv, timeout=120):
+    return sh(["ip", "netns", "exec", NS_B, "taskset", "-c", CLIENT_CPU] + argv, timeout=timeout)
+
+
+def wait_port(addr, port, p, secs=15):
+    """Until a TCP connect from ns B to addr:port succeeds."""
+    code = (f"import socket,sys\ns=socket.socket();s.settimeout(0.5)\n"
+            f"sys.exit(0 if s.connect_ex(('{addr}',{port}))==0 else 1)")
+    end = time.time() + secs
+    while time.time() < end:
+        if p.poll() is not None:
+            raise RuntimeError(f"server exited ({p.returncode}) before listening")
+        if sh(["ip", "netns", "exec", NS_B, "python3", "-c", code], check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing accepts on {addr}:{port} after {secs}s")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def addr_of(mode):
+    return ADDR_X if mode == "xtcp" else ADDR_A
+
+
+# --- workloads: each returns (metrics dict, requests or bytes for per-unit costs)
+
+def sockperf_pp(mode, raw, size, secs):
+    addr = addr_of(mode)
+    p = start_server(mode, ["sockperf", "sr", "--tcp", "-i", addr, "-p", "11111"], raw, spin=True)
+    try:
+        wait_port(addr, 11111, p)
+        c0 = cpu_ticks(p.pid)
+        r = client(["sockperf", "pp", "--tcp", "-i", addr, "-p", "11111", "-m", str(size), "-t", str(secs)],
+                   timeout=secs + 60)
+        c1 = cpu_ticks(p.pid)
+    finally:
+        stop_server(p)
+    txt = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
+    open(raw + ".client.out", "w").write(txt)
+    m = {}
+    g = re.search(r"avg-latency=([\d.]+)", txt)
+    m["avg_us"] = float(g.group(1))
+    for pct, key in (("50.000", "p50_us"), ("99.000", "p99_us"), ("99.900", "p99.9_us")):
+        m[key] = float(re.search(r"percentile " + re.escape(pct) + r" =\s*([\d.]+)", txt).group(1))
+    n = int(re.search(r"\[Valid Duration\].*?ReceivedMessages=(\d+)", txt).group(1))
+    m["cpu_us_per_req"] = (c1 - c0) * 1e6 / TICK / max(n, 1)
+    return m
+
+
+def sockperf_tp(mode, raw, secs):
+    addr = addr_of(mode)
+    p = start_server(mode, ["sockperf", "sr", "--tcp", "-i", addr, "-p", "11112"], raw)
+    try:
+        wait_port(addr, 11112, p)
+        c0 = cpu_ticks(p.pid)
+        r = client(["sockperf", "tp", "--tcp", "-i", addr, "-p", "11112", "-m", "1024", "-t", str(secs)],
+                   timeout=secs + 60)
+        c1 = cpu_ticks(p.pid)
+    finally:
+        stop_server(p)
+    txt = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
+    open(raw + ".client.out", "w").write(txt)
+    rate = float(re.search(r"Message Rate is (\d+)", txt).group(1))
+    mbps = float(re.search(r"BandWidth is [\d.]+ MBps \(([\d.]+) Mbps\)", txt).group(1))
+    return {"msg_per_s": rate, "mbit_s": mbps, "cpu_us_per_req": (c1 - c0) * 1e6 / TICK / max(rate * secs, 1)}
+
+
+def redis_server(mode, raw, wrap=None):
+    d = tempfile.mkdtemp(prefix="xtb-redis-")
+    argv = ["redis-server", "--port", "6379", "--bind", addr_of(mode), "--save", "", "--appendonly", "no",
+            "--protected-mode", "no", "--dir", d, "--daemonize", "no", "--logfile", ""]
+    return start_server(mode, argv, raw, wrap=wrap), d
+
+
+def redis(mode, raw, test, pipeline, n):
+    addr = addr_of(mode)
+    p, d = redis_server(mode, raw)
+    try:
+        wait_port(addr, 6379, p)
+        c0 = cpu_ticks(p.pid)
+        argv = ["redis-benchmark", "-h", addr, "-p", "6379", "-c", "50", "-n", str(n), "-t", test, "--csv"]
+        if pipeline > 1:
+            argv += ["-P", str(pipeline)]
+        r = client(argv, timeout=300)
+        c1 = cpu_ticks(p.pid)
+    finally:
+        stop_server(p)
+        shutil.rmtree(d, ignore_errors=True)
+    open(raw + ".client.out", "w").write(r.stdout + r.stderr)
+    rows = [l for l in r.stdout.splitlines() if l.startswith('"' + test.upper())]
+    if not rows:
+        raise RuntimeError("redis-benchmark printed no result: " + (r.stdout + r.stderr)[-300:])
+    f = [x.strip('"') for x in rows[0].split(",")]
+    # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    return {"rps": float(f[1]), "p50_ms": float(f[4]), "p99_ms": float(f[6]),
+            "cpu_us_per_req": (c1 - c0) * 1e6 / TICK / n}
+
+
+NGINX_CONF = """worker_processes 1;
+master_process off;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen {addr}:8080 reuseport backlog=4096;
+        root {d}/www;
+    }}
+}}
+"""
+
+
+def nginx(mode, raw, close, secs):
+    addr = addr_of(mode)
+    d = tempfile.mkdtemp(prefix="xtb-nginx-")
+    os.makedirs(d + "/www")
+    with open(d + "/www/4k", "wb") as f:
+        f.write(os.urandom(4096))
+    open(d + "/nginx.conf", "w").write(NGINX_CONF.format(d=d, addr=addr))
+    p = start_server(mode, ["nginx", "-p", d, "-c", d + "/nginx.conf", "-e", d + "/error.log"], raw)
+    try:
+        wait_port(addr, 8080, p)
+        c0 = cpu_ticks(p.pid)
+        argv = ["wrk", "-t", "1", "-c", "100", "-d", f"{secs}s", "--latency", f"http://{addr}:8080/4k"]
+        if close:
+            argv[1:1] = ["-H", "Connection: close"]
+        r = client(argv, timeout=secs + 60)
+        c1 = cpu_ticks(p.pid)
+    finally:
+        stop_server(p)
+        shutil.rmtree(d, ignore_errors=True)
+    txt = r.stdout + r.stderr
+    open(raw + ".client.out", "w").write(txt)
+    rps = float(re.search(r"Requests/sec:\s*([\d.]+)", txt).group(1))
+    reqs = int(re.search(r"(\d+) requests in", txt).group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", txt)
+    errs = sum(int(x) for x in m.groups()) if m else 0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", txt)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", txt)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale[p99.group(2)], "errors": errs,
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "cpu_us_per_req": (c1 - c0) * 1e6 / TICK / max(reqs, 1)}
+
+
+def bulk(mode, raw, nbytes):
+    addr = addr_of(mode)
+    p = start_server(mode, ["iperf3", "-s", "-1", "-B", addr, "-p", "5201"], raw)
+    try:
+        time.sleep(0.3)  # iperf3 -1 serves one client: no probe connection
+        c0 = cpu_ticks(p.pid)
+        r = client(["iperf3", "-c", addr, "-p", "5201", "-n", str(nbytes), "-J"], timeout=300)
+        c1 = cpu_ticks(p.pid)
+    finally:
+        stop_server(p)
+    open(raw + ".client.out", "w").write(r.stdout + r.stderr)
+    j = json.loads(r.stdout)
+    if "error" in j:
+        raise RuntimeError("iperf3: " + j["error"])
+    gbit = j["end"]["sum_received"]["bits_per_second"] / 1e9
+    return {"gbit_s": gbit, "cpu_ms_per_gb": (c1 - c0) * 1e3 / TICK / (nbytes / 1e9)}
+
+
+# --- system calls and instructions (one run each, shorter) ---------------
+
+def strace_count(mode, raw, kind, n):
+    """System calls of the server per request, strace -c -f attached."""
+    addr = addr_of(mode)
+    if kind == "redis_get":
+        p, d = redis_server(mode, raw)
+        port = 6379
+    else:
+        p = start_server(mode, ["sockperf", "sr", "--tcp", "-i", addr, "-p", "11113"], raw, spin=True)
+        d, port = None, 11113
+    try:
+        wait_port(addr, port, p)
+        st = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", raw + ".strace", "-p", str(p.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        procs.append(st)
+        time.sleep(1.0)
+        if kind == "redis_get":
+            client(["redis-benchmark", "-h", addr, "-p", "6379", "-c", "50", "-n", str(n), "-t", "get", "--csv"])
+        else:
+            r = client(["sockperf", "pp", "--tcp", "-i", addr, "-p", "11113", "-m", "64", "-t", "3"])
+            txt = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
+            n = int(re.search(r"\[Total Run\].*?ReceivedMessages=(\d+)", txt).group(1))
+        os.killpg(st.pid, signal.SIGINT)
+        st.wait(timeout=30)
+    finally:
+        stop_server(p)
+        if d:
+            shutil.rmtree(d, ignore_errors=True)
+    txt = open(raw + ".strace").read()
+    calls = 0
+    for line in txt.splitlines():
+        f = line.split()
+        if f and f[-1] == "total" and len(f) >= 5:
+            calls = int(f[3])  # % time, seconds, usecs/call, calls, [errors], total
+    if not calls:
+        raise RuntimeError("strace counted no system calls")
+    return calls / max(n, 1)
+
+
+def callgrind_count(mode, raw, n):
+    """User-space instructions of redis-server per GET (callgrind, toggled
+    around the measured part)."""
+    addr = addr_of(mode)
+    out = raw + ".callgrind"
+    wrap = ["valgrind", "--tool=callgrind", "--collect-atstart=no", f"--callgrind-out-file={out}.%p", "-q"]
+    p, d = redis_server(mode, raw, wrap=wrap)
+    try:
+        wait_port(addr, 6379, p, secs=60)
+        client(["redis-benchmark", "-h", addr, "-p", "6379", "-c", "50", "-n", "2000", "-t", "get"], timeout=300)
+        sh(["callgrind_control", "-i", "on", str(p.pid)])
+        client(["redis-benchmark", "-h", addr, "-p", "6379", "-c", "50", "-n", str(n), "-t", "get", "--csv"],
+               timeout=600)
+        sh(["callgrind_control", "-i", "off", str(p.pid)])
+        sh(["callgrind_control", "-d", str(p.pid)])
+    finally:
+        stop_server(p)
+        shutil.rmtree(d, ignore_errors=True)
+    ir = 0
+    for f in os.listdir(os.path.dirname(out)):
+        path = os.path.join(os.path.dirname(out), f)
+        if f.startswith(os.path.basename(out)):
+            for line in open(path):
+                if line.startswith("summary:") or line.startswith("totals:"):
+                    ir = max(ir, int(line.split()[1]))
+    return ir / n
+
+
+# --- the run -----------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="1 repetition, short runs")
+    ap.add_argument("--only", default="", help="only workloads whose name matches this regex")
+    ap.add_argument("--out", default=os.path.join(REPO, "build", "bench"))
+    ap.add_argument("--no-strace", action="store_true")
+    ap.add_argument("--no-callgrind", action="store_true")
+    ap.add_argument("--modes", default="kernel,xtcp")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench: needs root (network namespaces)")
+    for tool in ("sockperf", "redis-server", "redis-benchmark", "nginx", "wrk", "iperf3", "strace", "valgrind",
+                 "taskset"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} is missing: run tools/install-deps.sh")
+    if not os.path.exists(LIB):
+        sys.exit(f"bench: {LIB} is missing: run make")
+    reps = 1 if a.quick else a.reps
+    secs = 2 if a.quick else 4
+    n_redis = 50000 if a.quick else 200000
+    modes = a.modes.split(",")
+    os.makedirs(os.path.join(a.out, "raw"), exist_ok=True)
+
+    workloads = [
+        ("sockperf_pp_64", lambda m, r: sockperf_pp(m, r, 64, secs)),
+        ("sockperf_pp_1k", lambda m, r: sockperf_pp(m, r, 1024, secs)),
+        ("sockperf_tp_1k", lambda m, r: sockperf_tp(m, r, secs)),
+        ("redis_get", lambda m, r: redis(m, r, "get", 1, n_redis)),
+        ("redis_set", lambda m, r: redis(m, r, "set", 1, n_redis)),
+        ("redis_get_P16", lambda m, r: redis(m, r, "get", 16, n_redis * 4)),
+        ("redis_set_P16", lambda m, r: redis(m, r, "set", 16, n_redis * 4)),
+        ("nginx_keepalive_4k", lambda m, r: nginx(m, r, False, secs)),
+        ("nginx_close_4k", lambda m, r: nginx(m, r, True, secs)),
+        ("bulk_1GiB", lambda m, r: bulk(m, r, 1 << 30)),
+    ]
+    if a.only:
+        workloads = [w for w in workloads if re.search(a.only, w[0])]
+
+    results = {}
+    t0 = time.time()
+
+    def on_signal(sig, frame):
+        netns_down()
+        sys.exit(128 + sig)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        netns_up()
+        for name, fn in workloads:
+            for mode in modes:
+                runs, err = [], None
+                for i in range(reps):
+                    raw = os.path.join(a.out, "raw", f"{name}.{mode}.{i}")
+                    log(f"{name} {mode} run {i + 1}/{reps} ({time.time() - t0:.0f} s)")
+                    try:
+                        runs.append(fn(mode, raw))
+                    except Exception as e:  # noqa: BLE001 - reported in the table
+                        err = str(e)[:300]
+                        log(f"{name} {mode}: FAILED: {err}")
+                        break
+                results.setdefault(name, {})[mode] = {"runs": runs, "error": err}
+        extra = {}
+        if not a.no_strace:
+            for kind in ("sockperf_pp_64", "redis_get"):
+                if a.only and not re.search(a.only, kind):
+                    continue
+                for mode in modes:
+                    raw = os.path.join(a.out, "raw", f"strace.{kind}.{mode}")
+                    log(f"syscalls per request: {kind} {mode}")
+                    try:
+                        extra.setdefault(kind, {}).setdefault(mode, {})["syscalls_per_req"] = strace_count(
+                            mode, raw, "redis_get" if kind == "redis_get" else "pp", 20000)
+                    except Exception as e:  # noqa: BLE001
+                        log(f"strace {kind} {mode}: FAILED: {e}")
+        if not a.no_callgrind and (not a.only or re.search(a.only, "redis_get")):
+            for mode in modes:
+                raw = os.path.join(a.out, "raw", f"callgrind.redis_get.{mode}")
+                log(f"instructions per request (callgrind): redis_get {mode}")
+                try:
+                    extra.setdefault("redis_get", {}).setdefault(mode, {})["user_instr_per_req"] = callgrind_count(
+                        mode, raw, 5000 if a.quick else 20000)
+                except Exception as e:  # noqa: BLE001
+                    log(f"callgrind {mode}: FAILED: {e}")
+    finally:
+        netns_down()
+    write_results(a.out, results, extra, reps, time.time() - t0)
+
+
+def summarize(runs, key):
+    vals = [r[key] for r in runs if key in r]
+    if not vals:
+        return None, None
+    med = statistics.median(vals)
+    spread = (max(vals) - min(vals)) / med if med else 0.0
+    return med, spread
+
+
+def machine():
+    cpu = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": os.uname().release,
+            "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+
+
+# Which direction is better, and the issue's target as xtcp / kernel.
+BETTER = {"avg_us": -1, "p50_us": -1, "p99_us": -1, "p99.9_us": -1, "p50_ms": -1, "p99_ms": -1,
+          "cpu_us_per_req": -1, "cpu_ms_per_gb": -1, "rps": 1, "msg_per_s": 1, "mbit_s": 1, "gbit_s": 1,
+          "errors": -1, "non_2xx": -1, "syscalls_per_req": -1, "user_instr_per_req": -1}
+
+
+def write_results(out, results, extra, reps, elapsed):
+    mach = machine()
+    lines = ["# xtcp benchmark: kernel vs xtcp, same run", "",
+             f"Machine: {mach['cpu']}, {mach['cpus']} CPUs, Linux {mach['kernel']}; {mach['date']}. "
+             f"Server pinned to CPU {SERVER_CPU}, client to CPU {CLIENT_CPU}, veth between two namespaces. "
+             f"{reps} repetition(s) per figure; median shown, spread = (max-min)/median in brackets. "
+             f"Run took {elapsed:.0f} s.", "",
+             "| workload | metric | kernel | xtcp | xtcp/kernel |", "|---|---|---|---|---|"]
+    spreads = []
+    for name, by_mode in results.items():
+        keys = []
+        for mode in by_mode.values():
+            for r in mode["runs"]:
+                for k in r:
+                    if k not in keys:
+                        keys.append(k)
+        for mode, v in by_mode.items():
+            if v["error"]:
+                lines.append(f"| {name} | FAILED ({mode}) | {v['error'].replace('|', '/')} | | |")
+        for k in keys:
+            cells = []
+            meds = {}
+            for mode in ("kernel", "xtcp"):
+                v = by_mode.get(mode)
+                med, spread = summarize(v["runs"], k) if v else (None, None)
+                meds[mode] = med
+                if med is None:
+                    cells.append("-")
+                else:
+                    cells.append(f"{med:.3g} [{spread * 100:.0f}%]" if reps > 1 else f"{med:.3g}")
+                    if reps > 1:
+                        spreads.append(spread)
+            ratio = f"{meds['xtcp'] / meds['kernel']:.2f}" if meds.get("xtcp") and meds.get("kernel") else "-"
+            lines.append(f"| {name} | {k} | {cells[0]} | {cells[1]} | {ratio} |")
+    for name, by_mode in extra.items():
+        for k in ("syscalls_per_req", "user_instr_per_req"):
+            kv, xv = by_mode.get("kernel", {}).get(k), by_mode.get("xtcp", {}).get(k)
+            if kv is None and xv is None:
+                continue
+            ratio = f"{xv / kv:.2f}" if kv and xv else "-"
+            lines.append(f"| {name} | {k} | {kv if kv is None else f'{kv:.3g}'} | "
+                         f"{xv if xv is None else f'{xv:.3g}'} | {ratio} |")
+    if spreads:
+        lines += ["", f"Noise: median spread {statistics.median(spreads) * 100:.0f}%, "
+                      f"worst {max(spreads) * 100:.0f}% over {len(spreads)} figures."]
+    lines += ["", "Latencies are sockperf's half round trip; cpu_us_per_req is the server process's "
+                  "utime+stime (all threads) over the requests served; user_instr_per_req counts user-space "
+                  "instructions only (callgrind), so the kernel column misses the kernel's TCP/IP work."]
+    md = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "bench.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(out, "bench.json"), "w") as f:
+        json.dump({"machine": mach, "reps": reps, "elapsed_s": elapsed, "results": results, "extra": extra}, f,
+                  indent=1)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
