@@ -460,6 +460,19 @@ void xt_arp_poll(struct xt_stack *st, xt_time_t now)
 		arp_retry(st, a->rhead, now);
 }
 
+uint32_t xt_arp_forget_queued(struct xt_stack *st)
+{
+	struct xt_arp *a = st->arp;
+	uint32_t n = 0;
+
+	if (a == NULL)
+		return 0;
+	for (int32_t i = 0; i < ARP_ENTRIES; i++)
+		if (a->e[i].state != ARP_FREE)
+			n += queue_release(a, &a->e[i]);
+	return n;
+}
+
 xt_time_t xt_arp_deadline(const struct xt_stack *st)
 {
 	const struct xt_arp *a = st->arp;

@@ -366,10 +366,31 @@ static bool cookie_ack(struct xt_stack *st, struct xt_sock *l, struct xt_seg *se
 	return true;
 }
 
+/* Family mode: is the new connection seg asks for this engine's? */
+static bool family_takes(struct xt_stack *st, const struct xt_seg *seg)
+{
+	return !st->cfg.syn_owner ||
+	       st->cfg.syn_owner(st->cfg.syn_owner_ctx, seg->dst, seg->dport, seg->src, seg->sport);
+}
+
+/* Family mode: an ACK for a listener is some other engine's connection,
+ * unless it completes a cookie this engine sent (checked only while cookies
+ * are live, so other engines' traffic costs no owner lookup). */
+static void family_listen_ack(struct xt_stack *st, struct xt_sock *l, struct xt_seg *seg, xt_time_t now)
+{
+	bool live = st->cfg.tcp_syncookies && l->synq_overflow_t && now - l->synq_overflow_t <= XT_SEC(120);
+	if ((seg->flags & XT_TH_SYN) || !live || !family_takes(st, seg) || !cookie_ack(st, l, seg, now))
+		st->cnt.drop_tcp_family++;
+}
+
 static void listen_input(struct xt_stack *st, struct xt_sock *l, struct xt_seg *seg, xt_time_t now)
 {
 	if (seg->flags & XT_TH_RST) {
 		st->cnt.drop_tcp_bad_rst++;
+		return;
+	}
+	if ((seg->flags & XT_TH_ACK) && st->family) {
+		family_listen_ack(st, l, seg, now);
 		return;
 	}
 	if (seg->flags & XT_TH_ACK) { /* no connection for it: RFC 9293 3.10.7.2 */
@@ -381,6 +402,10 @@ static void listen_input(struct xt_stack *st, struct xt_sock *l, struct xt_seg *
 	}
 	if (!(seg->flags & XT_TH_SYN) || (seg->flags & XT_TH_FIN)) {
 		st->cnt.drop_tcp_flags++;
+		return;
+	}
+	if (st->family && !family_takes(st, seg)) {
+		st->cnt.drop_tcp_family++; /* another engine of the family takes it */
 		return;
 	}
 	listen_syn(st, l, seg, now);
@@ -854,6 +879,13 @@ static void synchronized_input(struct xt_stack *st, struct xt_sock *s, struct xt
 	s->last_rx = now;
 	if (s->state == XT_SYN_RECV) {
 		if (SEQ_LEQ(seg->ack, s->iss) || SEQ_GT(seg->ack, s->snd_max)) {
+			if (st->family && s->parent) {
+				/* the peer completed its handshake with another engine
+				 * of the family (ownership moved): forget ours quietly */
+				st->cnt.drop_tcp_family++;
+				xt_tcp_done(st, s, 0);
+				return;
+			}
 			st->cnt.drop_tcp_bad_ack++;
 			xt_tcp_send_rst_reply(st, seg, now);
 			return;
@@ -963,6 +995,10 @@ void xt_tcp_input(struct xt_stack *st, const struct xt_ip_rx *ip, xt_time_t now)
 		struct xt_sock *l = xt_listener_lookup(st, &seg);
 		if (l) {
 			listen_input(st, l, &seg, now);
+			return;
+		}
+		if (st->family) { /* another engine's connection: no RST (man/libxtcp.7) */
+			st->cnt.drop_tcp_family++;
 			return;
 		}
 		st->cnt.drop_tcp_no_socket++;

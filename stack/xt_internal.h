@@ -64,6 +64,7 @@ struct xt_stack {
 	xt_time_t chack_second;
 	uint32_t chack_count;
 	uint32_t port_hint;
+	uint8_t family; /* xt_stack_set_family */
 };
 
 /* The engine's clock never runs backwards, whatever the caller passes: every
@@ -118,6 +119,8 @@ void xt_arp_input(struct xt_stack *st, const uint8_t *pkt, uint32_t len, xt_time
  * sends a request.  Returns 0 or -ENOBUFS. */
 int xt_arp_output(struct xt_stack *st, uint32_t nexthop, uint8_t *frame, uint32_t len, xt_time_t now);
 void xt_arp_poll(struct xt_stack *st, xt_time_t now);
+/* Drops every frame waiting for resolution (the entries stay); returns how many. */
+uint32_t xt_arp_forget_queued(struct xt_stack *st);
 xt_time_t xt_arp_deadline(const struct xt_stack *st);
 
 /* icmp.c */

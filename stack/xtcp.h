@@ -86,6 +86,13 @@ struct xt_stack_cfg {
 	void *tx_ctx;
 	xt_event_fn on_event; /* may be NULL */
 	void *event_ctx;
+
+	/* Family mode (xt_stack_set_family): which engine of the family takes a
+	 * new connection.  Called for a SYN (and a SYN-cookie ACK) to one of our
+	 * listeners; returns nonzero when this engine takes it.  Every engine of
+	 * the family must give the same answer.  NULL: this engine takes all. */
+	int (*syn_owner)(void *ctx, uint32_t lip, uint16_t lport, uint32_t rip, uint16_t rport);
+	void *syn_owner_ctx;
 };
 
 /* Linux's TCP state numbers (include/net/tcp_states.h), as TCP_INFO reports them. */
@@ -178,7 +185,7 @@ struct xt_tcp_info {
 	X(drop_tcp_ack_unsent) X(drop_tcp_paws) X(drop_tcp_reass_full)          \
 	X(drop_tcp_rcvbuf_full) X(drop_tcp_after_close) X(drop_tcp_syn_bad)     \
 	X(drop_tcp_listen_overflow) X(drop_tcp_synq_full) X(drop_tcp_no_mem)    \
-	X(drop_tcp_bad_rst) X(drop_tcp_timewait)                                \
+	X(drop_tcp_bad_rst) X(drop_tcp_timewait) X(drop_tcp_family)             \
 	X(tcp_rst_tx) X(tcp_rst_rx) X(tcp_challenge_ack) X(tcp_challenge_ack_limited) \
 	X(tcp_active_opens) X(tcp_passive_opens) X(tcp_attempt_fails)           \
 	X(tcp_estab_resets) X(tcp_conn_established) X(tcp_retrans_segs)         \
@@ -218,6 +225,25 @@ const struct xt_counters *xt_stack_counters(const struct xt_stack *st);
 uint32_t xt_stack_unfinished(const struct xt_stack *st);
 /* Bytes of socket buffer memory in use. */
 uint64_t xt_stack_mem_used(const struct xt_stack *st);
+/* Family mode: several engines (one per process of a fork family) share one
+ * address and each sees every frame.  On: a segment for no connection of
+ * ours is another engine's (dropped as drop_tcp_family, never answered with
+ * RST), and cfg.syn_owner decides which engine takes a new connection.
+ * RFC 9293 3.10.7.1 would have us send RST: a deliberate deviation. */
+void xt_stack_set_family(struct xt_stack *st, int on);
+int xt_stack_family(const struct xt_stack *st);
+/* After fork, in the child's copy of the engine: every socket but the
+ * listeners is forgotten silently (no FIN, no RST: they are the parent's),
+ * listeners lose their SYN and accept queues, frames batched or waiting for
+ * ARP are discarded.  each(ctx, handle, udata, kept) is called first for
+ * every socket the application holds (udata set, not an orphan): kept = 1
+ * for a listener that stays, 0 for a socket whose handle is then invalid.
+ * Returns how many sockets went. */
+uint32_t xt_stack_forget_connections(struct xt_stack *st,
+				     void (*each)(void *ctx, int sock, void *udata, int kept), void *ctx);
+/* Another member's engine is a copy of this one: without a new seed both
+ * would pick the same ephemeral ports for the same destinations. */
+void xt_stack_reseed_ports(struct xt_stack *st, uint64_t seed);
 /* Adds a static ARP entry (tests, or a backend that reads the kernel's neighbours). */
 int xt_arp_add(struct xt_stack *st, uint32_t ip, const uint8_t mac[6], xt_time_t now);
 
