@@ -64,6 +64,8 @@ xt_time_t xp_clock(void)
 void xp_lock(void)
 {
 	xp_in_lib++;
+	if (XP_UNLIKELY(xp_eng.forked_child))
+		(void)xp_fork_attach(); /* a fork child's first call: its own NIC */
 	pthread_mutex_lock(&xp_eng.mu);
 }
 
@@ -89,6 +91,8 @@ void xp_unlock(void)
 static int eng_tx(void *ctx, const struct xt_frame *frames, int n)
 {
 	(void)ctx;
+	if (XP_UNLIKELY(!xp_eng.nic))
+		return 0; /* a fork child not attached yet */
 	return xt_nic_tx(xp_eng.nic, frames, n, xp_eng.now);
 }
 
@@ -121,6 +125,11 @@ void xp_drive(xt_time_t now)
 	if (now < xp_eng.now)
 		now = xp_eng.now;
 	xp_eng.now = now;
+	if (XP_UNLIKELY(!xp_fam_on) && xp_fam_active &&
+	    atomic_load_explicit(xp_fam_active, memory_order_relaxed))
+		xp_fork_family_on();
+	if (XP_UNLIKELY(!xp_eng.nic))
+		return; /* a fork child whose NIC queue could not be opened */
 	/* Until rx_burst returns nothing: that also hands the last lent slots
 	 * back, which is what makes the wake fd quiet again. */
 	for (int round = 0; round < RX_ROUNDS; round++) {
@@ -138,6 +147,8 @@ void xp_drive(xt_time_t now)
 static xt_time_t next_deadline(void)
 {
 	xt_time_t d = xt_stack_next_deadline(xp_eng.st);
+	if (XP_UNLIKELY(!xp_eng.nic))
+		return d;
 	xt_time_t n = xt_nic_deadline(xp_eng.nic);
 	return n < d ? n : d;
 }
@@ -145,7 +156,7 @@ static xt_time_t next_deadline(void)
 /* Arms the NIC's wake fd; false if frames came in meanwhile (drive again). */
 static bool arm_nic(xt_time_t now)
 {
-	if (xp_eng.nic->ops->arm_wake) {
+	if (xp_eng.nic && xp_eng.nic->ops->arm_wake) {
 		int r = xp_eng.nic->ops->arm_wake(xp_eng.nic);
 		if (r < 0) {
 			static bool said;
@@ -312,13 +323,12 @@ static void atfork_parent(void)
 	pthread_mutex_unlock(&xp_eng.mu);
 }
 
-/* The child shares the NIC's rings with the parent: it must never drive the
- * engine.  Its copies of offloaded sockets can only be closed (which does not
- * touch the parent's connections); new sockets go to the kernel. */
+/* The child shares the NIC's rings with the parent: fork.c drops its copy of
+ * them and of every connection; the child's first socket call opens its own
+ * NIC queue (xp_fork_attach). */
 static void atfork_child(void)
 {
-	xp_eng.forked_child = true;
-	atomic_store(&xp_eng.state, XP_ENG_OFF);
+	xp_fork_child();
 	pthread_mutex_unlock(&xp_eng.mu);
 }
 
@@ -348,6 +358,67 @@ static void dump_counters(void)
 	if (n)
 		xp_log(XP_LOG_DEBUG, "counters:%s", line);
 	pthread_mutex_unlock(&xp_eng.mu);
+}
+
+/* The progress thread, with every signal blocked. */
+static int start_progress(void)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&a, 256 * 1024);
+	int r = pthread_create(&xp_eng.prog, &a, progress_main, NULL);
+	pthread_attr_destroy(&a);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return r;
+}
+
+/* A fork child's engine copy gets a NIC queue (AF_PACKET: the only backend a
+ * family runs on), an eventfd and a progress thread of its own (fork.c); the
+ * stack, its listeners and settings stay. */
+int xp_engine_reopen(void)
+{
+	struct xt_packet_cfg pc = { 0 };
+	pc.ifname = xp_cfg.iface;
+	pc.ip = xp_cfg.ip;
+	struct xt_nic *nic = NULL;
+	int r = xt_packet_open(&pc, &nic);
+	if (r < 0) {
+		const char *why = xt_packet_error();
+		xp_log(XP_LOG_ERROR, "fork child: cannot attach to %s: %s; its sockets stay on the kernel",
+		       xp_cfg.iface, why && *why ? why : strerror(-r));
+		return -1;
+	}
+	int evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (evfd < 0) {
+		xp_log(XP_LOG_ERROR, "fork child: eventfd: %s; its sockets stay on the kernel", strerror(errno));
+		xt_nic_close(nic);
+		return -1;
+	}
+	pthread_mutex_lock(&xp_eng.mu);
+	xp_eng.nic = nic;
+	xp_eng.wake_fd = nic->ops->wake_fd ? nic->ops->wake_fd(nic) : -1;
+	xp_eng.prog_evfd = evfd;
+	xp_eng.now = xp_clock();
+	xp_eng.forked_child = false; /* the progress thread runs only then */
+	pthread_mutex_unlock(&xp_eng.mu);
+	r = start_progress();
+	if (r) {
+		xp_log(XP_LOG_ERROR, "fork child: progress thread: %s; its sockets stay on the kernel", strerror(r));
+		pthread_mutex_lock(&xp_eng.mu);
+		xp_eng.forked_child = true;
+		xp_eng.nic = NULL;
+		xp_eng.wake_fd = -1;
+		xp_eng.prog_evfd = -1;
+		pthread_mutex_unlock(&xp_eng.mu);
+		xt_nic_close(nic);
+		(void)syscall(SYS_close, evfd);
+		return -1;
+	}
+	return 0;
 }
 
 static int attach(void)
@@ -405,6 +476,8 @@ static int attach(void)
 	}
 	sc.tx = eng_tx;
 	sc.on_event = eng_event;
+	sc.syn_owner = xp_fork_syn_owner;
+	xp_fork_init();
 	xp_eng.nic = nic;
 	xp_eng.now = xp_now();
 	xp_eng.st = xt_stack_new(&sc, xp_eng.now);
@@ -422,16 +495,7 @@ static int attach(void)
 		goto fail;
 	}
 
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pthread_attr_t a;
-	pthread_attr_init(&a);
-	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&a, 256 * 1024);
-	r = pthread_create(&xp_eng.prog, &a, progress_main, NULL);
-	pthread_attr_destroy(&a);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = start_progress();
 	if (r) {
 		xp_log(XP_LOG_ERROR, "progress thread: %s; every socket stays on the kernel", strerror(r));
 		goto fail;
@@ -497,6 +561,17 @@ static void th_destroy(void *p)
 		(void)syscall(SYS_close, th.evfd);
 	if (th.sigfd >= 0)
 		(void)syscall(SYS_close, th.sigfd);
+	th.evfd = th.sigfd = -1;
+	th.init = false;
+}
+
+/* fork child: the parent's threads and their eventfds are not ours. */
+void xp_thread_forget(void)
+{
+	if (th.init) {
+		(void)syscall(SYS_close, th.evfd);
+		(void)syscall(SYS_close, th.sigfd);
+	}
 	th.evfd = th.sigfd = -1;
 	th.init = false;
 }

@@ -198,7 +198,7 @@ void xp_sock_put(struct xp_sock *s)
 void xp_fd_clear_range(unsigned int lo, unsigned int hi)
 {
 	struct fdtab *t = atomic_load_explicit(&tab, memory_order_acquire);
-	if (!t)
+	if (!t || xp_fork_in_vfork()) /* a vfork child: the table is the parent's */
 		return;
 	for (size_t fd = lo; fd <= hi && fd < t->n; fd++) {
 		if (!atomic_load_explicit(&t->e[fd], memory_order_relaxed))

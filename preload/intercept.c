@@ -32,7 +32,8 @@ static inline struct xp_sock *ours(int fd)
 	if (XP_LIKELY(xp_in_lib || !xp_fd_maybe_ours(fd)))
 		return NULL;
 	struct xp_sock *s = xp_fd_get(fd);
-	if (s && (atomic_load(&s->mode) == XP_KERNEL || xp_eng.forked_child)) {
+	if (s && (atomic_load(&s->mode) == XP_KERNEL ||
+		  (XP_UNLIKELY(xp_eng.forked_child) && !xp_fork_attach()))) {
 		xp_sock_put(s);
 		return NULL;
 	}

@@ -299,4 +299,32 @@ static inline int xp_ret(long r)
 	return (int)r;
 }
 
+/* --- fork.c: fork, vfork, daemon, exec ----------------------------------- */
+
+/* At attach: the family's shared table (inherited by fork, not by exec). */
+void xp_fork_init(void);
+/* The engine's cfg.syn_owner: does this process take the new connection? */
+int xp_fork_syn_owner(void *ctx, uint32_t lip, uint16_t lport, uint32_t rip, uint16_t rport);
+/* Hooks: listen() succeeded; accept()/accept4() on a listener, or the
+ * listener is polled by epoll/poll/select (mux.c: call it whenever a
+ * listening socket is waited on; repeated calls are cheap); a listener goes. */
+void xp_fork_listening(struct xp_sock *s);
+void xp_fork_accepting(struct xp_sock *s);
+void xp_fork_unlisten(struct xp_sock *s);
+/* atfork child handler (engine lock held). */
+void xp_fork_child(void);
+/* A child's first engine call: its own NIC queue and threads.  True when the
+ * engine is usable (always, outside a fork child). */
+bool xp_fork_attach(void);
+/* In a vfork child (our memory shared with the parent)?  A system call. */
+bool xp_fork_in_vfork(void);
+void xp_fork_family_on(void);
+extern atomic_int *xp_fam_active; /* the table's flag: a child has attached */
+extern bool xp_fam_on;            /* this engine is in family mode */
+extern pid_t xp_fork_pid;         /* the process whose memory this is */
+/* engine.c for fork.c: a NIC queue, eventfds and a progress thread for the
+ * engine copy of a child; the dead parent threads' per-thread state. */
+int xp_engine_reopen(void);
+void xp_thread_forget(void);
+
 #endif

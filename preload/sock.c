@@ -35,6 +35,9 @@ int xp_socket(int domain, int type, int protocol)
 		return -errno;
 	if (!xp_engine_ready() || xp_fdtab_init() < 0)
 		return fd;
+	/* a vfork child shares our fd table: it must not change it */
+	if (XP_UNLIKELY(xp_eng.forked_child) ? !xp_fork_attach() : xp_fork_in_vfork())
+		return fd;
 	struct xp_sock *s = xp_sock_new();
 	if (!s) {
 		XP_LOG(XP_LOG_WARN, "fd %d: out of memory for the socket; it stays on the kernel", fd);
@@ -201,8 +204,10 @@ int xp_listen(int fd, struct xp_sock *s, int backlog)
 	}
 	if (s->bound && !s->bound_any) { /* the engine's own address only */
 		r = xt_tcp_listen(xp_eng.st, s->esock, backlog);
-		if (r == 0)
+		if (r == 0) {
 			s->listening = true;
+			xp_fork_listening(s);
+		}
 		xp_unlock();
 		return r;
 	}
@@ -227,6 +232,7 @@ int xp_listen(int fd, struct xp_sock *s, int backlog)
 	}
 	s->listening = true;
 	s->klisten = true;
+	xp_fork_listening(s);
 	xp_unlock();
 	XP_LOG(XP_LOG_DEBUG, "fd %d listens on port %u (engine and kernel)", fd, port);
 	return 0;
@@ -297,6 +303,7 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 	int r;
 
 	xp_lock();
+	xp_fork_accepting(s); /* the family's SYNs may come here */
 	xp_wait_init(&w, s, s->rcvtimeo_ns, true);
 	for (;;) {
 		bool elisten = s->esock >= 0 && xt_tcp_state(xp_eng.st, s->esock) == XT_LISTEN;
@@ -495,10 +502,16 @@ void xp_sock_release(struct xp_sock *s)
 	if (atomic_load(&s->mode) == XP_KERNEL || s->esock < 0)
 		return;
 	if (xp_eng.forked_child) {
-		s->esock = -1; /* the parent's connection: not ours to touch */
+		/* a fork child not attached yet: its engine copy holds only its
+		 * listeners (fork.c), which close without a frame */
+		pthread_mutex_lock(&xp_eng.mu);
+		engine_socket_drop(s);
+		pthread_mutex_unlock(&xp_eng.mu);
 		return;
 	}
 	xp_lock();
+	if (s->listening)
+		xp_fork_unlisten(s);
 	int st = xt_tcp_state(xp_eng.st, s->esock);
 	if (s->linger > 0 && (st == XT_ESTABLISHED || st == XT_CLOSE_WAIT) &&
 	    xt_tcp_inq(xp_eng.st, s->esock) == 0) {
@@ -523,6 +536,8 @@ void xp_sock_release(struct xp_sock *s)
 
 int xp_close(int fd)
 {
+	if (XP_UNLIKELY(xp_fork_in_vfork())) /* the parent's table: hands off */
+		return xp_real.close(fd) < 0 ? -errno : 0;
 	struct xp_sock *s = xp_fd_clear(fd);
 	int r = xp_real.close(fd);
 	int e = errno;
@@ -533,6 +548,8 @@ int xp_close(int fd)
 
 int xp_dup_install(int oldfd, int newfd)
 {
+	if (XP_UNLIKELY(xp_fork_in_vfork()))
+		return newfd;
 	struct xp_sock *s = xp_fd_get(oldfd);
 	struct xp_sock *old = s ? xp_fd_set(newfd, s) : xp_fd_clear(newfd);
 	if (old)

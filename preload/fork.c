@@ -1,0 +1,350 @@
+/* fork, vfork, daemon and exec: families of processes behind one engine
+ * address (man/libxtcp.7, FORK AND EXEC).
+ *
+ * After fork() the child's engine is a copy of the parent's.  The child
+ * (atfork handler, xp_fork_child) forgets every connection of the copy at
+ * once: they are the parent's, and the child's descriptors for them become
+ * plain unconnected kernel sockets.  Listeners stay.  The child also lets go
+ * of its copy of the NIC (the AF_PACKET rings are memory shared with the
+ * parent: it unmaps them and closes its descriptor, touching nothing) and of
+ * the parent's eventfds.  Its first socket call (xp_fork_attach) opens a NIC
+ * queue of its own, new eventfds and a progress thread: a child that never
+ * touches a socket (redis' BGSAVE, fork+exec) costs nothing more.
+ *
+ * Every process of the family has its own AF_PACKET socket and therefore
+ * sees every frame for the address.  From the moment a child attaches, the
+ * family is "active" (a flag in the shared table below) and every engine of
+ * it is in family mode (xt_stack_set_family): segments for connections it
+ * does not have are another process's, counted as drop_tcp_family and never
+ * answered with RST.  Which process takes a new connection is decided by
+ * xp_fork_syn_owner(), the engine's syn_owner callback, which every process
+ * evaluates identically from a table in a MAP_SHARED anonymous mapping made
+ * at attach (so it is inherited by fork, not by exec):
+ *
+ *   one 64-bit slot per (pid, listening port): pid << 32 | port << 8 | flags
+ *     HOLD      the process has the listener in a working engine
+ *     ACCEPTING it called accept()/accept4() on it, or polled it
+ *               (xp_fork_accepting, the hook for epoll/poll/select)
+ *     CREATOR   it called listen()
+ *
+ * The SYN goes to the ACCEPTING members if there are any, else to the
+ * creator, else to any holder; among several, to the one a hash of the
+ * 4-tuple names (slot order is the same for everybody).  A member found dead
+ * (pidfd readable: exited, zombie or not; or no such pid) is removed from
+ * the table by whoever notices, and the choice is made again.  Slots change
+ * with single compare-and-swaps, so a process killed at any point leaves the
+ * table consistent.
+ *
+ * vfork: the child shares our memory until it execs, and atfork handlers do
+ * not run.  Calls that would change the fd table (close, dup2, socket,
+ * close_range) check the pid (xp_fork_in_vfork) and then go to the kernel
+ * only, so the parent's table is never touched.
+ */
+#define _GNU_SOURCE
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+#define FAM_SLOTS 1024
+#define F_HOLD 1u
+#define F_ACCEPTING 2u
+#define F_CREATOR 4u
+#define FAM_MAGIC 0x78746366u /* "xtcf" */
+
+struct fam_tab {
+	uint32_t magic;
+	atomic_int active; /* a child attached: every engine in family mode */
+	_Atomic uint64_t slot[FAM_SLOTS];
+};
+
+static struct fam_tab *fam;
+atomic_int *xp_fam_active;
+bool xp_fam_on;
+pid_t xp_fork_pid;
+
+/* Ports this process registered as accepting (cheap repeat hooks). */
+static uint8_t acc_done[65536 / 8];
+/* Listening ports the child keeps, to register once attached. */
+static uint16_t kept_ports[256];
+static int nkept;
+static pthread_mutex_t attach_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool attach_failed;
+
+static inline uint64_t key_of(pid_t pid, uint16_t port, uint32_t flags)
+{
+	return (uint64_t)(uint32_t)pid << 32 | (uint64_t)port << 8 | flags;
+}
+static inline pid_t key_pid(uint64_t k) { return (pid_t)(k >> 32); }
+static inline uint16_t key_port(uint64_t k) { return (uint16_t)(k >> 8); }
+static inline uint32_t key_flags(uint64_t k) { return (uint32_t)(k & 0xff); }
+
+void xp_fork_init(void)
+{
+	xp_fork_pid = (pid_t)syscall(SYS_getpid);
+	if (fam)
+		return;
+	void *m = mmap(NULL, sizeof(struct fam_tab), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) {
+		XP_LOG(XP_LOG_WARN, "fork table: %s; a forked child will leave its sockets to the kernel",
+		       strerror(errno));
+		return;
+	}
+	fam = m;
+	fam->magic = FAM_MAGIC;
+	xp_fam_active = &fam->active;
+}
+
+bool xp_fork_in_vfork(void)
+{
+	return xp_fork_pid && (pid_t)syscall(SYS_getpid) != xp_fork_pid;
+}
+
+/* --- the table ------------------------------------------------------------ */
+
+/* Adds and removes flags on this process's slot for port; a slot whose flags
+ * become 0 is freed.  reg_mu keeps this process's threads from making two
+ * slots for one port; other processes only ever touch their own slots,
+ * except to free those of the dead. */
+static void slot_update(uint16_t port, uint32_t add, uint32_t del)
+{
+	if (!fam)
+		return;
+	pid_t me = xp_fork_pid;
+	pthread_mutex_lock(&reg_mu);
+	for (int i = 0; i < FAM_SLOTS; i++) {
+		uint64_t k = atomic_load(&fam->slot[i]);
+		if (!k || key_pid(k) != me || key_port(k) != port)
+			continue;
+		for (;;) {
+			uint32_t f = (key_flags(k) | add) & ~del;
+			uint64_t n = f ? key_of(me, port, f) : 0;
+			if (atomic_compare_exchange_weak(&fam->slot[i], &k, n))
+				break;
+		}
+		pthread_mutex_unlock(&reg_mu);
+		return;
+	}
+	if (add) {
+		for (int i = 0; i < FAM_SLOTS; i++) {
+			uint64_t zero = 0;
+			if (atomic_compare_exchange_strong(&fam->slot[i], &zero, key_of(me, port, add))) {
+				pthread_mutex_unlock(&reg_mu);
+				return;
+			}
+		}
+		static bool said;
+		if (!said) {
+			said = true;
+			xp_log(XP_LOG_WARN, "fork table full (%d listeners of the family): port %u "
+					    "taken by every member", FAM_SLOTS, port);
+		}
+	}
+	pthread_mutex_unlock(&reg_mu);
+}
+
+/* Has pid exited?  A pidfd is readable once the process is gone, zombie or
+ * not (a plain kill(pid, 0) would call a zombie alive). */
+static bool pid_dead(pid_t pid)
+{
+	if (pid == xp_fork_pid)
+		return false;
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0) {
+		if (errno == ESRCH)
+			return true;
+		return syscall(SYS_kill, pid, 0) < 0 && errno == ESRCH;
+	}
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct timespec zero = { 0, 0 };
+	long r = syscall(SYS_ppoll, &p, 1, &zero, NULL, sizeof(sigset_t));
+	(void)syscall(SYS_close, fd);
+	return r > 0 && (p.revents & POLLIN);
+}
+
+static void forget_pid(pid_t pid)
+{
+	for (int i = 0; i < FAM_SLOTS; i++) {
+		uint64_t k = atomic_load(&fam->slot[i]);
+		while (k && key_pid(k) == pid && !atomic_compare_exchange_weak(&fam->slot[i], &k, 0))
+			;
+	}
+	XP_LOG(XP_LOG_DEBUG, "fork table: process %d is gone", (int)pid);
+}
+
+static uint32_t tuple_hash(uint32_t rip, uint16_t rport, uint16_t lport)
+{
+	uint32_t h = rip * 0x9e3779b1u ^ ((uint32_t)rport << 16 | lport) * 0x85ebca6bu;
+	h ^= h >> 15;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 13;
+	return h;
+}
+
+/* The engine's syn_owner callback (engine lock held): does this process take
+ * the connection?  Same inputs, same answer in every process. */
+int xp_fork_syn_owner(void *ctx, uint32_t lip, uint16_t lport, uint32_t rip, uint16_t rport)
+{
+	(void)ctx;
+	(void)lip;
+	if (!fam)
+		return 1;
+	for (int round = 0; round < 8; round++) {
+		pid_t acc[64], cre[64], hold[64];
+		int na = 0, nc = 0, nh = 0;
+		for (int i = 0; i < FAM_SLOTS; i++) {
+			uint64_t k = atomic_load_explicit(&fam->slot[i], memory_order_relaxed);
+			if (!k || key_port(k) != lport)
+				continue;
+			uint32_t f = key_flags(k);
+			if ((f & F_ACCEPTING) && (f & F_HOLD) && na < 64)
+				acc[na++] = key_pid(k);
+			if ((f & F_CREATOR) && (f & F_HOLD) && nc < 64)
+				cre[nc++] = key_pid(k);
+			if ((f & F_HOLD) && nh < 64)
+				hold[nh++] = key_pid(k);
+		}
+		pid_t *c = na ? acc : nc ? cre : hold;
+		int n = na ? na : nc ? nc : nh;
+		if (!n)
+			return 1; /* nobody registered (table full): take it */
+		pid_t owner = c[(uint64_t)tuple_hash(rip, rport, lport) * (uint32_t)n >> 32];
+		if (owner == xp_fork_pid)
+			return 1;
+		if (!pid_dead(owner))
+			return 0;
+		forget_pid(owner);
+	}
+	return 0;
+}
+
+/* --- hooks from sock.c and mux.c --------------------------------------------- */
+
+void xp_fork_listening(struct xp_sock *s)
+{
+	if (s->listening)
+		slot_update(s->port, F_HOLD | F_CREATOR, 0);
+}
+
+void xp_fork_accepting(struct xp_sock *s)
+{
+	if (!fam || !s->listening)
+		return;
+	uint16_t port = s->port;
+	uint8_t bit = (uint8_t)(1u << (port & 7));
+	if (__atomic_load_n(&acc_done[port >> 3], __ATOMIC_RELAXED) & bit)
+		return;
+	__atomic_fetch_or(&acc_done[port >> 3], bit, __ATOMIC_RELAXED);
+	slot_update(port, F_HOLD | F_ACCEPTING, 0);
+}
+
+void xp_fork_unlisten(struct xp_sock *s)
+{
+	if (!fam || !s->listening)
+		return;
+	__atomic_fetch_and(&acc_done[s->port >> 3], (uint8_t)~(1u << (s->port & 7)), __ATOMIC_RELAXED);
+	slot_update(s->port, 0, F_HOLD | F_ACCEPTING | F_CREATOR);
+}
+
+/* --- the child --------------------------------------------------------------- */
+
+static void child_each(void *ctx, int sock, void *udata, int kept)
+{
+	(void)ctx;
+	(void)sock;
+	struct xp_sock *s = udata;
+	s->waiters = NULL; /* threads of the parent: none here */
+	if (kept) {
+		if (nkept < (int)(sizeof(kept_ports) / sizeof(kept_ports[0])))
+			kept_ports[nkept++] = s->port;
+		return;
+	}
+	/* The parent's connection: the descriptor is its placeholder kernel
+	 * socket from now on (unconnected: ENOTCONN, EPIPE, POLLHUP). */
+	s->esock = -1;
+	atomic_store(&s->mode, XP_KERNEL);
+}
+
+/* atfork child handler (engine lock held, one thread). */
+void xp_fork_child(void)
+{
+	xp_fork_pid = (pid_t)syscall(SYS_getpid);
+	pthread_mutex_init(&attach_mu, NULL);
+	pthread_mutex_init(&reg_mu, NULL);
+	memset(acc_done, 0, sizeof(acc_done));
+	xp_fam_on = false;
+	nkept = 0;
+	xp_thread_forget();
+	if (!xp_eng.st)
+		return; /* nothing attached yet: the child attaches as any process */
+	xp_eng.forked_child = true;
+	xt_stack_forget_connections(xp_eng.st, child_each, NULL);
+	xt_stack_set_family(xp_eng.st, 0);
+	if (xp_eng.nic) {
+		xt_nic_close(xp_eng.nic); /* our copy only: unmaps, closes our fd */
+		xp_eng.nic = NULL;
+	}
+	xp_eng.wake_fd = -1;
+	if (xp_eng.prog_evfd >= 0)
+		(void)syscall(SYS_close, xp_eng.prog_evfd);
+	xp_eng.prog_evfd = -1;
+	xp_eng.nic_waiters = 0;
+	xp_eng.prog_excluded = false;
+	xp_eng.prog_wake_at = 0;
+	if (!fam || !xp_eng.backend || strcmp(xp_eng.backend, "packet") != 0) {
+		attach_failed = true; /* no family: the kernel has every socket */
+		atomic_store(&xp_eng.state, XP_ENG_OFF);
+	}
+}
+
+/* The first socket call of a child: a NIC queue, eventfds and a progress
+ * thread of its own; then it is a member of the family.  True when the
+ * engine is usable. */
+bool xp_fork_attach(void)
+{
+	if (!xp_eng.forked_child)
+		return true;
+	if (attach_failed || xp_fork_in_vfork())
+		return false;
+	pthread_mutex_lock(&attach_mu);
+	if (xp_eng.forked_child && !attach_failed) {
+		/* family mode before the first frame: the parent's segments must
+		 * never be answered with RST */
+		pthread_mutex_lock(&xp_eng.mu);
+		atomic_store(&fam->active, 1);
+		xt_stack_set_family(xp_eng.st, 1);
+		xp_fam_on = true;
+		xt_stack_reseed_ports(xp_eng.st, (uint64_t)xp_fork_pid << 32 ^ xp_now());
+		pthread_mutex_unlock(&xp_eng.mu);
+		xp_in_lib++;
+		int r = xp_engine_reopen();
+		xp_in_lib--;
+		if (r < 0) {
+			attach_failed = true;
+			atomic_store(&xp_eng.state, XP_ENG_OFF);
+		} else {
+			for (int i = 0; i < nkept; i++)
+				slot_update(kept_ports[i], F_HOLD, 0);
+			XP_LOG(XP_LOG_INFO, "fork: process %d attached its own NIC queue (%d listeners kept)",
+			       (int)xp_fork_pid, nkept);
+		}
+	}
+	pthread_mutex_unlock(&attach_mu);
+	return !xp_eng.forked_child;
+}
+
+/* Engine lock held: a child attached somewhere in the family. */
+void xp_fork_family_on(void)
+{
+	xt_stack_set_family(xp_eng.st, 1);
+	xp_fam_on = true;
+	XP_LOG(XP_LOG_DEBUG, "fork: family mode (segments of unknown connections are not reset)");
+}

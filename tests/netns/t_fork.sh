@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# fork, vfork, daemon and exec under xtcp (man/libxtcp.7, FORK AND EXEC), with
+# the kernel in ns B as peer:
+#   - prefork: a blocking server forks 2 children that accept(); 40
+#     connections from ns B are all answered, each child answers some, the
+#     parent (which never accepts) none
+#   - daemon: listen, daemon(0, 0) (the parent exits), then serve: 10
+#     connections answered by the daemon
+#   - one established connection survives a child that _exit()s, exit()s,
+#     closes its copies, fork+exec and vfork+exec of /bin/true (vfork with
+#     dup2/close/socket in the child), posix_spawn, a child using the inherited
+#     connection (it sees an unconnected socket: EPIPE, ENOTCONN), a BGSAVE-like
+#     child, and a child with a connection of its own beside the parent's
+# XT_APP_KERNEL=1 runs the same on the kernel (checks the script itself).
+set -uo pipefail
+source "$(dirname "$0")/app_common.sh"
+
+BIN=$XT_REPO/build/tests/netns
+mkdir -p "$BIN"
+for p in fork_client fork_prefork fork_daemon fork_exec; do
+	gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -o "$BIN/$p" "$XT_REPO/tests/netns/$p.c" ||
+		fail "cannot build $p"
+done
+
+app_up
+
+step "prefork: 2 children accept() on the parent's listener"
+app_srv prefork "$BIN/fork_prefork" "$XT_ADDR_X" 7100 2 "$APP_DIR"
+wait_file "$APP_DIR/ready.0" 15 && wait_file "$APP_DIR/ready.1" 15 || fail "children not ready"
+out=$(run_in B "$BIN/fork_client" count "$XT_ADDR_X" 7100 40) || fail "not every connection answered: $out"
+note "$(echo "$out" | tr '\n' ';')"
+c0=$(echo "$out" | awk '$2 == "child" && $3 == 0 {print $1}')
+c1=$(echo "$out" | awk '$2 == "child" && $3 == 1 {print $1}')
+((${c0:-0} + ${c1:-0} == 40)) || fail "replies not all from the children: $out"
+((${c0:-0} > 0 && ${c1:-0} > 0)) || fail "one child served nothing: $out"
+app_alive prefork
+ok "40 connections: child 0 answered $c0, child 1 answered $c1"
+
+step "daemon(): the parent exits, the daemon serves"
+app_a "$BIN/fork_daemon" "$XT_ADDR_X" 7200 "$APP_DIR/daemon.pid" || fail "fork_daemon's parent failed"
+wait_file "$APP_DIR/daemon.pid" 15 || fail "the daemon did not start"
+dpid=$(cat "$APP_DIR/daemon.pid")
+out=$(run_in B "$BIN/fork_client" count "$XT_ADDR_X" 7200 10) || fail "daemon: not every connection answered: $out"
+[[ $out == "10 daemon" ]] || fail "daemon: unexpected replies: $out"
+kill -0 "$dpid" 2>/dev/null || fail "the daemon died"
+kill "$dpid"
+ok "10 connections answered by daemon $dpid"
+
+step "one connection through fork, exit, exec, vfork, posix_spawn and a child of its own"
+run_bg B "$APP_DIR/peer.out" "$APP_DIR/peer.err" "$BIN/fork_client" serve "$XT_ADDR_B" 7301 1
+wait_listen B 7301 10 || fail "peer server not listening"
+[[ $APP_MODE == kernel ]] && export FORK_EXEC_KERNEL=1
+app_srv keep "$BIN/fork_exec" "$XT_ADDR_X" 7300 "$XT_ADDR_B" 7301 "$APP_DIR/keep.ready"
+wait_file "$APP_DIR/keep.ready" 15 || fail "fork_exec did not start"
+run_in B "$BIN/fork_client" echo "$XT_ADDR_X" 7300 11 || fail "the connection did not survive every step"
+wait_pid "${APP_SRV_PID[keep]}" 20 || fail "fork_exec: $(cat "$APP_DIR/keep.err")"
+note "$(cat "$APP_DIR/keep.out")"
+ok "11 rounds, every step's child as expected, the parent's connection intact"
+
+if [[ $APP_MODE == xtcp ]]; then
+	grep -q "attached its own NIC queue" "$APP_DIR/prefork.err" ||
+		fail "the prefork children did not attach NIC queues of their own"
+	ok "children attached their own NIC queues"
+fi
