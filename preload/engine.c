@@ -110,10 +110,12 @@ static void wake_waiters(struct xp_sock *s)
 static void eng_event(void *ctx, int sock, uint32_t events)
 {
 	(void)ctx;
-	(void)events;
 	struct xp_sock *s = xt_tcp_udata(xp_eng.st, sock);
-	if (s)
+	if (s) {
 		wake_waiters(s);
+		if (s->epis)
+			xp_mux_event(s, events);
+	}
 }
 
 #define RX_BURST 64
@@ -631,6 +633,22 @@ static void waiter_del(struct xp_sock *s, struct xp_waiter *w)
 	if (w->next)
 		w->next->prev = w->prev;
 	w->next = w->prev = NULL;
+}
+
+void xp_waiter_add(struct xp_sock *s, struct xp_waiter *w)
+{
+	waiter_add(s, w);
+}
+
+void xp_waiter_del(struct xp_sock *s, struct xp_waiter *w)
+{
+	waiter_del(s, w);
+}
+
+int xp_thread_evfd(void)
+{
+	int r = th_setup();
+	return r < 0 ? r : th.evfd;
 }
 
 /* Would a handler run for one of the signals in pend, and does it stop this

@@ -173,6 +173,8 @@ struct xp_sock *xp_sock_new(void)
 	s->nopt = 0;
 	s->waiters = NULL;
 	s->free_next = NULL;
+	s->ep = NULL;
+	s->epis = NULL;
 	atomic_store(&s->nonblock, false);
 	atomic_store(&s->mode, XP_UNDECIDED);
 	atomic_store_explicit(&s->refs, 1, memory_order_release);

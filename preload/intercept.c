@@ -639,3 +639,163 @@ XP_EXPORT ssize_t __write(int fd, const void *buf, size_t n)
 {
 	return write(fd, buf, n);
 }
+
+/* --- epoll, poll, select (mux.c) --------------------------------------------- */
+
+XP_EXPORT int epoll_create(int size)
+{
+	ENSURE(epoll_create, syscall(SYS_epoll_create1, 0));
+	int fd = xp_real.epoll_create(size);
+	if (fd >= 0 && !xp_in_lib)
+		xp_epoll_wrap(fd);
+	return fd;
+}
+
+XP_EXPORT int epoll_create1(int flags)
+{
+	ENSURE(epoll_create1, syscall(SYS_epoll_create1, flags));
+	int fd = xp_real.epoll_create1(flags);
+	if (fd >= 0 && !xp_in_lib)
+		xp_epoll_wrap(fd);
+	return fd;
+}
+
+XP_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+	ENSURE(epoll_ctl, syscall(SYS_epoll_ctl, epfd, op, fd, ev));
+	if (XP_LIKELY(xp_in_lib || (!xp_fd_maybe_ours(epfd) && !xp_fd_maybe_ours(fd))))
+		return xp_real.epoll_ctl(epfd, op, fd, ev);
+	return xp_ret(xp_epoll_ctl(epfd, op, fd, ev));
+}
+
+/* A caller's signal mask, copied (EFAULT as the kernel's copy would). */
+static int get_sigmask(const sigset_t *u, sigset_t *k, const sigset_t **out)
+{
+	*out = NULL;
+	if (!u)
+		return 0;
+	if (xp_copy_in(k, u, sizeof(*k)) < 0)
+		return -EFAULT;
+	*out = k;
+	return 0;
+}
+
+static int epoll_wait_ts(int epfd, struct epoll_event *ev, int max, const struct timespec *ts, const sigset_t *sm)
+{
+	sigset_t k;
+	const sigset_t *m;
+	if (get_sigmask(sm, &k, &m) < 0)
+		return xp_ret(-EFAULT);
+	return xp_ret(xp_epoll_wait(epfd, ev, max, ts, m));
+}
+
+static const struct timespec *ms_ts(int ms, struct timespec *ts)
+{
+	if (ms < 0)
+		return NULL;
+	ts->tv_sec = ms / 1000;
+	ts->tv_nsec = (long)(ms % 1000) * 1000000;
+	return ts;
+}
+
+XP_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+	ENSURE(epoll_wait, syscall(SYS_epoll_wait, epfd, ev, max, timeout));
+	if (XP_LIKELY(xp_in_lib || !xp_fd_maybe_ours(epfd)))
+		return xp_real.epoll_wait(epfd, ev, max, timeout);
+	struct timespec ts;
+	return epoll_wait_ts(epfd, ev, max, ms_ts(timeout, &ts), NULL);
+}
+
+XP_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *sm)
+{
+	ENSURE(epoll_pwait, syscall(SYS_epoll_pwait, epfd, ev, max, timeout, sm, _NSIG / 8));
+	if (XP_LIKELY(xp_in_lib || !xp_fd_maybe_ours(epfd)))
+		return xp_real.epoll_pwait(epfd, ev, max, timeout, sm);
+	struct timespec ts;
+	return epoll_wait_ts(epfd, ev, max, ms_ts(timeout, &ts), sm);
+}
+
+XP_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *tmo,
+			   const sigset_t *sm)
+{
+	ENSURE(epoll_pwait2, syscall(SYS_epoll_pwait2, epfd, ev, max, tmo, sm, _NSIG / 8));
+	if (XP_LIKELY(xp_in_lib || !xp_fd_maybe_ours(epfd)))
+		return xp_real.epoll_pwait2(epfd, ev, max, tmo, sm);
+	struct timespec ts;
+	if (tmo && xp_copy_in(&ts, tmo, sizeof(ts)) < 0)
+		return xp_ret(-EFAULT);
+	return epoll_wait_ts(epfd, ev, max, tmo ? &ts : NULL, sm);
+}
+
+XP_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	ENSURE(poll, syscall(SYS_poll, fds, n, timeout));
+	if (xp_in_lib)
+		return xp_real.poll(fds, n, timeout);
+	struct xp_pcall c = { .kind = XP_POLL, .ms = timeout };
+	return xp_ret(xp_poll(fds, n, &c));
+}
+
+XP_EXPORT int __poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	return poll(fds, n, timeout);
+}
+
+XP_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__chk_fail();
+	return poll(fds, n, timeout);
+}
+
+XP_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *sm)
+{
+	ENSURE(ppoll, syscall(SYS_ppoll, fds, n, tmo, sm, _NSIG / 8));
+	if (xp_in_lib)
+		return xp_real.ppoll(fds, n, tmo, sm);
+	sigset_t k;
+	const sigset_t *m;
+	if (get_sigmask(sm, &k, &m) < 0)
+		return xp_ret(-EFAULT);
+	struct xp_pcall c = { .kind = XP_PPOLL, .ts = tmo, .sigmask = m };
+	return xp_ret(xp_poll(fds, n, &c));
+}
+
+XP_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *tmo, const sigset_t *sm,
+			  size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__chk_fail();
+	return ppoll(fds, n, tmo, sm);
+}
+
+XP_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	ENSURE(select, syscall(SYS_select, nfds, r, w, e, tv));
+	if (xp_in_lib)
+		return xp_real.select(nfds, r, w, e, tv);
+	struct xp_pcall c = { .kind = XP_SELECT, .tv = tv };
+	return xp_ret(xp_select(nfds, r, w, e, &c));
+}
+
+XP_EXPORT int __select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	return select(nfds, r, w, e, tv);
+}
+
+XP_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct timespec *tmo, const sigset_t *sm)
+{
+	if (XP_UNLIKELY(!xp_real.pselect) && (xp_real_init() < 0 || !xp_real.pselect)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (xp_in_lib)
+		return xp_real.pselect(nfds, r, w, e, tmo, sm);
+	sigset_t k;
+	const sigset_t *m;
+	if (get_sigmask(sm, &k, &m) < 0)
+		return xp_ret(-EFAULT);
+	struct xp_pcall c = { .kind = XP_PSELECT, .ts = tmo, .sigmask = m };
+	return xp_ret(xp_select(nfds, r, w, e, &c));
+}

@@ -67,6 +67,16 @@ int xp_real_init(void)
 		R(read_chk, "__read_chk");
 		R(recv_chk, "__recv_chk");
 		R(recvfrom_chk, "__recvfrom_chk");
+		R(epoll_create, "epoll_create");
+		R(epoll_create1, "epoll_create1");
+		R(epoll_ctl, "epoll_ctl");
+		R(epoll_wait, "epoll_wait");
+		R(epoll_pwait, "epoll_pwait");
+		R(epoll_pwait2, "epoll_pwait2");
+		R(poll, "poll");
+		R(ppoll, "ppoll");
+		R(select, "select");
+		R(pselect, "pselect");
 #undef R
 		if (!r.fcntl64)
 			r.fcntl64 = r.fcntl;

@@ -28,6 +28,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -81,6 +84,17 @@ struct xp_real {
 	ssize_t (*read_chk)(int, void *, size_t, size_t);
 	ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
 	ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+	/* mux.c */
+	int (*epoll_create)(int);
+	int (*epoll_create1)(int);
+	int (*epoll_ctl)(int, int, int, struct epoll_event *);
+	int (*epoll_wait)(int, struct epoll_event *, int, int);
+	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+	int (*epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
+	int (*poll)(struct pollfd *, unsigned long, int);
+	int (*ppoll)(struct pollfd *, unsigned long, const struct timespec *, const sigset_t *);
+	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
 };
 extern struct xp_real xp_real;
 extern atomic_int xp_real_ready;
@@ -174,6 +188,8 @@ struct xp_sock {
 	struct xp_waiter *waiters; /* threads blocked on this socket (engine lock) */
 	pthread_mutex_t kaccept_mu;/* dual listen: serialises kernel accepts */
 	struct xp_sock *free_next;
+	struct xp_epoll *ep; /* mux.c: this fd table entry is an epoll fd (mode XP_KERNEL) */
+	struct xp_epi *epis; /* mux.c: the epoll entries of this socket (engine lock) */
 };
 
 struct xp_sock *xp_sock_new(void); /* refs = 1 */
@@ -289,6 +305,42 @@ int xp_copy_in(void *dst, const void *usrc, size_t n);
 /* Copies a sockaddr out with Linux's length rules (min(*ulen, len) bytes,
  * *ulen = len); -EFAULT, -EINVAL on a negative *ulen. */
 int xp_put_addr(struct sockaddr *uaddr, socklen_t *ulen, const struct sockaddr_in *sin);
+
+/* --- mux.c: epoll, poll, select -------------------------------------------- */
+
+struct xp_epoll; /* one epoll open file description (dups share it) */
+struct xp_epi;   /* an engine socket's entry in an epoll set */
+
+/* eng_event (engine lock held): the socket's XT_EV_* mask is now events. */
+void xp_mux_event(struct xp_sock *s, uint32_t events);
+/* The last reference to s is gone (no lock held): an epoll set is freed, a
+ * socket leaves every set it is in (Linux: the last close removes it). */
+void xp_mux_release(struct xp_sock *s);
+/* xp_handoff (engine lock held): the socket's entries become registrations
+ * of its kernel fd in the kernel epoll of each set. */
+void xp_mux_handoff(struct xp_sock *s);
+/* A new kernel epoll fd: wrapped unless the engine is off.  Returns fd. */
+int xp_epoll_wrap(int fd);
+int xp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev);
+/* tmo: NULL = no timeout. */
+int xp_epoll_wait(int epfd, struct epoll_event *uev, int max, const struct timespec *tmo,
+		  const sigset_t *sigmask);
+/* The syscall a poll-family wrapper stands for, used untouched when no fd is ours. */
+enum xp_pkind { XP_POLL, XP_PPOLL, XP_SELECT, XP_PSELECT };
+struct xp_pcall {
+	enum xp_pkind kind;
+	int ms;                      /* poll */
+	const struct timespec *ts;   /* ppoll, pselect (NULL: none) */
+	struct timeval *tv;          /* select (NULL: none; written back) */
+	const sigset_t *sigmask;     /* ppoll, pselect */
+};
+int xp_poll(struct pollfd *ufds, nfds_t n, const struct xp_pcall *c);
+int xp_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct xp_pcall *c);
+
+/* engine.c helpers for mux.c */
+int xp_thread_evfd(void); /* this thread's wake eventfd, or -errno */
+void xp_waiter_add(struct xp_sock *s, struct xp_waiter *w);
+void xp_waiter_del(struct xp_sock *s, struct xp_waiter *w);
 
 static inline int xp_ret(long r)
 {

@@ -80,6 +80,8 @@ void xp_handoff(struct xp_sock *s, const char *why)
 {
 	engine_socket_drop(s);
 	atomic_store(&s->mode, XP_KERNEL);
+	if (s->epis)
+		xp_mux_handoff(s);
 	XP_LOG(XP_LOG_DEBUG, "socket %p handed to the kernel: %s", (void *)s, why);
 }
 
@@ -499,6 +501,8 @@ static bool closing(int st)
  * acknowledged, at most n seconds or until a signal. */
 void xp_sock_release(struct xp_sock *s)
 {
+	if (s->ep || s->epis)
+		xp_mux_release(s);
 	if (atomic_load(&s->mode) == XP_KERNEL || s->esock < 0)
 		return;
 	if (xp_eng.forked_child) {

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# t_mux.sh — epoll, poll and select mixing engine sockets and kernel fds.
+#
+# tests/netns/mux_mixed.c runs three times in ns A with a kernel peer
+# (mux_peer) in ns B: on the kernel (10.55.0.1), under xtcp (10.55.0.3) with
+# XTCP_SPIN_US=0, and under xtcp busy-polling 500 ms before each sleep (so
+# signals and timeouts land while it spins: a signal at 100 ms must end the
+# wait well before 400 ms).  The transcripts must be
+# identical to the kernel's.  Then an idle check: a process under xtcp blocked
+# in epoll_wait for 6 s must use well under 10% of a core
+# (utime+stime from /proc/PID/stat over 3 s).
+#
+# Exit 0 = pass.  Everything stays inside the namespaces lib.sh creates.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+XT_STEP_TIMEOUT=${XT_STEP_TIMEOUT:-60}
+
+OUT=$XT_REPO/build/netns/mux
+BIN=$XT_REPO/build/netns
+mkdir -p "$OUT"
+CFLAGS="-O2 -g -Wall -Wextra -Werror"
+for p in mux_mixed mux_peer; do
+	if [[ ! -x $BIN/$p || $HERE/$p.c -nt $BIN/$p ]]; then
+		gcc $CFLAGS -o "$BIN/$p" "$HERE/$p.c" || { echo "t_mux: cannot build $p"; exit 1; }
+	fi
+done
+if ! xtcp_capable; then
+	echo "t_mux: $XT_LIB missing or not interposing: run make first"
+	exit 1
+fi
+
+PORT=7400
+PEER_PORT=7500
+fail=0
+
+# run NAME OWN_ADDR [under_xtcp VAR=val...]
+run() {
+	local name=$1 addr=$2
+	shift 2
+	local dir=$OUT/$name
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	netns_up || return 1
+	run_bg B "$dir/peer.out" "$dir/peer.err" "$BIN/mux_peer" "$dir/ctl" "$XT_ADDR_B" "$PEER_PORT"
+	local ppid=$XT_LAST_PID
+	run_in A "$@" "$BIN/mux_mixed" "$dir/ctl" "$addr" "$PORT" "$XT_ADDR_B" "$PEER_PORT" \
+		>"$dir/out" 2>"$dir/err"
+	echo "exit $?" >>"$dir/out"
+	wait_pid "$ppid" 10 || echo "peer: exit $?" >>"$dir/out"
+	netns_down
+}
+
+run kernel "$XT_ADDR_A"
+if ! grep -q '^done$' "$OUT/kernel/out"; then
+	echo "t_mux: the kernel reference run did not finish:"
+	cat "$OUT/kernel/out" "$OUT/kernel/err"
+	exit 1
+fi
+for v in "xtcp-spin0 XTCP_SPIN_US=0" "xtcp-spin500ms XTCP_SPIN_US=500000"; do
+	set -- $v
+	run "$1" "$XT_ADDR_X" under_xtcp "$2"
+	if diff -u "$OUT/kernel/out" "$OUT/$1/out" >"$OUT/$1/diff"; then
+		echo "t_mux: $1 matches the kernel ($(wc -l <"$OUT/kernel/out") lines)"
+	else
+		echo "t_mux: $1 differs from the kernel:"
+		cat "$OUT/$1/diff"
+		sed -n '1,20p' "$OUT/$1/err"
+		fail=1
+	fi
+done
+
+# Idle: blocked in epoll_wait under xtcp, spinning off.
+dir=$OUT/idle
+rm -rf "$dir"
+mkdir -p "$dir"
+netns_up || exit 1
+run_bg A "$dir/out" "$dir/err" under_xtcp XTCP_SPIN_US=0 "$BIN/mux_mixed" idle "$XT_ADDR_X" "$PORT" "$dir/pid"
+ipid=$XT_LAST_PID
+if wait_file "$dir/pid" 10; then
+	pid=$(cat "$dir/pid")
+	sleep 0.3
+	t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	sleep 3
+	t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+	[[ -n $t0 && -n $t1 ]] || { t0=0; t1=999999; echo "t_mux: the idle program ended early"; }
+	hz=$(getconf CLK_TCK)
+	# percent of one core over 3 s
+	pct=$(((t1 - t0) * 100 / (3 * hz)))
+	echo "t_mux: idle epoll_wait under xtcp: $((t1 - t0)) ticks in 3 s (${pct}% of a core)"
+	if ((pct >= 10)); then
+		echo "t_mux: FAIL: an idle epoll_wait burns CPU"
+		fail=1
+	fi
+else
+	echo "t_mux: FAIL: the idle program did not start"
+	cat "$dir/err"
+	fail=1
+fi
+wait_pid "$ipid" 10
+if ! grep -q '^idle: 0$' "$dir/out"; then
+	echo "t_mux: FAIL: idle run: $(cat "$dir/out" "$dir/err")"
+	fail=1
+fi
+netns_down
+
+((fail)) && exit 1
+echo "t_mux: pass"
+exit 0
