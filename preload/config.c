@@ -240,5 +240,15 @@ int xp_config_load(bool *off)
 	if (load_num("XTCP_EXIT_DRAIN_MS", 0, 600000, &x) < 0)
 		return -1;
 	c->exit_drain_ns = x * 1000000;
-	return 0;
+	return xp_rules_load(off);
+}
+
+int xp_config_num(const char *var, uint64_t min, uint64_t max, uint64_t *out)
+{
+	return load_num(var, min, max, out);
+}
+
+int xp_config_bad(const char *var, const char *val, const char *why)
+{
+	return bad(var, val, why);
 }

@@ -34,6 +34,7 @@
 
 #include "shim.h"
 #include "../nic/packet.h"
+#include "stats.h"
 
 struct xp_engine xp_eng = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
@@ -191,8 +192,10 @@ static int timeout_ms_until(xt_time_t deadline, xt_time_t now, struct timespec *
  * most.  _exit() and signals that kill skip this, and lose unsent data. */
 __attribute__((destructor)) static void exit_drain(void)
 {
-	if (!xp_eng.st || xp_eng.forked_child || !xp_cfg.exit_drain_ns)
+	if (!xp_eng.st || xp_eng.forked_child || !xp_cfg.exit_drain_ns) {
+		xp_stats_exit();
 		return;
+	}
 	xp_in_lib++;
 	xp_fd_clear_range(0, ~0u);
 	xt_time_t end = xp_clock() + xp_cfg.exit_drain_ns;
@@ -214,6 +217,7 @@ __attribute__((destructor)) static void exit_drain(void)
 		timeout_ms_until(dl, now, &ts);
 		(void)ppoll(&p, xp_eng.wake_fd >= 0 ? 1 : 0, &ts, NULL);
 	}
+	xp_stats_exit(); /* summary, last capture records, segment removed */
 	xp_in_lib--;
 }
 
@@ -244,6 +248,9 @@ static void *progress_main(void *arg)
 		xp_eng.prog_excluded = excl;
 		xp_eng.prog_wake_at = dl;
 		pthread_mutex_unlock(&xp_eng.mu);
+		xt_time_t sdl = xp_stats_tick(now); /* xtcp-stat's snapshots, outside the lock */
+		if (sdl < dl)
+			dl = sdl;
 
 		struct pollfd p[2] = {
 			{ .fd = xp_eng.prog_evfd, .events = POLLIN },
@@ -365,6 +372,8 @@ static void dump_counters(void)
 /* The progress thread, with every signal blocked. */
 static int start_progress(void)
 {
+	xp_stats_open(); /* the segment xtcp-stat reads; failure only warns */
+
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -386,7 +395,6 @@ int xp_engine_reopen(void)
 	struct xt_packet_cfg pc = { 0 };
 	pc.ifname = xp_cfg.iface;
 	pc.ip = xp_cfg.ip;
-	pc.sock_fd = xp_fork_packet_fd();
 	struct xt_nic *nic = NULL;
 	int r = xt_packet_open(&pc, &nic);
 	if (r < 0) {
@@ -457,6 +465,7 @@ static int attach(void)
 		return -1;
 	}
 	xp_eng.backend = "packet";
+	nic = xp_pcap_setup(nic); /* XTCP_PCAP: a capture wrapper around the backend */
 
 	struct xt_stack_cfg sc;
 	xt_stack_cfg_defaults(&sc);
@@ -512,11 +521,14 @@ static int attach(void)
 		fmt_ip(xp_cfg.gw, gwbuf, sizeof(gwbuf));
 	else
 		snprintf(gwbuf, sizeof(gwbuf), "none");
+	const char *nicv = getenv("XTCP_NIC"), *ipv = getenv("XTCP_IP");
 	XP_LOG(XP_LOG_INFO,
-	       "attached: backend %s, interface %s, address %s/%d, gateway %s, mac %02x:%02x:%02x:%02x:%02x:%02x, "
-	       "mtu %u, spin %llu us",
-	       xp_eng.backend, xp_cfg.iface, ipbuf, xp_cfg.prefix, gwbuf, m[0], m[1], m[2], m[3], m[4], m[5],
-	       sc.mtu, (unsigned long long)(xp_cfg.spin_ns / 1000));
+	       "attached: backend %s (XTCP_NIC=%s), interface %s (XTCP_IFACE), address %s/%d (%s), gateway %s (%s), "
+	       "mac %02x:%02x:%02x:%02x:%02x:%02x (%s), mtu %u, spin %llu us; %d offload rules, capture %s",
+	       xp_eng.backend, nicv && *nicv ? nicv : "auto", xp_cfg.iface, ipbuf, xp_cfg.prefix,
+	       ipv && *ipv ? "XTCP_IP" : "the interface's", gwbuf, xp_cfg.gw ? "XTCP_GW" : "XTCP_GW unset",
+	       m[0], m[1], m[2], m[3], m[4], m[5], xp_cfg.have_mac ? "XTCP_MAC" : "the interface's", sc.mtu,
+	       (unsigned long long)(xp_cfg.spin_ns / 1000), xp_rules_count(), xp_obs.pcap[0] ? xp_obs.pcap : "off");
 	return 0;
 fail:
 	if (xp_eng.prog_evfd >= 0)

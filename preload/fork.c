@@ -43,7 +43,6 @@
 #define _GNU_SOURCE
 #include <poll.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -77,10 +76,6 @@ static uint8_t acc_done[65536 / 8];
 static uint16_t kept_ports[256];
 static int nkept;
 static pthread_mutex_t attach_mu = PTHREAD_MUTEX_INITIALIZER;
-/* An AF_PACKET socket made in the atfork handler, while the child still has
- * the parent's privileges: a child that drops them (nginx workers setuid to
- * nobody) before its first socket call can still open its queue. */
-static int pre_fd = -1;
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool attach_failed;
 
@@ -307,26 +302,7 @@ void xp_fork_child(void)
 	if (!fam || !xp_eng.backend || strcmp(xp_eng.backend, "packet") != 0) {
 		attach_failed = true; /* no family: the kernel has every socket */
 		atomic_store(&xp_eng.state, XP_ENG_OFF);
-		return;
 	}
-	pre_fd = (int)syscall(SYS_socket, AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-}
-
-/* The socket made at fork, if the program has not closed it (or reused its
- * number) since; -1 otherwise. */
-int xp_fork_packet_fd(void)
-{
-	int fd = pre_fd, dom = 0, proto = -1;
-	socklen_t l = sizeof(dom);
-	pre_fd = -1;
-	if (fd < 0)
-		return -1;
-	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 || dom != AF_PACKET)
-		return -1;
-	l = sizeof(proto);
-	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0 || proto != 0)
-		return -1; /* not ours any more: leave it alone */
-	return fd;
 }
 
 /* The first socket call of a child: a NIC queue, eventfds and a progress

@@ -351,6 +351,34 @@ static inline int xp_ret(long r)
 	return (int)r;
 }
 
+/* --- rules.c: offload rules and observability settings ------------------ */
+
+struct xp_obs_config {
+	char pcap[256];          /* XTCP_PCAP, "" = no capture */
+	uint64_t pcap_max_bytes; /* XTCP_PCAP_SIZE_MB (0: no limit) */
+	uint32_t pcap_files;     /* XTCP_PCAP_FILES */
+	bool exit_summary;       /* XTCP_EXIT_SUMMARY=1 */
+	bool stat_off;           /* XTCP_STAT=0: no statistics segment */
+	const char *stat_dir;    /* XTCP_STAT_DIR, NULL = /dev/shm */
+};
+extern struct xp_obs_config xp_obs;
+/* From xp_config_load: reads the rules and the settings above; -1 after one
+ * log line (everything stays on the kernel); *off when program rules keep
+ * this process on the kernel. */
+int xp_rules_load(bool *off);
+/* Where sock.c decides, and what ip/port then are: the address and port of
+ * bind(), the port of listen(), the destination of connect(). */
+enum xp_rule_at { XP_AT_BIND, XP_AT_LISTEN, XP_AT_CONNECT };
+/* The reason (the rule's text, kept forever) when the first matching rule
+ * sends the socket to the kernel; NULL otherwise. */
+const char *xp_rules_kernel(int at, uint32_t ip, uint16_t port);
+int xp_rules_count(void);
+/* config.c's parsers for the variables of other files: same rules, same
+ * error line ("every socket stays on the kernel"). */
+int xp_config_num(const char *var, uint64_t min, uint64_t max, uint64_t *out);
+int xp_config_bad(const char *var, const char *val, const char *why);
+
+
 /* --- fork.c: fork, vfork, daemon, exec ----------------------------------- */
 
 /* At attach: the family's shared table (inherited by fork, not by exec). */
@@ -378,7 +406,5 @@ extern pid_t xp_fork_pid;         /* the process whose memory this is */
  * engine copy of a child; the dead parent threads' per-thread state. */
 int xp_engine_reopen(void);
 void xp_thread_forget(void);
-/* The AF_PACKET socket made for the child at fork time, or -1. */
-int xp_fork_packet_fd(void);
 
 #endif

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "stats.h"
 
 static void dbg_fd(struct xp_sock *s, const char *what)
 {
@@ -82,6 +83,7 @@ void xp_handoff(struct xp_sock *s, const char *why)
 	atomic_store(&s->mode, XP_KERNEL);
 	if (s->epis)
 		xp_mux_handoff(s);
+	xp_stats_handoff(why); /* counted by reason: xtcp-stat -s */
 	XP_LOG(XP_LOG_DEBUG, "socket %p handed to the kernel: %s", (void *)s, why);
 }
 
@@ -139,6 +141,13 @@ int xp_bind(int fd, struct xp_sock *s, const struct sockaddr *addr, socklen_t le
 	if (s->bound || s->listening || s->ss != XP_SS_UNCONNECTED) {
 		xp_unlock();
 		return -EINVAL;
+	}
+	const char *rule = xp_rules_kernel(XP_AT_BIND, ip, port); /* XTCP_RULES */
+	if (rule && can_handoff(s)) {
+		xp_handoff(s, rule);
+		xp_unlock();
+		r = xp_real.bind(fd, addr, len);
+		return r < 0 ? -errno : 0;
 	}
 	if (ip != 0 && ip != xp_cfg.ip) {
 		xp_handoff(s, "bound to an address the engine does not own");
@@ -219,6 +228,12 @@ int xp_listen(int fd, struct xp_sock *s, int backlog)
 		return -errno;
 	uint16_t port = s->bound ? s->port : kernel_port(fd);
 	xp_lock();
+	const char *rule = xp_rules_kernel(XP_AT_LISTEN, 0, port); /* XTCP_RULES */
+	if (rule && can_handoff(s)) {
+		xp_handoff(s, rule); /* the kernel fd listens already */
+		xp_unlock();
+		return 0;
+	}
 	r = xp_engine_socket(s);
 	if (r == 0 && !s->bound) {
 		r = xt_tcp_bind(xp_eng.st, s->esock, 0, port);
@@ -324,6 +339,8 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 			xp_lock();
 			if (r != -EAGAIN) {
 				xp_unlock();
+				if (r >= 0)
+					xp_stats_handoff("accepted on the kernel side of a dual listener");
 				return r; /* a kernel socket: not ours */
 			}
 		}
@@ -435,6 +452,12 @@ int xp_connect(int fd, struct xp_sock *s, const struct sockaddr *addr, socklen_t
 	uint16_t dport = ntohs(sin.sin_port);
 
 	xp_lock();
+	const char *rule = xp_rules_kernel(XP_AT_CONNECT, dst, dport); /* XTCP_RULES */
+	if (rule && can_handoff(s)) {
+		xp_handoff(s, rule);
+		xp_unlock();
+		return xp_real.connect(fd, addr, len) < 0 ? -errno : 0;
+	}
 	if (!xp_engine_serves(dst) && can_handoff(s)) {
 		xp_handoff(s, "destination not reachable through the engine");
 		xp_unlock();

@@ -769,12 +769,8 @@ static uint32_t ms_since(xt_time_t t, xt_time_t now)
 	return t && now > t ? (uint32_t)((now - t) / 1000000u) : 0;
 }
 
-int xt_tcp_info(struct xt_stack *st, int id, struct xt_tcp_info *ti, xt_time_t now)
+static void tcp_info_of(const struct xt_sock *s, struct xt_tcp_info *ti, xt_time_t now)
 {
-	now = xt_clock(st, now);
-	struct xt_sock *s = xt_sock_get(st, id);
-	if (!s)
-		return -EBADF;
 	memset(ti, 0, sizeof(*ti));
 	ti->state = s->state == XT_TIME_WAIT ? XT_CLOSE : s->state;
 	ti->ca_state = s->in_recovery ? 3 : s->retransmits ? 4 : 0; /* TCP_CA_Recovery / Loss */
@@ -821,6 +817,52 @@ int xt_tcp_info(struct xt_stack *st, int id, struct xt_tcp_info *ti, xt_time_t n
 	ti->notsent_bytes = q > flight ? q - flight : 0;
 	ti->rcv_queue = s->state == XT_LISTEN ? s->aq_len : s->rq.buf ? s->rq.len : 0;
 	ti->snd_queue = s->state == XT_LISTEN ? s->backlog : q;
+}
+
+int xt_tcp_info(struct xt_stack *st, int id, struct xt_tcp_info *ti, xt_time_t now)
+{
+	now = xt_clock(st, now);
+	struct xt_sock *s = xt_sock_get(st, id);
+	if (!s)
+		return -EBADF;
+	tcp_info_of(s, ti, now);
+	return 0;
+}
+
+/* --- enumeration, for observability tools (no effect on any socket) --- */
+
+uint32_t xt_stack_nsockets(const struct xt_stack *st)
+{
+	return st->nsocks;
+}
+
+int xt_tcp_next(const struct xt_stack *st, int from)
+{
+	for (uint32_t id = from < 0 ? 0 : (uint32_t)from; id < st->sock_cap; id++)
+		if (st->socks[id])
+			return (int)id;
+	return -1;
+}
+
+int xt_tcp_view(struct xt_stack *st, int id, struct xt_sock_view *v, xt_time_t now)
+{
+	now = xt_clock(st, now);
+	if (id < 0 || (uint32_t)id >= st->sock_cap || !st->socks[id])
+		return -EBADF;
+	const struct xt_sock *s = st->socks[id];
+	memset(v, 0, sizeof(*v));
+	v->state = s->state;
+	v->orphan = s->orphan;
+	v->pending = s->in_aq || s->in_synq;
+	v->lip = s->lip;
+	v->lport = s->lport;
+	if (s->state != XT_LISTEN && s->state != XT_CLOSE) {
+		v->rip = s->rip;
+		v->rport = s->rport;
+	}
+	v->udata = s->orphan ? NULL : s->udata;
+	tcp_info_of(s, &v->info, now);
+	v->info.state = s->state;
 	return 0;
 }
 

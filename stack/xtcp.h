@@ -280,6 +280,25 @@ int xt_tcp_setopt(struct xt_stack *st, int s, int opt, int val, xt_time_t now);
 int xt_tcp_getopt(struct xt_stack *st, int s, int opt, int *val);
 int xt_tcp_getname(struct xt_stack *st, int s, int peer, uint32_t *ip, uint16_t *port);
 int xt_tcp_info(struct xt_stack *st, int s, struct xt_tcp_info *info, xt_time_t now);
+
+/* Enumeration for observability (tools/xtcp-stat): every socket the engine
+ * holds, owned or not: connections not accepted yet, and orphans the
+ * application closed that TCP still runs down (FIN_WAIT, TIME_WAIT). */
+struct xt_sock_view {
+	uint8_t state;   /* enum xt_tcp_state, TIME_WAIT as such */
+	uint8_t orphan;  /* closed by the application */
+	uint8_t pending; /* a child not accepted yet (SYN_RECV or in an accept queue) */
+	uint32_t lip, rip;
+	uint16_t lport, rport;
+	void *udata;     /* xt_tcp_set_udata's, NULL for orphans */
+	struct xt_tcp_info info; /* rcv_queue/snd_queue as ss shows them */
+};
+/* Sockets held, in every state. */
+uint32_t xt_stack_nsockets(const struct xt_stack *st);
+/* The lowest socket handle >= from, or -1. */
+int xt_tcp_next(const struct xt_stack *st, int from);
+/* One socket by handle, orphans included; -EBADF if there is none. */
+int xt_tcp_view(struct xt_stack *st, int s, struct xt_sock_view *v, xt_time_t now);
 /* Current XT_EV_* mask, with Linux tcp_poll() semantics. */
 uint32_t xt_tcp_events(struct xt_stack *st, int s);
 int xt_tcp_state(struct xt_stack *st, int s);
