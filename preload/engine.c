@@ -783,7 +783,9 @@ int xp_wait(struct xp_wait *w)
 	struct wait_cleanup cl = { .w = w, .me = &me, .old = &old, .masked = true };
 	int pr;
 	pthread_cleanup_push(wait_cancelled, &cl);
+	xp_in_lib++; /* the kernel's ppoll: extra_fd is a socket of ours */
 	pr = ppoll(p, (nfds_t)n, tsp, NULL);
+	xp_in_lib--;
 	pthread_cleanup_pop(0);
 	int perr = errno;
 

@@ -292,20 +292,25 @@ static int accept_engine(struct xp_sock *l, int flags, uint32_t *pip, uint16_t *
 	return pfd;
 }
 
-/* Dual listen: a connection the kernel has for us?  Never blocks. */
+/* Dual listen: a connection the kernel has for us?  Never blocks.  The
+ * kernel's poll, not the interposed one: that one reports the engine's side
+ * of this fd, and a blocking accept4 would then wait for a kernel connection
+ * that never comes. */
 static int accept_kernel(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, int flags)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
-	if (poll(&p, 1, 0) <= 0 || !(p.revents & POLLIN))
-		return -EAGAIN;
-	pthread_mutex_lock(&s->kaccept_mu);
 	int r = -EAGAIN;
+	xp_in_lib++;
 	if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
-		r = xp_real.accept4(fd, addr, len, flags);
-		if (r < 0)
-			r = -errno;
+		pthread_mutex_lock(&s->kaccept_mu);
+		if (poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
+			r = xp_real.accept4(fd, addr, len, flags);
+			if (r < 0)
+				r = -errno;
+		}
+		pthread_mutex_unlock(&s->kaccept_mu);
 	}
-	pthread_mutex_unlock(&s->kaccept_mu);
+	xp_in_lib--;
 	return r;
 }
 

@@ -405,7 +405,12 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		bool retrans = SEQ_LT(s->snd_nxt, s->snd_max);
 		if (len < mss && !s->fin_queued && !retrans) {
 			if (s->cork || s->more) {
-				if (s->tmr[XT_T_CORK] == XT_TIME_NEVER)
+				/* Linux's 200 ms ceiling is its probe timer, armed by
+				 * a push that sends nothing while nothing is in flight
+				 * (tcp_check_probe_timer()) and replaced by the RTO
+				 * timer when data goes out: it runs from the last such
+				 * push (a write, or the ACK of the last segment). */
+				if (s->tmr[XT_T_CORK] == XT_TIME_NEVER && !xt_tcp_flight(s))
 					xt_timer_set(st, s, XT_T_CORK, now + XT_CORK_NS);
 				break;
 			}
@@ -414,6 +419,8 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		}
 		if (len < mss)
 			s->snd_sml = s->snd_nxt + len;
+		if (s->tmr[XT_T_CORK] != XT_TIME_NEVER)
+			xt_timer_clear(st, s, XT_T_CORK);
 		uint32_t seq = s->snd_nxt;
 		s->snd_nxt += len + (fin ? 1 : 0);
 		send_data(st, s, seq, len, fin, last, now);

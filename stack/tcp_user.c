@@ -274,8 +274,22 @@ int xt_tcp_connect(struct xt_stack *st, int id, uint32_t ip, uint16_t port, xt_t
 			return p;
 		s->lport = (uint16_t)p;
 		xt_bhash_insert(st, s);
-	} else if (xt_ehash_lookup(st, s->lip, s->lport, ip, port)) {
-		return -EADDRNOTAVAIL;
+	}
+	struct xt_sock *tw = xt_ehash_lookup(st, s->lip, s->lport, ip, port);
+	uint32_t tw_snd_nxt = 0, tw_ts_recent = 0;
+	xt_time_t tw_ts_stamp = 0;
+	if (tw) {
+		/* Linux __inet_hash_connect() on a bound port: the 4-tuple in
+		 * TIME_WAIT is taken over when timestamps were in use there
+		 * (tcp_twsk_unique() with twp == NULL: PAWS protects the new
+		 * connection, whatever net.ipv4.tcp_tw_reuse says); anything
+		 * else holding the 4-tuple is EADDRNOTAVAIL. */
+		if (tw->state != XT_TIME_WAIT || !tw->ts_ok || !tw->ts_recent_stamp)
+			return -EADDRNOTAVAIL;
+		tw_snd_nxt = tw->snd_nxt;
+		tw_ts_recent = tw->ts_recent;
+		tw_ts_stamp = tw->ts_recent_stamp;
+		xt_tcp_done(st, tw, 0);
 	}
 	if (xt_sock_bufs_alloc(st, s) < 0)
 		return -ENOBUFS;
@@ -290,6 +304,13 @@ int xt_tcp_connect(struct xt_stack *st, int id, uint32_t ip, uint16_t port, xt_t
 			s->rcv_ws++;
 	s->adv_mss = xt_tcp_wire_mss(st, s);
 	s->iss = xt_tcp_isn(st, s->lip, s->lport, ip, port, now);
+	if (tw_ts_stamp) { /* tcp_twsk_unique(): above the old connection's space */
+		s->iss = tw_snd_nxt + 65535 + 2;
+		if (!s->iss)
+			s->iss = 1;
+		s->ts_recent = tw_ts_recent;
+		s->ts_recent_stamp = tw_ts_stamp;
+	}
 	s->ts_offset = (uint32_t)(s->iss * 2654435761u);
 	s->snd_una = s->iss;
 	s->snd_max = s->iss;
@@ -626,8 +647,19 @@ int xt_tcp_setopt(struct xt_stack *st, int id, int opt, int val, xt_time_t now)
 	case XT_SO_LINGER: s->linger = val < 0 ? -1 : val; break;
 	case XT_TCP_NODELAY:
 		s->nodelay = !!val;
-		if (val)
+		if (val) {
+			/* Linux __tcp_sock_set_nodelay(): TCP_NAGLE_PUSH sends
+			 * what is queued once, even while corked; the next write
+			 * clears it (skb_entail()), so later data is corked again
+			 * and its 200 ms ceiling starts with it. */
+			uint8_t cork = s->cork, more = s->more;
+			s->cork = s->more = 0;
 			xt_tcp_output(st, s, now);
+			s->cork = cork;
+			s->more = more;
+			if (s->sq.len <= xt_tcp_flight(s))
+				xt_timer_clear(st, s, XT_T_CORK);
+		}
 		break;
 	case XT_TCP_CORK:
 		s->cork = !!val;
