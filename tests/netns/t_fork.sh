@@ -11,6 +11,8 @@
 #     dup2/close/socket in the child), posix_spawn, a child using the inherited
 #     connection (it sees an unconnected socket: EPIPE, ENOTCONN), a BGSAVE-like
 #     child, and a child with a connection of its own beside the parent's
+#   - redis-server BGSAVE of 200000 keys: the child writes the dump and
+#     _exit()s, a client connected before the fork gets all its answers
 # XT_APP_KERNEL=1 runs the same on the kernel (checks the script itself).
 set -uo pipefail
 source "$(dirname "$0")/app_common.sh"
@@ -56,6 +58,32 @@ run_in B "$BIN/fork_client" echo "$XT_ADDR_X" 7300 11 || fail "the connection di
 wait_pid "${APP_SRV_PID[keep]}" 20 || fail "fork_exec: $(cat "$APP_DIR/keep.err")"
 note "$(cat "$APP_DIR/keep.out")"
 ok "11 rounds, every step's child as expected, the parent's connection intact"
+
+step "redis BGSAVE: the child writes the dump and _exit()s; the server goes on serving"
+app_srv redis redis-server --port 6391 --bind "$XT_ADDR_X" --save '' --appendonly no \
+	--dir "$APP_DIR" --dbfilename fork.rdb --daemonize no --protected-mode no --enable-debug-command yes
+app_wait_tcp 6391 15
+rcli() { run_in B redis-cli -h "$XT_ADDR_X" -p 6391 "$@"; }
+run_in B redis-cli -h "$XT_ADDR_X" -p 6391 DEBUG POPULATE 200000 key 100 >/dev/null || fail "DEBUG POPULATE"
+# a client connected before the fork keeps working through it
+run_bg B "$APP_DIR/long.out" "$APP_DIR/long.err" bash -c \
+	"for i in \$(seq 300); do echo PING; sleep 0.01; done | redis-cli -h $XT_ADDR_X -p 6391"
+[[ $(rcli BGSAVE) == *started* ]] || fail "BGSAVE did not start"
+for i in $(seq 150); do
+	[[ $(rcli INFO persistence) == *rdb_bgsave_in_progress:0* ]] && break
+	[[ $(rcli SET k$i v$i) == OK ]] || fail "SET during BGSAVE"
+	sleep 0.1
+done
+info=$(rcli INFO persistence)
+[[ $info == *rdb_bgsave_in_progress:0* && $info == *rdb_last_bgsave_status:ok* ]] ||
+	fail "BGSAVE did not finish well: $(grep bgsave <<<"$info" | tr '\r\n' '  ')"
+[[ -s $APP_DIR/fork.rdb ]] || fail "no dump file"
+[[ $(rcli DBSIZE) -ge 200000 ]] || fail "DBSIZE after BGSAVE: $(rcli DBSIZE)"
+wait_pid "$XT_LAST_PID" 30 || fail "the long-lived client failed: $(cat "$APP_DIR/long.err")"
+[[ $(grep -c PONG "$APP_DIR/long.out") == 300 ]] || fail "the connected client lost answers"
+[[ $(rcli PING) == PONG ]] || fail "no PONG after BGSAVE"
+app_alive redis
+ok "BGSAVE ok ($(stat -c %s "$APP_DIR/fork.rdb") bytes), 300 PINGs through the fork answered"
 
 if [[ $APP_MODE == xtcp ]]; then
 	grep -q "attached its own NIC queue" "$APP_DIR/prefork.err" ||
