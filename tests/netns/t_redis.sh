@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# redis-server under xtcp in ns A (10.55.0.3), driven from the kernel in ns B:
+#   - redis-cli PING answers PONG, INFO names the server (version, port, pid)
+#   - an idle server uses well under 10% of a core (utime+stime over 3 s),
+#     after start and again after the load
+#   - 3000 keys of 1 B to 512 KiB loaded with redis-cli --pipe (errors 0)
+#   - redis-benchmark -c 50 -n 200000 -t set,get,incr,lpush,lpop,mset, without
+#     and with -P 16: every result line present, no error line, exit 0
+#   - the benchmark's own effects: counter:__rand_int__ = 2 x 200000 INCRs,
+#     mylist empty again (as many LPOPs as LPUSHes), key:__rand_int__ of 3 bytes
+#   - every loaded key read back with redis-cli and compared byte for byte
+#   - 6 concurrent clients x 1000 INCR give 6000; 4 concurrent clients x 500
+#     RPUSH give a list of 2000 with 500 of each; DBSIZE as expected
+#   - SHUTDOWN NOSAVE: the server exits 0 within 15 s
+# XT_APP_KERNEL=1 runs redis-server on the kernel instead (same checks).
+# XT_REDIS_N (default 200000) sets the benchmark's request count.
+set -uo pipefail
+source "$(dirname "$0")/app_common.sh"
+
+PORT=6390
+NKEYS=3000
+NBENCH=${XT_REDIS_N:-200000}
+H=(-h "$XT_ADDR_X" -p "$PORT")
+
+cli() { run_in B redis-cli "${H[@]}" "$@"; }
+
+idle_check() {
+	local pid t0 t1 hz used pct
+	pid=$(app_pid redis) || fail "no redis-server pid"
+	hz=$(getconf CLK_TCK)
+	t0=$(cpu_ticks "$pid") || fail "cannot read /proc/$pid/stat"
+	sleep 3
+	t1=$(cpu_ticks "$pid") || fail "redis-server exited during the idle check"
+	used=$((t1 - t0))
+	pct=$((used * 100 * 100 / (3 * hz)))   # hundredths of a percent of one core
+	note "idle redis-server ($1): $used ticks of ${hz}/s in 3 s = $((pct / 100)).$(printf %02d $((pct % 100)))% of a core"
+	((pct < 1000)) || fail "idle redis-server ($1) used $((pct / 100))% of a core (limit 10%)"
+	ok "idle CPU below 10% of a core ($1)"
+}
+
+# bench LABEL ARGS...: one redis-benchmark run, parsed and checked
+bench() {
+	local label=$1 t0 rc out err line tests n
+	shift
+	out=$APP_DIR/bench-$label.out
+	err=$APP_DIR/bench-$label.err
+	t0=$EPOCHREALTIME
+	XT_STEP_TIMEOUT=150 run_in B redis-benchmark "${H[@]}" -c 50 -n "$NBENCH" \
+		-t set,get,incr,lpush,lpop,mset --csv "$@" >"$out" 2>"$err"
+	rc=$?
+	note "redis-benchmark $label: $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s, exit $rc"
+	((rc == 0)) || fail "redis-benchmark $label exited $rc ($( ((rc == 124)) && echo "timed out after 150 s"))"
+	# stderr: nothing but blank lines and progress
+	if grep -v '^[[:space:]]*$' "$err" | grep -q .; then
+		fail "redis-benchmark $label wrote to stderr: $(grep -v '^[[:space:]]*$' "$err" | head -3)"
+	fi
+	# stdout: the CSV header and one line per test, nothing else (an error reply
+	# makes redis-benchmark 7 print "Error from server: ..." and exit 1)
+	while IFS= read -r line; do
+		line=${line%$'\r'}
+		[[ -z $line ]] && continue
+		[[ $line == '"test","rps",'* ]] && continue
+		[[ $line =~ ^\"(SET|GET|INCR|LPUSH|LPOP|MSET \(10 keys\))\",\"[0-9.]+\" ]] && continue
+		fail "redis-benchmark $label: unexpected output line: $line"
+	done < <(tr '\r' '\n' <"$out")
+	for tests in SET GET INCR LPUSH LPOP 'MSET (10 keys)'; do
+		line=$(grep -F "\"$tests\"," "$out" | head -n1)
+		[[ -n $line ]] || fail "redis-benchmark $label: no result line for $tests"
+		n=$(echo "$line" | cut -d, -f2 | tr -d '"')
+		awk -v r="$n" 'BEGIN { exit !(r > 0) }' || fail "redis-benchmark $label: $tests rps '$n'"
+		note "$(printf '%-15s %10.0f rps  p50 %s ms  p99 %s ms' "$tests" "$n" \
+			"$(echo "$line" | cut -d, -f5 | tr -d '"')" "$(echo "$line" | cut -d, -f7 | tr -d '"')")"
+	done
+	ok "redis-benchmark $label: 6 result lines, no errors"
+}
+
+app_up
+mkdir -p "$APP_DIR/redis"
+
+step "redis-server on $XT_ADDR_X:$PORT in ns A"
+app_srv redis redis-server --port "$PORT" --bind "$XT_ADDR_X" --save '' --appendonly no \
+	--daemonize no --dir "$APP_DIR/redis" --protected-mode no --loglevel notice
+app_wait_tcp "$PORT" 15
+app_alive redis
+ok "accepts connections"
+
+step "redis-cli PING and INFO"
+r=$(cli PING) || fail "redis-cli PING failed"
+[[ $r == PONG ]] || fail "PING answered '$r', not PONG"
+ok "PING -> PONG"
+cli INFO server >"$APP_DIR/info.txt" || fail "redis-cli INFO failed"
+grep -q '^redis_version:7' "$APP_DIR/info.txt" || fail "INFO has no redis_version:7.x"
+grep -q "^tcp_port:$PORT"$'\r'"\?$" "$APP_DIR/info.txt" || fail "INFO tcp_port is not $PORT"
+ipid=$(sed -n 's/^process_id:\([0-9]*\).*/\1/p' "$APP_DIR/info.txt")
+[[ $ipid == "$(app_pid redis)" ]] || fail "INFO process_id $ipid is not the server's pid $(app_pid redis)"
+ok "INFO: $(grep '^redis_version' "$APP_DIR/info.txt" | tr -d '\r'), tcp_port:$PORT, process_id:$ipid"
+
+step "idle CPU after start"
+idle_check "after start"
+
+step "load $NKEYS keys (1 B .. 512 KiB) with redis-cli --pipe"
+bytes=$(python3 "$(dirname "$0")/app_redis_data.py" "$NKEYS" "$APP_DIR") || fail "data generator failed"
+note "$bytes bytes of values"
+run_in B redis-cli "${H[@]}" --pipe <"$APP_DIR/load.resp" >"$APP_DIR/pipe.out" 2>&1 ||
+	fail "redis-cli --pipe failed: $(tail -n 2 "$APP_DIR/pipe.out")"
+grep -q "^errors: 0, replies: $NKEYS\$" <(tr -d '\r' <"$APP_DIR/pipe.out") ||
+	fail "redis-cli --pipe did not report 'errors: 0, replies: $NKEYS': $(tail -n 1 "$APP_DIR/pipe.out")"
+ok "errors: 0, replies: $NKEYS"
+
+step "redis-benchmark -c 50 -n $NBENCH, no pipelining"
+bench plain
+app_alive redis
+step "redis-benchmark -c 50 -n $NBENCH -P 16"
+bench P16 -P 16
+app_alive redis
+
+step "the benchmark's effects"
+r=$(cli GET 'counter:__rand_int__')
+[[ $r == $((2 * NBENCH)) ]] || fail "counter:__rand_int__ is '$r' after 2 x $NBENCH INCRs"
+ok "counter:__rand_int__ = $r"
+r=$(cli LLEN mylist)
+[[ $r == 0 ]] || fail "mylist has $r elements after as many LPOPs as LPUSHes"
+ok "mylist empty (LPUSH and LPOP counts equal)"
+r=$(cli STRLEN 'key:__rand_int__')
+[[ $r == 3 ]] || fail "key:__rand_int__ has length '$r', not the benchmark's 3"
+ok "key:__rand_int__ has the benchmark's 3 bytes"
+
+step "read back $NKEYS keys with redis-cli and compare"
+run_in B redis-cli "${H[@]}" <"$APP_DIR/gets.txt" >"$APP_DIR/got.txt" 2>"$APP_DIR/got.err" ||
+	fail "redis-cli GETs failed: $(head -n 2 "$APP_DIR/got.err")"
+cmp -s "$APP_DIR/got.txt" "$APP_DIR/expect.txt" ||
+	fail "values read back differ: $(cmp "$APP_DIR/got.txt" "$APP_DIR/expect.txt" 2>&1 | head -n1) (got $(wc -l <"$APP_DIR/got.txt") lines)"
+ok "$NKEYS values identical ($(stat -c %s "$APP_DIR/got.txt") bytes)"
+
+step "6 concurrent clients x 1000 INCR xt:ctr"
+pids=()
+for i in 1 2 3 4 5 6; do
+	run_bg B "$APP_DIR/incr$i.out" "$APP_DIR/incr$i.err" redis-cli "${H[@]}" -r 1000 INCR xt:ctr
+	pids+=("$XT_LAST_PID")
+done
+for i in "${!pids[@]}"; do
+	wait_pid "${pids[$i]}" 60 || fail "INCR client $((i + 1)) failed (exit $?)"
+done
+r=$(cli GET xt:ctr)
+[[ $r == 6000 ]] || fail "xt:ctr is '$r', expected 6000"
+ok "xt:ctr = 6000"
+
+step "4 concurrent clients x 500 RPUSH xt:list"
+pids=()
+for i in 1 2 3 4; do
+	run_bg B "$APP_DIR/push$i.out" "$APP_DIR/push$i.err" redis-cli "${H[@]}" -r 500 RPUSH xt:list "c$i"
+	pids+=("$XT_LAST_PID")
+done
+for i in "${!pids[@]}"; do
+	wait_pid "${pids[$i]}" 60 || fail "RPUSH client $((i + 1)) failed (exit $?)"
+done
+r=$(cli LLEN xt:list)
+[[ $r == 2000 ]] || fail "LLEN xt:list is '$r', expected 2000"
+cli LRANGE xt:list 0 -1 >"$APP_DIR/lrange.txt" || fail "LRANGE failed"
+[[ $(wc -l <"$APP_DIR/lrange.txt") == 2000 ]] || fail "LRANGE returned $(wc -l <"$APP_DIR/lrange.txt") elements"
+for i in 1 2 3 4; do
+	n=$(grep -cx "c$i" "$APP_DIR/lrange.txt")
+	[[ $n == 500 ]] || fail "LRANGE has $n elements c$i, expected 500"
+done
+ok "LLEN 2000, LRANGE 2000 elements, 500 from each client"
+r=$(cli DBSIZE)
+[[ $r == $((NKEYS + 4)) ]] || fail "DBSIZE is '$r', expected $((NKEYS + 4))"
+ok "DBSIZE $r"
+
+step "idle CPU after the load"
+idle_check "after the load"
+
+step "SHUTDOWN NOSAVE"
+cli SHUTDOWN NOSAVE >/dev/null 2>&1
+wait_pid "${APP_SRV_PID[redis]}" 15
+rc=$?
+((rc == 0)) || fail "redis-server exit status $rc after SHUTDOWN NOSAVE"
+ok "redis-server exited 0"
+app_counters redis
