@@ -303,8 +303,20 @@ static void fill_pcap(struct xts_hdr *h)
 
 xt_time_t xp_stats_tick(xt_time_t now)
 {
-	if (!seg || seg_pid != getpid() || atomic_load_explicit(&closed, memory_order_relaxed))
+	if (seg_pid != getpid() || atomic_load_explicit(&closed, memory_order_relaxed))
 		return XT_TIME_NEVER;
+	if (!seg) { /* XTCP_STAT=0: only the capture's once-a-second write-out */
+		if (!xp_obs.pcap[0])
+			return XT_TIME_NEVER;
+		if (!published || now >= last_at + XP_STATS_IDLE) {
+			pthread_mutex_lock(&xp_eng.mu);
+			xt_pcap_flush(xp_eng.nic);
+			pthread_mutex_unlock(&xp_eng.mu);
+			last_at = now;
+			published = true;
+		}
+		return last_at + XP_STATS_IDLE;
+	}
 	struct xts_hdr *h = seg;
 	uint64_t req = __atomic_load_n(&h->req, __ATOMIC_ACQUIRE);
 	uint32_t ctl = __atomic_load_n(&h->pcap_ctl, __ATOMIC_ACQUIRE);

@@ -82,10 +82,24 @@ static const char *fix_for(int check, int err, const char *ifname, const char *d
 	}
 }
 
-static void usage(void)
+static void usage(FILE *f, int status)
 {
-	fprintf(stderr, "usage: xtcp-verbs-check [-l LIBRARY] [-q] IFNAME\n");
-	exit(2);
+	fprintf(f, "usage: xtcp-verbs-check [-l LIBRARY] [-q] IFNAME\n");
+	if (f == stdout)
+		fprintf(f,
+			"Is this host ready for XTCP_NIC=verbs on IFNAME?  Checks libibverbs (loaded as\n"
+			"libxtcp.so loads it), the interface, the RDMA device behind it, access to it,\n"
+			"the port, CAP_NET_RAW, the locked-memory limit, a raw packet QP, flow rules,\n"
+			"checksum offload, TSO and inline sends; says what is missing and how to fix it.\n"
+			"\n"
+			"  -l LIBRARY   the libibverbs to load (default: $XTCP_IBVERBS_LIB, else\n"
+			"               libibverbs.so.1)\n"
+			"  -q           print only problems\n"
+			"  -h, --help   this help\n"
+			"\n"
+			"Exit status: 0 ready (warnings: works, slower or with less), 1 something\n"
+			"required is missing, 2 usage.  See xtcp-verbs-check(1).\n");
+	exit(status);
 }
 
 int main(int argc, char **argv)
@@ -95,15 +109,19 @@ int main(int argc, char **argv)
 	const char *lib = NULL, *ifname;
 	int opt, quiet = 0, nfail, nwarn = 0;
 
+	for (int i = 1; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "--help"))
+			usage(stdout, 0);
 	while ((opt = getopt(argc, argv, "l:qh")) != -1) {
 		switch (opt) {
 		case 'l': lib = optarg; break;
 		case 'q': quiet = 1; break;
-		default: usage();
+		case 'h': usage(stdout, 0); break;
+		default: usage(stderr, 2);
 		}
 	}
 	if (optind != argc - 1)
-		usage();
+		usage(stderr, 2);
 	ifname = argv[optind];
 	nfail = xt_verbs_probe(ifname, lib, &p);
 	if (nfail < 0) {
