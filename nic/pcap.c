@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "nic.h"
 #include "pcap.h"
@@ -58,6 +59,7 @@ struct pcap_nic {
 	uint32_t files;
 	int64_t ts_offset;
 	bool on, failed;
+	pid_t pid;         /* the process that owns the buffered records */
 	struct xt_pcap_stats st;
 };
 
@@ -209,6 +211,10 @@ static void pcap_close(struct xt_nic *nic)
 {
 	struct pcap_nic *p = (struct pcap_nic *)nic;
 
+	/* A fork child closing its copy: the buffered records are the
+	 * parent's, and writing them again would duplicate them in the file. */
+	if (p->fp && p->pid != getpid())
+		close(fileno(p->fp)); /* fclose's write-out then fails, harmlessly */
 	file_close(p);
 	free(p->buf);
 	free(p->path);
@@ -251,6 +257,7 @@ struct xt_nic *xt_pcap_open(struct xt_nic *inner, const struct xt_pcap_cfg *cfg)
 		return NULL;
 	}
 	p->on = !cfg->start_off;
+	p->pid = getpid();
 	p->inner = inner;
 	return &p->nic;
 }

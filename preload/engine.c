@@ -403,6 +403,7 @@ int xp_engine_reopen(void)
 		       xp_cfg.iface, why && *why ? why : strerror(-r));
 		return -1;
 	}
+	nic = xp_pcap_setup(nic); /* XTCP_PCAP: the child's own file, FILE.<pid> */
 	int evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (evfd < 0) {
 		xp_log(XP_LOG_ERROR, "fork child: eventfd: %s; its sockets stay on the kernel", strerror(errno));

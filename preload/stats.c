@@ -174,8 +174,19 @@ out:
 
 struct xt_nic *xp_pcap_setup(struct xt_nic *nic)
 {
+	static pid_t first; /* the process that opened XTCP_PCAP itself */
 	if (!xp_obs.pcap[0])
 		return nic;
+	pid_t me = getpid();
+	if (!first)
+		first = me;
+	else if (first != me) { /* a fork child attaching: its own file, FILE.<pid> */
+		char path[sizeof(xp_obs.pcap)];
+		if (snprintf(path, sizeof(path), "%s.%d", xp_obs.pcap, (int)me) >= (int)sizeof(path))
+			return nic;
+		memcpy(xp_obs.pcap, path, sizeof(path));
+		first = me;
+	}
 	struct timespec rt, mono;
 	clock_gettime(CLOCK_REALTIME, &rt);
 	clock_gettime(CLOCK_MONOTONIC, &mono);
