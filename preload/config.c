@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shim.h"
@@ -21,9 +22,20 @@ static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
 void xp_log(int level, const char *fmt, ...)
 {
+	if (level > xp_log_level) /* XP_LOG tests this first; direct calls too */
+		return;
 	char buf[512];
 	int saved = errno;
-	int n = snprintf(buf, sizeof(buf), "xtcp[%d]: %s: ", (int)getpid(), level_names[level]);
+	int n = 0;
+	if (log_fd != 2) { /* XTCP_LOG_FILE: each line starts with the UTC time */
+		struct timespec ts;
+		struct tm tm;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = (int)strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, ".%06ldZ ", ts.tv_nsec / 1000);
+	}
+	n += snprintf(buf + n, sizeof(buf) - (size_t)n, "xtcp[%d]: %s: ", (int)getpid(), level_names[level]);
 	va_list ap;
 	va_start(ap, fmt);
 	int m = vsnprintf(buf + n, sizeof(buf) - (size_t)n - 1, fmt, ap);

@@ -449,8 +449,12 @@ void xp_stats_exit(void)
 		return;
 	xp_in_lib++;
 	pthread_mutex_lock(&xp_eng.mu);
-	if (xp_obs.exit_summary)
+	if (xp_obs.exit_summary) { /* asked for: logged at info whatever XTCP_LOG_LEVEL says */
+		int level = xp_log_level;
+		xp_log_level = XP_LOG_DEBUG;
 		exit_summary();
+		xp_log_level = level;
+	}
 	xt_pcap_flush(xp_eng.nic);
 	pthread_mutex_unlock(&xp_eng.mu);
 	if (seg && !atomic_exchange(&closed, true))

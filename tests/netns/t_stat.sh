@@ -16,7 +16,8 @@
 #     the bulk connection's FINs and the RSTs of the exit in the last file
 #   - the segment is gone after a normal exit; a SIGKILLed process's is
 #     removed by the next xtcp-stat
-#   - XTCP_LOG_LEVEL=info start-up line, XTCP_EXIT_SUMMARY=1 summary
+#   - XTCP_LOG_LEVEL=info start-up line, XTCP_EXIT_SUMMARY=1 summary,
+#     XTCP_LOG_FILE (timestamped lines), XTCP_LOG_LEVEL=error hides warnings
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -263,3 +264,15 @@ out=$(probe XTCP_CONFIG=/nonexistent/xtcp.conf 2>"$DIR/bad2.err") || fail "probe
 out=$(probe XTCP_EXIT_SUMMARY=1 2>"$DIR/sum.err") || fail "probe failed"
 grep -q 'exit summary: .*connections 1 opened' "$DIR/sum.err" || fail "XTCP_EXIT_SUMMARY=1 without a summary"
 ok "program selection, config file, bad rules, exit summary"
+
+step "log: XTCP_LOG_FILE with timestamps, XTCP_LOG_LEVEL filters"
+out=$(probe XTCP_LOG_LEVEL=info XTCP_LOG_FILE="$DIR/x.log" 2>"$DIR/logfile.err") || fail "probe failed"
+[[ ! -s $DIR/logfile.err ]] || fail "with XTCP_LOG_FILE nothing goes to stderr: $(cat "$DIR/logfile.err")"
+grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{6}Z xtcp\[[0-9]+\]: info: attached: backend ' "$DIR/x.log" ||
+	fail "no timestamped start-up line in XTCP_LOG_FILE: $(head -3 "$DIR/x.log")"
+run_in A under_xtcp env -u XTCP_IFACE "$DIR/stat_app" probe "$XT_ADDR_B" 7202 >/dev/null 2>"$DIR/warn.err" || fail "probe failed"
+grep -q 'warn: XTCP_IFACE is not set' "$DIR/warn.err" || fail "the default level shows warnings"
+run_in A under_xtcp env -u XTCP_IFACE XTCP_LOG_LEVEL=error "$DIR/stat_app" probe "$XT_ADDR_B" 7202 >/dev/null 2>"$DIR/quiet.err" ||
+	fail "probe failed"
+[[ ! -s $DIR/quiet.err ]] || fail "XTCP_LOG_LEVEL=error still shows: $(cat "$DIR/quiet.err")"
+ok "log file lines carry the time; error level hides warnings"
