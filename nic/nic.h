@@ -7,10 +7,17 @@
 #ifndef XT_NIC_H
 #define XT_NIC_H
 
+#include <errno.h>
 #include <stdint.h>
 #include "../stack/xtcp.h"
 
 struct xt_nic;
+
+/* A flow to steer (host order); see flow_add below. */
+struct xt_flow {
+	uint32_t local_ip, remote_ip;
+	uint16_t local_port, remote_port;
+};
 
 struct xt_nic_caps {
 	uint8_t mac[6];
@@ -34,6 +41,13 @@ struct xt_nic_ops {
 	 * behind this nic, or XT_TIME_NEVER. */
 	xt_time_t (*next_deadline)(struct xt_nic *nic);
 	void (*close)(struct xt_nic *nic);
+	/* Flow steering (optional; NULL: the backend sees every frame of the
+	 * link anyway, as AF_PACKET does).  flow_add steers TCP of one flow to
+	 * this nic: a listening socket's (local ip, local port) when
+	 * remote_port is 0, else a connection's 5-tuple.  Returns an id >= 0
+	 * for flow_del, or -errno.  Wrappers forward both to their inner nic. */
+	int (*flow_add)(struct xt_nic *nic, const struct xt_flow *flow);
+	int (*flow_del)(struct xt_nic *nic, int id);
 };
 
 struct xt_nic {
@@ -47,6 +61,11 @@ static inline int xt_nic_tx(struct xt_nic *n, const struct xt_frame *f, int cnt,
 { return n->ops->tx_burst(n, f, cnt, now); }
 static inline xt_time_t xt_nic_deadline(struct xt_nic *n) { return n->ops->next_deadline(n); }
 static inline void xt_nic_close(struct xt_nic *n) { n->ops->close(n); }
+/* -EOPNOTSUPP when the backend has no steering (nothing to do). */
+static inline int xt_nic_flow_add(struct xt_nic *n, const struct xt_flow *f)
+{ return n->ops->flow_add ? n->ops->flow_add(n, f) : -EOPNOTSUPP; }
+static inline int xt_nic_flow_del(struct xt_nic *n, int id)
+{ return n->ops->flow_del ? n->ops->flow_del(n, id) : -EOPNOTSUPP; }
 
 /* loop.c: two ends of an in-memory wire in virtual time.  Each direction has
  * a propagation delay and an optional bandwidth (frames queue behind each

@@ -1508,6 +1508,20 @@ static void vb_free(struct vb_nic *v)
 
 static void vb_close(struct xt_nic *nic) { vb_free(to_vb(nic)); }
 
+/* The vtable's steering hooks (nic.h): listening rule or 5-tuple rule. */
+static int vb_flow_add(struct xt_nic *nic, const struct xt_flow *f)
+{
+	if (!f)
+		return -EINVAL;
+	if (!f->remote_port)
+		return xt_verbs_flow_add_listen(nic, f->local_ip, f->local_port);
+	struct xt_verbs_tuple t = { .local_ip = f->local_ip, .remote_ip = f->remote_ip,
+				    .local_port = f->local_port, .remote_port = f->remote_port };
+	return xt_verbs_flow_add_conn(nic, &t);
+}
+
+static int vb_flow_del(struct xt_nic *nic, int id) { return xt_verbs_flow_del(nic, id); }
+
 static const struct xt_nic_ops verbs_ops = {
 	.name = "verbs",
 	.rx_burst = vb_rx,
@@ -1516,6 +1530,8 @@ static const struct xt_nic_ops verbs_ops = {
 	.arm_wake = vb_arm_wake,
 	.next_deadline = vb_deadline,
 	.close = vb_close,
+	.flow_add = vb_flow_add,
+	.flow_del = vb_flow_del,
 };
 
 /* --- flows ------------------------------------------------------------------- */

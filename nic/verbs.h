@@ -1,5 +1,6 @@
 /* ibverbs backend: an IBV_QPT_RAW_PACKET queue pair on the RDMA device behind
- * a network interface (mlx5: ConnectX-4 Lx and later; see nic/VERBS.md).
+ * a network interface (mlx5: ConnectX-4 Lx and later; see "The verbs backend"
+ * in README.md).
  *
  * Loading: libibverbs is opened at run time with dlopen() and every function
  * is looked up with dlvsym() at its symbol version (IBVERBS_1.1; IBVERBS_1.0
@@ -130,6 +131,8 @@ int xt_verbs_open(const struct xt_verbs_cfg *cfg, struct xt_nic **out);
 const char *xt_verbs_error(void);
 
 /* --- flow steering: called by the socket layer --------------------------- */
+/* Also reachable through the vtable (nic.h flow_add/flow_del), which is how
+ * the shim uses them (preload/steer.c). */
 
 struct xt_verbs_tuple {
 	uint32_t local_ip, remote_ip;     /* host order */

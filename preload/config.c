@@ -164,8 +164,10 @@ int xp_config_load(bool *off)
 			c->nic = XP_NIC_AUTO;
 		else if (!strcmp(v, "kernel"))
 			c->nic = XP_NIC_KERNEL;
+		else if (!strcmp(v, "verbs"))
+			c->nic = XP_NIC_VERBS;
 		else
-			return bad("XTCP_NIC", v, "expected packet, auto or kernel");
+			return bad("XTCP_NIC", v, "expected verbs, packet, auto or kernel");
 	}
 	if (c->nic == XP_NIC_KERNEL) {
 		XP_LOG(XP_LOG_INFO, "XTCP_NIC=kernel: every socket stays on the kernel");
@@ -184,12 +186,14 @@ int xp_config_load(bool *off)
 	snprintf(c->iface, sizeof(c->iface), "%s", v);
 
 	v = getenv("XTCP_IP");
-	if (!v || !*v) {
+	if ((!v || !*v) && c->nic == XP_NIC_PACKET) {
 		xp_log(XP_LOG_ERROR, "XTCP_IP is not set (a.b.c.d/prefix, an address the kernel does not own "
 				     "on %s); every socket stays on the kernel", c->iface);
 		return -1;
 	}
-	{
+	/* unset with verbs or auto: the verbs backend shares the interface's
+	 * address (steer.c); AF_PACKET then refuses to attach */
+	if (v && *v) {
 		char ipbuf[32];
 		const char *slash = strchr(v, '/');
 		size_t iplen = slash ? (size_t)(slash - v) : strlen(v);
@@ -212,7 +216,7 @@ int xp_config_load(bool *off)
 	if (v && *v) {
 		if (parse_ip(v, &c->gw) < 0)
 			return bad("XTCP_GW", v, "expected a.b.c.d");
-		if ((c->gw & c->netmask) != (c->ip & c->netmask) || c->gw == c->ip)
+		if (c->ip && ((c->gw & c->netmask) != (c->ip & c->netmask) || c->gw == c->ip))
 			return bad("XTCP_GW", v, "the gateway must be another address inside XTCP_IP's subnet");
 	}
 

@@ -94,6 +94,8 @@ static int eng_tx(void *ctx, const struct xt_frame *frames, int n)
 	(void)ctx;
 	if (XP_UNLIKELY(!xp_eng.nic))
 		return 0; /* a fork child not attached yet */
+	if (XP_UNLIKELY(xp_tx_holding()))
+		return xp_tx_held(frames, n);
 	return xt_nic_tx(xp_eng.nic, frames, n, xp_eng.now);
 }
 
@@ -145,6 +147,7 @@ void xp_drive(xt_time_t now)
 	xt_stack_flush(xp_eng.st);
 	if (xt_stack_next_deadline(xp_eng.st) <= now)
 		xt_stack_poll(xp_eng.st, now);
+	xp_flow_sweep(now);
 }
 
 static xt_time_t next_deadline(void)
@@ -153,6 +156,9 @@ static xt_time_t next_deadline(void)
 	if (XP_UNLIKELY(!xp_eng.nic))
 		return d;
 	xt_time_t n = xt_nic_deadline(xp_eng.nic);
+	xt_time_t f = xp_flow_deadline();
+	if (f < n)
+		n = f;
 	return n < d ? n : d;
 }
 
@@ -446,27 +452,19 @@ static int attach(void)
 		return -1;
 	}
 	load_local_addrs();
-	fmt_ip(xp_cfg.ip, ipbuf, sizeof(ipbuf));
-	if (xp_is_local_kernel_addr(xp_cfg.ip)) {
-		xp_log(XP_LOG_ERROR, "XTCP_IP=%s/%d: the kernel owns this address (it would reset our "
-				     "peers); use one it does not own; every socket stays on the kernel",
-		       ipbuf, xp_cfg.prefix);
-		return -1;
-	}
 
-	struct xt_packet_cfg pc = { 0 };
-	pc.ifname = xp_cfg.iface;
-	pc.ip = xp_cfg.ip;
-	struct xt_nic *nic = NULL;
-	int r = xt_packet_open(&pc, &nic);
-	if (r < 0) {
-		const char *why = xt_packet_error();
-		xp_log(XP_LOG_ERROR, "cannot attach to %s: %s; every socket stays on the kernel", xp_cfg.iface,
-		       why && *why ? why : strerror(-r));
+	char why[900];
+	int level, r;
+	struct xt_nic *nic = xp_nic_open(why, sizeof(why), &level);
+	if (!nic) {
+		xp_log(level, "cannot attach to %s: %s; every socket stays on the kernel", xp_cfg.iface, why);
 		return -1;
 	}
-	xp_eng.backend = "packet";
+	if (why[0])
+		XP_LOG(level, "%s", why);
+	xp_eng.backend = nic->ops->name;
 	nic = xp_pcap_setup(nic); /* XTCP_PCAP: a capture wrapper around the backend */
+	fmt_ip(xp_cfg.ip, ipbuf, sizeof(ipbuf));
 
 	struct xt_stack_cfg sc;
 	xt_stack_cfg_defaults(&sc);
@@ -501,6 +499,7 @@ static int attach(void)
 		xp_eng.nic = NULL;
 		return -1;
 	}
+	xp_nic_seed_neighbours();
 	xp_eng.wake_fd = nic->ops->wake_fd ? nic->ops->wake_fd(nic) : -1;
 	xp_eng.prog_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (xp_eng.prog_evfd < 0) {

@@ -109,7 +109,7 @@ extern XP_TLS int xp_in_lib;
 /* --- config.c ----------------------------------------------------------- */
 
 enum xp_log_level { XP_LOG_ERROR, XP_LOG_WARN, XP_LOG_INFO, XP_LOG_DEBUG };
-enum xp_nic_kind { XP_NIC_PACKET, XP_NIC_AUTO, XP_NIC_KERNEL };
+enum xp_nic_kind { XP_NIC_PACKET, XP_NIC_AUTO, XP_NIC_KERNEL, XP_NIC_VERBS };
 
 struct xp_config {
 	char iface[64];
@@ -186,6 +186,7 @@ struct xp_sock {
 	int nopt;
 	struct xp_optrec opt[XP_OPTREC_MAX];
 	struct xp_waiter *waiters; /* threads blocked on this socket (engine lock) */
+	int flow;            /* NIC steering rule (steer.c), 0: none (engine lock) */
 	pthread_mutex_t kaccept_mu;/* dual listen: serialises kernel accepts */
 	struct xp_sock *free_next;
 	struct xp_epoll *ep; /* mux.c: this fd table entry is an epoll fd (mode XP_KERNEL) */
@@ -261,6 +262,30 @@ void xp_wait_init(struct xp_wait *w, struct xp_sock *s, uint64_t timeo_ns, bool 
  * -EINTR (interrupted by a handler, not to be restarted).  Returns with the
  * lock held and the engine driven at the current time. */
 int xp_wait(struct xp_wait *w);
+
+/* --- steer.c: the NIC backend and flow steering ----------------------------- */
+
+/* Opens the backend XTCP_NIC names on XTCP_IFACE (auto: verbs, then
+ * packet).  Returns the nic, or NULL.  *why gets one line naming the
+ * backends tried, why each failed and the choice ("" when the configured
+ * backend simply worked), to be logged at *level.  The verbs backend without
+ * XTCP_IP fills in xp_cfg.ip/netmask/prefix/gw from the interface. */
+struct xt_nic *xp_nic_open(char *why, size_t len, int *level);
+/* Engine lock held from here on. */
+void xp_nic_seed_neighbours(void); /* verbs: the kernel's neighbours into the engine */
+void xp_flow_listen(struct xp_sock *s); /* rule for a listening socket */
+void xp_flow_conn(struct xp_sock *s);   /* rule for a connection's 5-tuple */
+/* Drops s's rule: now (listener, failed or aborted connection), or once the
+ * engine has forgotten the connection (FIN, TIME_WAIT still to come). */
+void xp_flow_release(struct xp_sock *s, bool now);
+void xp_flow_sweep(xt_time_t now);
+xt_time_t xp_flow_deadline(void);
+/* Frames sent between hold and release wait (copied) until the rule of the
+ * connection being opened is in place; only when the NIC steers flows. */
+void xp_tx_hold(void);
+void xp_tx_release(void);
+bool xp_tx_holding(void);
+int xp_tx_held(const struct xt_frame *frames, int n);
 
 /* --- sock.c ------------------------------------------------------------ */
 

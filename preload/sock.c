@@ -73,6 +73,7 @@ static void engine_socket_drop(struct xp_sock *s)
 		return;
 	xt_tcp_set_udata(xp_eng.st, s->esock, NULL);
 	xt_tcp_close(xp_eng.st, s->esock, xp_clock());
+	xp_flow_release(s, false);
 	s->esock = -1;
 }
 
@@ -217,6 +218,7 @@ int xp_listen(int fd, struct xp_sock *s, int backlog)
 		r = xt_tcp_listen(xp_eng.st, s->esock, backlog);
 		if (r == 0) {
 			s->listening = true;
+			xp_flow_listen(s);
 			xp_fork_listening(s);
 		}
 		xp_unlock();
@@ -249,6 +251,7 @@ int xp_listen(int fd, struct xp_sock *s, int backlog)
 	}
 	s->listening = true;
 	s->klisten = true;
+	xp_flow_listen(s);
 	xp_fork_listening(s);
 	xp_unlock();
 	XP_LOG(XP_LOG_DEBUG, "fd %d listens on port %u (engine and kernel)", fd, port);
@@ -275,6 +278,7 @@ static int accept_engine(struct xp_sock *l, int flags, uint32_t *pip, uint16_t *
 	}
 	c->esock = id;
 	xt_tcp_set_udata(xp_eng.st, id, c);
+	xp_flow_conn(c);
 	atomic_store(&c->mode, XP_ENGINE);
 	c->ss = XP_SS_CONNECTED;
 	c->bound = true;
@@ -387,7 +391,11 @@ static int connect_engine(struct xp_sock *s, uint32_t dst, uint16_t dport)
 		st = xt_tcp_state(xp_eng.st, s->esock);
 		if (st != XT_CLOSE)
 			return -EISCONN;
+		xp_tx_hold(); /* the SYN waits for the connection's steering rule */
 		r = xt_tcp_connect(xp_eng.st, s->esock, dst, dport, xp_clock());
+		if (r == -EINPROGRESS)
+			xp_flow_conn(s);
+		xp_tx_release();
 		if (r != -EINPROGRESS)
 			return r;
 		s->ss = XP_SS_CONNECTING;
@@ -416,6 +424,7 @@ static int connect_engine(struct xp_sock *s, uint32_t dst, uint16_t dport)
 		/* Linux __inet_stream_connect(): reporting the failure here
 		 * disconnects, so recv() then says ENOTCONN, not end of file */
 		xt_tcp_disconnect(xp_eng.st, s->esock, xp_clock());
+		xp_flow_release(s, true);
 		return err ? -err : -ECONNABORTED;
 	}
 	s->ss = XP_SS_CONNECTED;
@@ -436,6 +445,7 @@ int xp_connect(int fd, struct xp_sock *s, const struct sockaddr *addr, socklen_t
 		if (s->esock >= 0 && (s->listening || s->ss != XP_SS_UNCONNECTED)) {
 			xt_tcp_set_udata(xp_eng.st, s->esock, NULL);
 			xt_tcp_abort(xp_eng.st, s->esock, xp_clock());
+			xp_flow_release(s, true);
 			s->esock = -1;
 			s->ss = XP_SS_UNCONNECTED;
 			s->listening = false;
@@ -534,6 +544,7 @@ void xp_sock_release(struct xp_sock *s)
 	if (atomic_load(&s->mode) == XP_KERNEL || s->esock < 0)
 		return;
 	if (xp_eng.forked_child) {
+		s->flow = 0;   /* the parent's steering rule: not ours */
 		/* a fork child not attached yet: its engine copy holds only its
 		 * listeners (fork.c), which close without a frame */
 		pthread_mutex_lock(&xp_eng.mu);

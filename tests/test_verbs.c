@@ -1031,6 +1031,53 @@ static void test_flow_rules(void **state)
 #undef INJECT
 }
 
+/* The vtable's steering hooks (nic.h), as the shim calls them: a listening
+ * rule when remote_port is 0, else a 5-tuple; backends without steering
+ * answer -EOPNOTSUPP through the inline wrapper. */
+static void test_flow_vtable(void **state)
+{
+	struct xt_nic *b = vopen(DEV_B, XT_VERBS_STEER_FLOWS), *l1, *l2;
+	struct xt_loop_cfg lc;
+	uint8_t fr[2048];
+	const uint8_t *mac_a = ((const uint8_t[]){ 2, 0, 0, 0, 0xd0, 0 });
+	struct xt_flow lf = { .local_ip = IP_B, .local_port = 90 };
+	struct xt_flow cf = { .local_ip = IP_B, .remote_ip = IP_A, .local_port = 91, .remote_port = 5000 };
+	struct xt_verbs_stats s0, s;
+	int lid, cid;
+	uint32_t len;
+
+	(void)state;
+	assert_int_equal(xt_verbs_stats(b, &s0), 0);
+	lid = xt_nic_flow_add(b, &lf);
+	assert_true(lid >= 0);
+	cid = xt_nic_flow_add(b, &cf);
+	assert_true(cid >= 0 && cid != lid);
+	len = tcp_frame(fr, b->caps.mac, mac_a, IP_A, IP_B, 4000, 90, 1, XT_TH_SYN, 0);
+	assert_int_equal(D.wire_input(DEV_B, fr, len), 0);
+	len = tcp_frame(fr, b->caps.mac, mac_a, IP_A, IP_B, 5000, 91, 1, XT_TH_ACK, 0);
+	assert_int_equal(D.wire_input(DEV_B, fr, len), 0);
+	len = tcp_frame(fr, b->caps.mac, mac_a, IP_A, IP_B, 5001, 91, 1, XT_TH_ACK, 0);
+	assert_int_equal(D.wire_input(DEV_B, fr, len), 0); /* another connection: the kernel's */
+	assert_int_equal(rx_count(b), 2);
+	assert_int_equal(xt_nic_flow_del(b, cid), 0);
+	assert_int_equal(xt_nic_flow_del(b, lid), 0);
+	assert_int_equal(xt_nic_flow_del(b, lid), -ENOENT);
+	len = tcp_frame(fr, b->caps.mac, mac_a, IP_A, IP_B, 4000, 90, 1, XT_TH_SYN, 0);
+	assert_int_equal(D.wire_input(DEV_B, fr, len), 0);
+	assert_int_equal(rx_count(b), 0);
+	assert_int_equal(xt_verbs_stats(b, &s), 0);
+	assert_int_equal(s.flows_added - s0.flows_added, 2);
+	assert_int_equal(s.flows_removed - s0.flows_removed, 2);
+	assert_int_equal(xt_nic_flow_add(b, NULL), -EINVAL);
+	vclose(b);
+	memset(&lc, 0, sizeof(lc));
+	assert_int_equal(xt_loop_pair(&lc, &l1, &l2), 0);
+	assert_int_equal(xt_nic_flow_add(l1, &lf), -EOPNOTSUPP);
+	assert_int_equal(xt_nic_flow_del(l1, 0), -EOPNOTSUPP);
+	xt_nic_close(l1);
+	xt_nic_close(l2);
+}
+
 static void test_checksum_offload(void **state)
 {
 	struct xt_nic *a = vopen(DEV_A, XT_VERBS_STEER_IP), *b = vopen(DEV_B, XT_VERBS_STEER_IP);
@@ -1776,6 +1823,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_port_down, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_device_fatal, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_flow_rules, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_flow_vtable, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_checksum_offload, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_inline_and_signalling, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_rx_batching, test_setup, test_teardown),

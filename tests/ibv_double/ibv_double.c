@@ -1884,6 +1884,63 @@ static int xd_post_recv(struct ibv_qp *q, struct ibv_recv_wr *wr, struct ibv_rec
 
 /* --- flows ----------------------------------------------------------------------------- */
 
+/* XTCP_DOUBLE_TRACE=FILE: one line per flow rule created or destroyed,
+ * appended to FILE (whole-system tests read it: the process under test
+ * cannot be asked for its counters), e.g.
+ *   pid 42 xtd0 create flow 7 prio 0 tcp 10.55.0.2:7000 -> 10.55.0.3:40001
+ *   pid 42 xtd0 destroy flow 7 */
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...)
+{
+	const char *path = getenv("XTCP_DOUBLE_TRACE");
+	char line[256];
+	va_list ap;
+	int n, fd;
+
+	if (!path || !*path)
+		return;
+	n = snprintf(line, sizeof(line), "pid %d ", (int)getpid());
+	va_start(ap, fmt);
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	if (write(fd, line, (size_t)n) != n) {
+		/* a trace is best effort */
+	}
+	close(fd);
+}
+
+static void trace_create(const struct xd_dev *d, const struct xd_flow *fl)
+{
+	char what[160] = "", a[16], b[16];
+	size_t n = 0;
+
+	if (fl->flags & IBV_FLOW_ATTR_FLAGS_DONT_TRAP)
+		n += (size_t)snprintf(what + n, sizeof(what) - n, " dont_trap");
+	if (fl->has_eth && fl->eth_m.ether_type)
+		n += (size_t)snprintf(what + n, sizeof(what) - n, " ethertype 0x%04x", ntohs(fl->eth_v.ether_type));
+	if (fl->has_ip) {
+		struct in_addr sa = { fl->ip_v.src_ip & fl->ip_m.src_ip }, da = { fl->ip_v.dst_ip & fl->ip_m.dst_ip };
+		inet_ntop(AF_INET, &sa, a, sizeof(a));
+		inet_ntop(AF_INET, &da, b, sizeof(b));
+		if (fl->has_l4)
+			n += (size_t)snprintf(what + n, sizeof(what) - n, " %s %s:%u -> %s:%u",
+					      fl->l4_type == IBV_FLOW_SPEC_TCP ? "tcp" : "udp",
+					      fl->ip_m.src_ip ? a : "*", ntohs(fl->l4_v.src_port & fl->l4_m.src_port),
+					      fl->ip_m.dst_ip ? b : "*", ntohs(fl->l4_v.dst_port & fl->l4_m.dst_port));
+		else
+			n += (size_t)snprintf(what + n, sizeof(what) - n, " ip %s -> %s%s", fl->ip_m.src_ip ? a : "*",
+					      fl->ip_m.dst_ip ? b : "*",
+					      fl->ip_m.proto ? (fl->ip_v.proto == 1 ? " icmp" : " proto") : "");
+	}
+	trace("%s create flow %u prio %u%s", d->ibdev.name, fl->flow.handle, fl->priority, what);
+}
+
 static struct ibv_flow *xd_create_flow(struct ibv_qp *q, struct ibv_flow_attr *attr)
 {
 	struct xd_qp *qp = (struct xd_qp *)q;
@@ -1985,6 +2042,7 @@ static struct ibv_flow *xd_create_flow(struct ibv_qp *q, struct ibv_flow_attr *a
 	d->st.flows_created++;
 	d->st.flows_active++;
 	d->live++;
+	trace_create(d, fl);
 	unlock();
 	return &fl->flow;
 }
@@ -2002,6 +2060,7 @@ static int xd_destroy_flow(struct ibv_flow *f)
 			d->st.flows_destroyed++;
 			d->st.flows_active--;
 			d->live--;
+			trace("%s destroy flow %u", d->ibdev.name, fl->flow.handle);
 			unlock();
 			free(fl);
 			return 0;

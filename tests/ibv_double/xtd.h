@@ -20,6 +20,10 @@
  * ports/1/gid_attrs/ndevs/0 naming its netdev and, for the mem wire,
  * device/net/<netdev>/{address,mtu} standing in for the missing netdev.
  *
+ * XTCP_DOUBLE_TRACE=FILE appends one line per flow rule created or destroyed
+ * (pid, device, handle, priority, match) to FILE, for whole-system tests
+ * that cannot call the control functions inside the process under test.
+ *
  * XTCP_DOUBLE_CAPS=-csum,-tso,... removes capabilities from every device at
  * start (names as in XTD_CAP_*: raw, csum, tso, flow, dont_trap, inline,
  * access, netraw, eth).
