@@ -435,6 +435,8 @@ static void text_sockets(const struct opts *o, const struct snap *s, bool header
 	for (uint32_t i = 0; i < s->h.nsock; i++) {
 		const struct xts_sock *e = sock_at(s, i);
 		char l[64], r[64], proc[96] = "";
+		if (e->state == XT_CLOSE)
+			continue; /* not yet listening or connected: ss does not list these either */
 		bool nopeer = e->state == XT_LISTEN || e->state == XT_CLOSE;
 		fmt_ep(e->lip, e->lport, false, l, sizeof(l));
 		fmt_ep(e->rip, e->rport, nopeer, r, sizeof(r));
@@ -688,8 +690,14 @@ static int round_once(const struct opts *o)
 		struct snap s;
 		bool confirmed = false;
 		if (read_seg(o, pids[i], &s, &confirmed) < 0) {
-			if (!check_stale(o, pids[i]))
-				fprintf(stderr, "xtcp-stat: pid %d: unreadable segment\n", pids[i]);
+			int e = errno;
+			/* another user's process is only worth a word when asked for */
+			if (!check_stale(o, pids[i]) && o->ntargets) {
+				fprintf(stderr, "xtcp-stat: pid %d: segment unreadable (%s)\n", pids[i],
+					e == EACCES ? "permission denied: its user or root may read it"
+							: "not a complete segment");
+				rc = 1;
+			}
 			continue;
 		}
 		if (o->pcap && !confirmed) {
