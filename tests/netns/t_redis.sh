@@ -45,11 +45,11 @@ bench() {
 	out=$APP_DIR/bench-$label.out
 	err=$APP_DIR/bench-$label.err
 	t0=$EPOCHREALTIME
-	XT_STEP_TIMEOUT=170 run_in B redis-benchmark "${H[@]}" -c 50 -n "$NBENCH" \
+	XT_STEP_TIMEOUT=150 run_in B redis-benchmark "${H[@]}" -c 50 -n "$NBENCH" \
 		-t set,get,incr,lpush,lpop,mset --csv "$@" >"$out" 2>"$err"
 	rc=$?
 	note "redis-benchmark $label: $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s, exit $rc"
-	((rc == 0)) || fail "redis-benchmark $label exited $rc ($( ((rc == 124)) && echo "timed out after 170 s"))"
+	((rc == 0)) || fail "redis-benchmark $label exited $rc ($( ((rc == 124)) && echo "timed out after 150 s"))"
 	# stderr: nothing but blank lines and progress
 	if grep -v '^[[:space:]]*$' "$err" | grep -q .; then
 		fail "redis-benchmark $label wrote to stderr: $(grep -v '^[[:space:]]*$' "$err" | head -3)"
@@ -74,7 +74,6 @@ bench() {
 	ok "redis-benchmark $label: 6 result lines, no errors"
 }
 
-app_need redis-server redis-cli redis-benchmark python3 getconf
 app_up
 mkdir -p "$APP_DIR/redis"
 
