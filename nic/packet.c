@@ -671,15 +671,15 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 	pk_err[0] = '\0';
 	if (!out)
 		return pk_fail(-EINVAL, "out missing");
-	if ((r = check_cfg(cfg)) < 0)
-		return r;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return pk_fail(-ENOMEM, "out of memory");
+	if ((r = check_cfg(cfg)) < 0 || !(p = calloc(1, sizeof(*p)))) {
+		if (cfg && cfg->sock_fd > 0)
+			close(cfg->sock_fd);
+		return r < 0 ? r : pk_fail(-ENOMEM, "out of memory");
+	}
 	p->nic.ops = &packet_ops;
 	p->tx_ring_mode = cfg->tx_mode == XT_PACKET_TX_RING;
 	/* Protocol 0: receives nothing until bind() below. */
-	p->fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	p->fd = cfg->sock_fd > 0 ? cfg->sock_fd : socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (p->fd < 0) {
 		r = errno == EPERM || errno == EACCES
 			    ? pk_fail(-EPERM, "AF_PACKET socket: CAP_NET_RAW required")

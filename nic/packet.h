@@ -57,6 +57,10 @@ struct xt_packet_cfg {
 	int tx_ring_frames; /* 0: 2 MiB worth (1024 at MTU 1500); XT_PACKET_TX_RING only */
 	int tx_mode;        /* enum xt_packet_tx_mode */
 	int qdisc_bypass;   /* 1: PACKET_QDISC_BYPASS (no qdisc, no backpressure) */
+	/* > 0: an AF_PACKET SOCK_RAW socket of protocol 0 opened earlier (only
+	 * creating one needs CAP_NET_RAW: a fork child that dropped privileges
+	 * uses the one made for it at fork time); taken over, closed on failure. */
+	int sock_fd;
 };
 
 /* Opens the backend.  Returns 0 and *out, or -errno; the reason, in words, is

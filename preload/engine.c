@@ -401,6 +401,7 @@ int xp_engine_reopen(void)
 	struct xt_packet_cfg pc = { 0 };
 	pc.ifname = xp_cfg.iface;
 	pc.ip = xp_cfg.ip;
+	pc.sock_fd = xp_fork_packet_fd();
 	struct xt_nic *nic = NULL;
 	int r = xt_packet_open(&pc, &nic);
 	if (r < 0) {

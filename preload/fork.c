@@ -25,11 +25,11 @@
  *     HOLD      the process has the listener in a working engine
  *     ACCEPTING it called accept()/accept4() on it, or polled it
  *               (xp_fork_accepting, the hook for epoll/poll/select)
- *     CREATOR   it called listen()
+ *     CREATOR   it called listen() (for the record: xtcp-stat, debugging)
  *
- * The SYN goes to the ACCEPTING members if there are any, else to the
- * creator, else to any holder; among several, to the one a hash of the
- * 4-tuple names (slot order is the same for everybody).  A member found dead
+ * The SYN goes to the ACCEPTING member a hash of the 4-tuple names (slot
+ * order is the same for everybody); with none, to a lone holder, else to
+ * nobody (see xp_fork_syn_owner).  A member found dead
  * (pidfd readable: exited, zombie or not; or no such pid) is removed from
  * the table by whoever notices, and the choice is made again.  Slots change
  * with single compare-and-swaps, so a process killed at any point leaves the
@@ -43,6 +43,7 @@
 #define _GNU_SOURCE
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -76,6 +77,10 @@ static uint8_t acc_done[65536 / 8];
 static uint16_t kept_ports[256];
 static int nkept;
 static pthread_mutex_t attach_mu = PTHREAD_MUTEX_INITIALIZER;
+/* An AF_PACKET socket made in the atfork handler, while the child still has
+ * the parent's privileges: a child that drops them (nginx workers setuid to
+ * nobody) before its first socket call can still open its queue. */
+static int pre_fd = -1;
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool attach_failed;
 
@@ -190,38 +195,51 @@ static uint32_t tuple_hash(uint32_t rip, uint16_t rport, uint16_t lport)
 }
 
 /* The engine's syn_owner callback (engine lock held): does this process take
- * the connection?  Same inputs, same answer in every process. */
+ * the connection?  Same inputs, same answer in every process.
+ *
+ * Among the members accepting on the port, the one the 4-tuple's hash names.
+ * While nobody accepts on it, a lone holder takes it (a process whose
+ * children all exited, a daemon whose parent left); with several holders
+ * nobody does: the SYN is dropped and its retransmission comes back once a
+ * member accepts.  Handing it to the process that called listen() instead
+ * would strand connections in a pre-fork parent that never accepts. */
 int xp_fork_syn_owner(void *ctx, uint32_t lip, uint16_t lport, uint32_t rip, uint16_t rport)
 {
 	(void)ctx;
 	(void)lip;
 	if (!fam)
 		return 1;
-	for (int round = 0; round < 8; round++) {
-		pid_t acc[64], cre[64], hold[64];
-		int na = 0, nc = 0, nh = 0;
+	for (int round = 0; round < 16; round++) {
+		pid_t acc[64], hold[64];
+		int na = 0, nh = 0;
 		for (int i = 0; i < FAM_SLOTS; i++) {
 			uint64_t k = atomic_load_explicit(&fam->slot[i], memory_order_relaxed);
-			if (!k || key_port(k) != lport)
+			if (!k || key_port(k) != lport || !(key_flags(k) & F_HOLD))
 				continue;
-			uint32_t f = key_flags(k);
-			if ((f & F_ACCEPTING) && (f & F_HOLD) && na < 64)
+			if ((key_flags(k) & F_ACCEPTING) && na < 64)
 				acc[na++] = key_pid(k);
-			if ((f & F_CREATOR) && (f & F_HOLD) && nc < 64)
-				cre[nc++] = key_pid(k);
-			if ((f & F_HOLD) && nh < 64)
+			if (nh < 64)
 				hold[nh++] = key_pid(k);
 		}
-		pid_t *c = na ? acc : nc ? cre : hold;
-		int n = na ? na : nc ? nc : nh;
-		if (!n)
+		if (!nh)
 			return 1; /* nobody registered (table full): take it */
-		pid_t owner = c[(uint64_t)tuple_hash(rip, rport, lport) * (uint32_t)n >> 32];
-		if (owner == xp_fork_pid)
-			return 1;
-		if (!pid_dead(owner))
-			return 0;
-		forget_pid(owner);
+		if (na) {
+			pid_t owner = acc[(uint64_t)tuple_hash(rip, rport, lport) * (uint32_t)na >> 32];
+			if (owner == xp_fork_pid)
+				return 1;
+			if (!pid_dead(owner))
+				return 0;
+			forget_pid(owner);
+			continue;
+		}
+		bool pruned = false;
+		for (int i = 0; i < nh && !pruned; i++)
+			if (pid_dead(hold[i])) {
+				forget_pid(hold[i]);
+				pruned = true;
+			}
+		if (!pruned)
+			return nh == 1 && hold[0] == xp_fork_pid;
 	}
 	return 0;
 }
@@ -302,7 +320,26 @@ void xp_fork_child(void)
 	if (!fam || !xp_eng.backend || strcmp(xp_eng.backend, "packet") != 0) {
 		attach_failed = true; /* no family: the kernel has every socket */
 		atomic_store(&xp_eng.state, XP_ENG_OFF);
+		return;
 	}
+	pre_fd = (int)syscall(SYS_socket, AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+/* The socket made at fork, if the program has not closed it (or reused its
+ * number) since; -1 otherwise. */
+int xp_fork_packet_fd(void)
+{
+	int fd = pre_fd, dom = 0, proto = -1;
+	socklen_t l = sizeof(dom);
+	pre_fd = -1;
+	if (fd < 0)
+		return -1;
+	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 || dom != AF_PACKET)
+		return -1;
+	l = sizeof(proto);
+	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_PROTOCOL, &proto, &l) < 0 || proto != 0)
+		return -1; /* not ours any more: leave it alone */
+	return fd;
 }
 
 /* The first socket call of a child: a NIC queue, eventfds and a progress

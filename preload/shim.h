@@ -431,5 +431,7 @@ extern pid_t xp_fork_pid;         /* the process whose memory this is */
  * engine copy of a child; the dead parent threads' per-thread state. */
 int xp_engine_reopen(void);
 void xp_thread_forget(void);
+/* The AF_PACKET socket made for the child at fork time, or -1. */
+int xp_fork_packet_fd(void);
 
 #endif
