@@ -695,6 +695,19 @@ static void nic_waiter_leave(void)
 	}
 }
 
+/* mux.c: a thread about to sleep on the NIC's wake fd itself (engine lock
+ * held), and back from it. */
+void xp_nic_sleep_enter(void)
+{
+	arm_nic(xp_eng.now);
+	__atomic_add_fetch(&xp_eng.nic_waiters, 1, __ATOMIC_RELAXED);
+}
+
+void xp_nic_sleep_leave(void)
+{
+	nic_waiter_leave();
+}
+
 struct wait_cleanup {
 	struct xp_wait *w;
 	struct xp_waiter *me;

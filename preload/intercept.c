@@ -248,7 +248,8 @@ static int do_fcntl(int fd, int cmd, long arg, bool is64)
 	struct xp_sock *s = ours(fd);
 	if (!s) {
 		int r = is64 ? xp_real.fcntl64(fd, cmd, arg) : xp_real.fcntl(fd, cmd, arg);
-		if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !xp_in_lib && xp_fd_maybe_ours(r))
+		if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !xp_in_lib &&
+		    (xp_fd_maybe_ours(fd) || xp_fd_maybe_ours(r))) /* an epoll fd, a handed-off socket */
 			xp_dup_install(fd, r);
 		return r;
 	}

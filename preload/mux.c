@@ -68,6 +68,7 @@ struct xp_epi {
 struct xp_epoll {
 	int kfd;          /* an fd of the kernel epoll: the last one a caller used */
 	int evfd;         /* -1 until the first engine entry */
+	int sfd;          /* private epoll: kfd + the NIC's wake fd, where threads sleep (-1: none yet) */
 	bool ev_sig;      /* evfd holds a count */
 	bool exposed;     /* kfd was put in another epoll, poll or select */
 	int sleepers;     /* threads asleep in epoll_wait on kfd */
@@ -78,6 +79,7 @@ struct xp_epoll {
 	struct xp_epi rdy; /* ready list head */
 	struct xp_epi **kregs; /* entries with kreg (few: listeners) */
 	int nkregs, kcap;
+	pid_t pid;        /* the process that made it: a fork child sees only its kernel fds */
 };
 
 static inline uint64_t marker_of(struct xp_epoll *ep)
@@ -90,11 +92,27 @@ static inline uint64_t tag_of(struct xp_epi *e)
 	return (uint64_t)(uintptr_t)e | 1;
 }
 
+/* Whether a sleeping epoll_wait/poll/select watches the NIC itself (one wake-up from a
+ * frame to the caller) rather than leaving it to the progress thread (two). */
+static bool mux_nic = true;
+
+__attribute__((constructor)) static void mux_cfg(void)
+{
+	const char *v = getenv("XTCP_MUX_NIC");
+	if (v && *v == '0')
+		mux_nic = false;
+}
+
 /* --- the eventfd --------------------------------------------------------- */
+
+static inline bool mine(const struct xp_epoll *ep)
+{
+	return ep->pid == xp_fork_pid;
+}
 
 static void ev_signal(struct xp_epoll *ep)
 {
-	if (ep->evfd < 0 || ep->ev_sig)
+	if (ep->evfd < 0 || ep->ev_sig || !mine(ep)) /* a set inherited across fork: the parent's */
 		return;
 	uint64_t one = 1;
 	(void)syscall(SYS_write, ep->evfd, &one, sizeof(one));
@@ -103,7 +121,7 @@ static void ev_signal(struct xp_epoll *ep)
 
 static void ev_drain(struct xp_epoll *ep)
 {
-	if (!ep->ev_sig)
+	if (!ep->ev_sig || !mine(ep))
 		return;
 	uint64_t v;
 	(void)syscall(SYS_read, ep->evfd, &v, sizeof(v));
@@ -299,7 +317,10 @@ int xp_epoll_wrap(int fd)
 		return fd;
 	}
 	ep->kfd = fd;
+	/* xp_fork_pid is set when the engine attaches, maybe after this */
+	ep->pid = xp_fork_pid ? xp_fork_pid : (pid_t)syscall(SYS_getpid);
 	ep->evfd = -1;
+	ep->sfd = -1;
 	ep->rdy.r_next = ep->rdy.r_prev = &ep->rdy;
 	atomic_store(&s->mode, XP_KERNEL);
 	s->ep = ep;
@@ -323,6 +344,8 @@ void xp_mux_release(struct xp_sock *s)
 		}
 		if (ep->evfd >= 0)
 			(void)syscall(SYS_close, ep->evfd);
+		if (ep->sfd >= 0)
+			(void)syscall(SYS_close, ep->sfd);
 		free(ep->kregs);
 		free(ep);
 		return;
@@ -482,7 +505,7 @@ int xp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 		r = xp_real.epoll_ctl(epfd, op, fd, uev) < 0 ? -errno : 0;
 		goto out;
 	}
-	bool engine = s && es && xp_fork_attach() && atomic_load(&s->mode) != XP_KERNEL &&
+	bool engine = s && es && xp_fork_attach() && mine(es->ep) && atomic_load(&s->mode) != XP_KERNEL &&
 		      atomic_load(&xp_eng.state) == XP_ENG_READY;
 	if (!engine) {
 		r = xp_real.epoll_ctl(epfd, op, fd, uev) < 0 ? -errno : 0;
@@ -702,6 +725,8 @@ static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max)
 struct sleep_cleanup {
 	struct xp_epoll *ep;
 	struct xp_sock *es;
+	int kfd;
+	bool nic;
 };
 
 static void sleep_cancelled(void *arg)
@@ -709,6 +734,8 @@ static void sleep_cancelled(void *arg)
 	struct sleep_cleanup *c = arg;
 	pthread_mutex_lock(&xp_eng.mu);
 	c->ep->sleepers--;
+	if (c->nic)
+		xp_nic_sleep_leave();
 	pthread_mutex_unlock(&xp_eng.mu);
 	xp_in_lib = 0;
 	xp_sock_put(c->es);
@@ -731,9 +758,32 @@ static __attribute__((noinline)) int kwait_cancellable(struct sleep_cleanup *cl,
 {
 	int k;
 	pthread_cleanup_push(sleep_cancelled, cl);
-	k = kwait(cl->ep->kfd, out, max, left, sigmask);
+	k = kwait(cl->kfd, out, max, left, sigmask);
 	pthread_cleanup_pop(0);
 	return k;
+}
+
+/* Engine lock held: the private epoll a thread sleeps in, {kfd, the NIC's
+ * wake fd}; the NIC fd is EPOLLEXCLUSIVE so a frame wakes one sleeping set,
+ * whose thread drives the engine and so wakes the others through their
+ * eventfds. */
+static int sleep_fd(struct xp_epoll *ep)
+{
+	if (ep->sfd >= 0)
+		return 0;
+	int fd = xp_real.epoll_create1(EPOLL_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct epoll_event a = { .events = EPOLLIN, .data.u64 = 0 };
+	struct epoll_event b = { .events = EPOLLIN | EPOLLEXCLUSIVE, .data.u64 = 1 };
+	if (xp_real.epoll_ctl(fd, EPOLL_CTL_ADD, ep->kfd, &a) < 0 ||
+	    xp_real.epoll_ctl(fd, EPOLL_CTL_ADD, xp_eng.wake_fd, &b) < 0) {
+		int e = errno;
+		(void)syscall(SYS_close, fd);
+		return -e;
+	}
+	ep->sfd = fd;
+	return 0;
 }
 
 /* Sleeps in the kernel on kfd.  Returns user kernel events, 0 to look
@@ -749,18 +799,28 @@ static int ep_sleep(struct xp_sock *es, struct epoll_event *out, int max, uint64
 	}
 	ev_drain(ep);
 	ep->sleepers++;
+	struct sleep_cleanup cl = { ep, es, ep->kfd, false };
+	if (mux_nic && xp_eng.wake_fd >= 0 && sleep_fd(ep) == 0) {
+		cl.kfd = ep->sfd;
+		cl.nic = true;
+		xp_nic_sleep_enter();
+	}
 	xp_unlock();
 	uint64_t now = xp_now();
 	uint64_t left = deadline == UINT64_MAX ? UINT64_MAX : deadline > now ? deadline - now : 0;
-	struct sleep_cleanup cl = { ep, es };
-	int k = kwait_cancellable(&cl, out, max, left, sigmask);
+	struct epoll_event se[2];
+	int k = cl.nic ? kwait_cancellable(&cl, se, 2, left, sigmask) : kwait_cancellable(&cl, out, max, left, sigmask);
 	int err = errno;
 	int ntags = 0;
 	uint64_t tags[NTAGS];
+	if (k > 0 && cl.nic)
+		k = 0; /* kfd or the NIC: the caller collects */
 	if (k > 0)
 		k = kfilter(ep, out, k, tags, &ntags);
 	xp_lock();
 	ep->sleepers--;
+	if (cl.nic)
+		xp_nic_sleep_leave();
 	if (ntags)
 		apply_tags(ep, tags, ntags);
 	xp_unlock();
@@ -783,7 +843,13 @@ static int plain_wait(struct xp_epoll *ep, struct epoll_event *out, int max, uin
 		int n = kfilter(ep, out, k, tags, &ntags);
 		if (n > 0 || left == 0)
 			return n;
-		if (xp_eng.forked_child) { /* the parent's marker: do not spin on it */
+		if (mine(ep) && n < k) { /* our marker, left signalled after the last entry went */
+			xp_lock();
+			ev_drain(ep);
+			xp_unlock();
+			continue;
+		}
+		if (!mine(ep)) { /* the parent's marker, readable in a shared set: do not spin on it */
 			struct timespec ms = { 0, 1000000 };
 			nanosleep(&ms, NULL);
 		}
@@ -815,7 +881,7 @@ int xp_epoll_wait(int epfd, struct epoll_event *out, int max, const struct times
 	struct xp_epoll *ep = es->ep;
 	ep->kfd = epfd;
 	int n;
-	if (atomic_load(&ep->nengine) == 0 || !xp_fork_attach() || !xp_eng.st) {
+	if (atomic_load(&ep->nengine) == 0 || !mine(ep) || !xp_fork_attach() || !xp_eng.st) {
 		n = plain_wait(ep, out, max, deadline, sigmask);
 		xp_sock_put(es);
 		return n;
@@ -861,7 +927,7 @@ struct pitem {
 struct pset {
 	struct pitem *it;
 	int n;
-	struct pollfd *kp; /* kernel fds, +1 slot for the eventfd */
+	struct pollfd *kp; /* kernel fds, +2 slots: the eventfd, the NIC's wake fd */
 	int nk;
 	int neng;
 	bool select;
@@ -921,6 +987,7 @@ static int pset_count(struct pset *ps)
 
 struct pwait_cleanup {
 	struct pset *ps;
+	bool nic;
 };
 
 static void pwait_unregister(struct pset *ps)
@@ -944,19 +1011,21 @@ static void pwait_cancelled(void *arg)
 	struct pwait_cleanup *c = arg;
 	pthread_mutex_lock(&xp_eng.mu);
 	pwait_unregister(c->ps);
+	if (c->nic)
+		xp_nic_sleep_leave();
 	pthread_mutex_unlock(&xp_eng.mu);
 	xp_in_lib = 0;
 	pset_release(c->ps);
 	/* the arrays are the caller's stack or heap: a cancelled call leaks the heap ones */
 }
 
-static __attribute__((noinline)) int ppoll_cancellable(struct pset *ps, const struct timespec *ts,
+static __attribute__((noinline)) int ppoll_cancellable(struct pset *ps, bool nic, const struct timespec *ts,
 							const sigset_t *sigmask)
 {
-	struct pwait_cleanup cl = { ps };
+	struct pwait_cleanup cl = { ps, nic };
 	int r;
 	pthread_cleanup_push(pwait_cancelled, &cl);
-	r = xp_real.ppoll(ps->kp, (nfds_t)ps->nk + 1, ts, sigmask);
+	r = xp_real.ppoll(ps->kp, (nfds_t)ps->nk + 1 + nic, ts, sigmask);
 	pthread_cleanup_pop(0);
 	return r;
 }
@@ -1007,18 +1076,25 @@ static int pset_wait(struct pset *ps, uint64_t deadline, const sigset_t *sigmask
 		for (int i = 0; i < ps->n; i++)
 			if (ps->it[i].s && ps->it[i].revents)
 				ready = true;
+		bool nic = !ready && mux_nic && xp_eng.wake_fd >= 0;
+		if (nic) {
+			xp_nic_sleep_enter();
+			ps->kp[ps->nk + 1] = (struct pollfd){ .fd = xp_eng.wake_fd, .events = POLLIN };
+		}
 		xp_unlock();
 		int r = 0, err = 0;
 		if (!ready) {
 			ps->kp[ps->nk] = (struct pollfd){ .fd = evfd, .events = POLLIN };
 			uint64_t left = deadline == UINT64_MAX ? 0 : deadline > now ? deadline - now : 0;
 			struct timespec ts = ns_ts(left);
-			r = ppoll_cancellable(ps, deadline == UINT64_MAX ? NULL : &ts,
+			r = ppoll_cancellable(ps, nic, deadline == UINT64_MAX ? NULL : &ts,
 					      sp.on && !sigmask ? &sp.old : sigmask);
 			err = errno;
 		}
 		xp_lock();
 		pwait_unregister(ps);
+		if (nic)
+			xp_nic_sleep_leave();
 		xp_unlock();
 		if (r < 0) {
 			c = -err;
@@ -1068,7 +1144,7 @@ static int pset_add(struct pset *ps, int fd, short events, uint8_t sel)
 int xp_poll(struct pollfd *ufds, nfds_t n, const struct xp_pcall *c)
 {
 	struct rlimit rl;
-	if (n > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && n > rl.rlim_cur)
+	if (n > 256 && getrlimit(RLIMIT_NOFILE, &rl) == 0 && n > rl.rlim_cur) /* a limit below 256: not checked */
 		return -EINVAL;
 	if (n && xp_check_read(ufds, n * sizeof(*ufds)) < 0)
 		return -EFAULT;
@@ -1091,11 +1167,11 @@ int xp_poll(struct pollfd *ufds, nfds_t n, const struct xp_pcall *c)
 		deadline = xp_now() + ts_ns(&t);
 	}
 	struct pitem small_it[16];
-	struct pollfd small_kp[17];
+	struct pollfd small_kp[18];
 	struct pset ps = { .it = small_it, .kp = small_kp };
 	if (n > 16) {
 		ps.it = malloc(sizeof(*ps.it) * n);
-		ps.kp = malloc(sizeof(*ps.kp) * (n + 1));
+		ps.kp = malloc(sizeof(*ps.kp) * (n + 2));
 		if (!ps.it || !ps.kp) {
 			free(ps.it);
 			free(ps.kp);
@@ -1196,11 +1272,11 @@ int xp_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct xp_pcall *
 	uint64_t start = xp_now();
 	uint64_t deadline = left == UINT64_MAX ? UINT64_MAX : start + left;
 	struct pitem small_it[16];
-	struct pollfd small_kp[17];
+	struct pollfd small_kp[18];
 	struct pset ps = { .it = small_it, .kp = small_kp, .select = true };
 	if (cnt > 16) {
 		ps.it = malloc(sizeof(*ps.it) * (size_t)cnt);
-		ps.kp = malloc(sizeof(*ps.kp) * ((size_t)cnt + 1));
+		ps.kp = malloc(sizeof(*ps.kp) * ((size_t)cnt + 2));
 		if (!ps.it || !ps.kp) {
 			free(ps.it);
 			free(ps.kp);

@@ -366,6 +366,8 @@ int xp_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct xp_pcall *
 int xp_thread_evfd(void); /* this thread's wake eventfd, or -errno */
 void xp_waiter_add(struct xp_sock *s, struct xp_waiter *w);
 void xp_waiter_del(struct xp_sock *s, struct xp_waiter *w);
+void xp_nic_sleep_enter(void); /* engine lock held: arms the NIC, counts a NIC waiter */
+void xp_nic_sleep_leave(void); /* engine lock held */
 
 static inline int xp_ret(long r)
 {
