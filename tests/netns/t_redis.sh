@@ -10,7 +10,7 @@
 #     mylist empty again (as many LPOPs as LPUSHes), key:__rand_int__ of 3 bytes
 #   - every loaded key read back with redis-cli and compared byte for byte
 #   - 6 concurrent clients x 1000 INCR give 6000; 4 concurrent clients x 500
-#     RPUSH give a list of 2000 with 500 of each; DBSIZE as expected
+#     LPUSH give a list of 2000 with 500 of each; DBSIZE as expected
 #   - SHUTDOWN NOSAVE: the server exits 0 within 15 s
 # XT_APP_KERNEL=1 runs redis-server on the kernel instead (same checks).
 # XT_REDIS_N (default 200000) sets the benchmark's request count.
@@ -45,11 +45,11 @@ bench() {
 	out=$APP_DIR/bench-$label.out
 	err=$APP_DIR/bench-$label.err
 	t0=$EPOCHREALTIME
-	XT_STEP_TIMEOUT=150 run_in B redis-benchmark "${H[@]}" -c 50 -n "$NBENCH" \
+	XT_STEP_TIMEOUT=170 run_in B redis-benchmark "${H[@]}" -c 50 -n "$NBENCH" \
 		-t set,get,incr,lpush,lpop,mset --csv "$@" >"$out" 2>"$err"
 	rc=$?
 	note "redis-benchmark $label: $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s, exit $rc"
-	((rc == 0)) || fail "redis-benchmark $label exited $rc ($( ((rc == 124)) && echo "timed out after 150 s"))"
+	((rc == 0)) || fail "redis-benchmark $label exited $rc ($( ((rc == 124)) && echo "timed out after 170 s"))"
 	# stderr: nothing but blank lines and progress
 	if grep -v '^[[:space:]]*$' "$err" | grep -q .; then
 		fail "redis-benchmark $label wrote to stderr: $(grep -v '^[[:space:]]*$' "$err" | head -3)"
@@ -74,6 +74,7 @@ bench() {
 	ok "redis-benchmark $label: 6 result lines, no errors"
 }
 
+app_need redis-server redis-cli redis-benchmark python3 getconf
 app_up
 mkdir -p "$APP_DIR/redis"
 
@@ -145,14 +146,14 @@ r=$(cli GET xt:ctr)
 [[ $r == 6000 ]] || fail "xt:ctr is '$r', expected 6000"
 ok "xt:ctr = 6000"
 
-step "4 concurrent clients x 500 RPUSH xt:list"
+step "4 concurrent clients x 500 LPUSH xt:list"
 pids=()
 for i in 1 2 3 4; do
-	run_bg B "$APP_DIR/push$i.out" "$APP_DIR/push$i.err" redis-cli "${H[@]}" -r 500 RPUSH xt:list "c$i"
+	run_bg B "$APP_DIR/push$i.out" "$APP_DIR/push$i.err" redis-cli "${H[@]}" -r 500 LPUSH xt:list "c$i"
 	pids+=("$XT_LAST_PID")
 done
 for i in "${!pids[@]}"; do
-	wait_pid "${pids[$i]}" 60 || fail "RPUSH client $((i + 1)) failed (exit $?)"
+	wait_pid "${pids[$i]}" 60 || fail "LPUSH client $((i + 1)) failed (exit $?)"
 done
 r=$(cli LLEN xt:list)
 [[ $r == 2000 ]] || fail "LLEN xt:list is '$r', expected 2000"
