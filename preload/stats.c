@@ -86,11 +86,11 @@ static int open_file(const char *dir, pid_t pid)
 	if (!dir || !*dir || !strcmp(dir, XTS_DEFAULT_DIR)) {
 		snprintf(seg_name, sizeof(seg_name), "/" XTS_PATH_PREFIX "%d", (int)pid);
 		seg_path[0] = 0;
-		return shm_open(seg_name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		return shm_open(seg_name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	}
 	seg_name[0] = 0;
 	snprintf(seg_path, sizeof(seg_path), "%s/" XTS_PATH_PREFIX "%d", dir, (int)pid);
-	return open(seg_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	return open(seg_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
 static void remove_file(void)
@@ -127,6 +127,16 @@ int xp_stats_open(void)
 		r = -errno;
 		xp_log(XP_LOG_WARN, "statistics segment %s: %s; xtcp-stat will not see this process",
 		       seg_path[0] ? seg_path : seg_name, strerror(-r));
+		goto out;
+	}
+	/* a file someone else made under our name (the directory is shared,
+	 * the pid guessable) is not written: our socket table is private */
+	struct stat sb;
+	if (fstat(fd, &sb) < 0 || sb.st_uid != geteuid() || !S_ISREG(sb.st_mode) || fchmod(fd, 0600) < 0) {
+		r = -EPERM;
+		close(fd);
+		xp_log(XP_LOG_WARN, "statistics segment %s: exists and is not ours; xtcp-stat will not see this "
+				    "process", seg_path[0] ? seg_path : seg_name);
 		goto out;
 	}
 	seg_size = xts_seg_size(XTS_SOCK_MAX);

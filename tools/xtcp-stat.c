@@ -235,12 +235,29 @@ static int read_seg(const struct opts *o, int pid, struct snap *s, bool *confirm
 		}
 	}
 	munmap(m, size);
-	if (ok < 0) {
+	if (ok < 0 || !layout_ok(s->copy, size)) {
 		free(s->copy);
 		return -1;
 	}
 	s->pid = pid;
 	s->size = size;
+	/* every string NUL-terminated: the segment is another process's memory */
+	struct xts_hdr *c = s->copy;
+	c->comm[sizeof(c->comm) - 1] = c->backend[sizeof(c->backend) - 1] = 0;
+	c->iface[sizeof(c->iface) - 1] = c->pcap_path[sizeof(c->pcap_path) - 1] = 0;
+	c->nic_name[sizeof(c->nic_name) - 1] = 0;
+	for (uint32_t i = 0; i < c->ncounters; i++)
+		((char *)s->copy)[c->counter_names_off + (size_t)i * XTS_NAME_LEN + XTS_NAME_LEN - 1] = 0;
+	for (uint32_t i = 0; i < c->nnic_max; i++)
+		((char *)s->copy)[c->nic_names_off + (size_t)i * XTS_NAME_LEN + XTS_NAME_LEN - 1] = 0;
+	for (uint32_t i = 0; i < XTS_MAX_HANDOFF; i++)
+		((struct xts_handoff *)((char *)s->copy + c->handoff_off))[i].reason[XTS_REASON_LEN - 1] = 0;
+	if (c->nsock > c->sock_max)
+		c->nsock = c->sock_max;
+	if (c->nnic > c->nnic_max)
+		c->nnic = c->nnic_max;
+	if (c->nhandoff > XTS_MAX_HANDOFF)
+		c->nhandoff = XTS_MAX_HANDOFF;
 	memcpy(&s->h, s->copy, sizeof(s->h));
 	return 0;
 }
