@@ -19,6 +19,7 @@ mode=
 passed=0
 failed=0
 failures=()
+times=()
 TEST_TIMEOUT=${TEST_TIMEOUT:-900}
 FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 ran_fuzz_section=0
@@ -50,10 +51,11 @@ run_cmocka() {
 }
 
 run_cmd() {
-	local cmd=$1 rc
+	local cmd=$1 rc t0=$SECONDS
 	echo "=== $cmd"
 	timeout -k 10 "$TEST_TIMEOUT" bash -c "$cmd"
 	rc=$?
+	times+=("$((SECONDS - t0)) s  $cmd")
 	if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else fail "$cmd (exit $rc)"; fi
 }
 
@@ -103,6 +105,10 @@ done
 # Nothing is skipped silently: an empty fuzz section is said out loud.
 if [ "$ran_fuzz_section" = 1 ] && ! ls tests/fuzz/fuzz_*.c >/dev/null 2>&1; then
 	echo "(no fuzz targets in tests/fuzz/ yet)"
+fi
+if [ ${#times[@]} -gt 0 ]; then
+	echo "time per command:"
+	for t in "${times[@]}"; do echo "  $t"; done
 fi
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 echo "$label: $passed passed, $failed failed"
