@@ -392,7 +392,7 @@ static int append(char *buf, size_t cap, size_t *n, const char *fmt, ...)
 /* Lines of at most ~400 characters (xp_log's limit): "what: a=1 b=2 ...". */
 static void log_list(const char *what, const char *const *names, const uint64_t *v, int n, bool drops_only)
 {
-	char line[400];
+	char line[400] = "";
 	size_t len = 0;
 	bool any = false;
 	for (int i = 0; i < n; i++) {
@@ -438,7 +438,7 @@ static void exit_summary(void)
 		       (unsigned long long)ps.rx_drops, (unsigned long long)ps.tx_errors,
 		       (unsigned long long)ps.tx_full, (unsigned long long)ps.tx_oversize);
 	pthread_mutex_lock(&ho_mu);
-	char line[400];
+	char line[400] = "";
 	size_t len = 0;
 	uint64_t total = 0;
 	for (uint32_t i = 0; i < nho; i++) {

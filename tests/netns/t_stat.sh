@@ -263,6 +263,8 @@ out=$(probe XTCP_CONFIG=/nonexistent/xtcp.conf 2>"$DIR/bad2.err") || fail "probe
 	fail "an unreadable XTCP_CONFIG must keep the process on the kernel with one line"
 out=$(probe XTCP_EXIT_SUMMARY=1 2>"$DIR/sum.err") || fail "probe failed"
 grep -q 'exit summary: .*connections 1 opened' "$DIR/sum.err" || fail "XTCP_EXIT_SUMMARY=1 without a summary"
+grep -qx 'xtcp\[[0-9]*\]: info: exit summary: sockets handed to the kernel: 0' "$DIR/sum.err" ||
+	fail "exit summary: hand-off line of a process with none: $(grep 'handed' "$DIR/sum.err")"
 ok "program selection, config file, bad rules, exit summary"
 
 step "log: XTCP_LOG_FILE with timestamps, XTCP_LOG_LEVEL filters"
