@@ -258,11 +258,17 @@ static void *progress_main(void *arg)
 		if (sdl < dl)
 			dl = sdl;
 
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 			{ .fd = xp_eng.prog_evfd, .events = POLLIN },
 			{ .fd = xp_eng.wake_fd, .events = POLLIN },
+			{ .fd = xp_fork_rendezvous_fd(), .events = POLLIN },
 		};
 		int nfds = xp_eng.wake_fd >= 0 && !excl ? 2 : 1;
+		if (p[2].fd >= 0) { /* fork.c: a new engine on our address asks in */
+			if (nfds == 1)
+				p[1].fd = -1;
+			nfds = 3;
+		}
 		struct timespec ts, *tsp = NULL;
 		if (timeout_ms_until(dl, now, &ts) == 0)
 			tsp = &ts;
@@ -273,10 +279,12 @@ static void *progress_main(void *arg)
 		}
 		int r = ppoll(p, (nfds_t)nfds, tsp, NULL);
 		skip_drive = false;
+		if (r > 0 && nfds == 3 && (p[2].revents & POLLIN))
+			xp_fork_rendezvous();
 		if (r > 0 && (p[0].revents & POLLIN)) {
 			uint64_t v;
 			(void)syscall(SYS_read, xp_eng.prog_evfd, &v, sizeof(v));
-		} else if (r > 0 && nfds == 2 && (p[1].revents & POLLIN) &&
+		} else if (r > 0 && nfds >= 2 && p[1].fd >= 0 && (p[1].revents & POLLIN) &&
 			   __atomic_load_n(&xp_eng.nic_waiters, __ATOMIC_RELAXED) > 0) {
 			skip_drive = true; /* a blocked thread takes these frames */
 		}

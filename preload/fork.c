@@ -41,9 +41,14 @@
  * only, so the parent's table is never touched.
  */
 #define _GNU_SOURCE
+#include <net/if.h>
 #include <poll.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -92,20 +97,168 @@ static inline pid_t key_pid(uint64_t k) { return (pid_t)(k >> 32); }
 static inline uint16_t key_port(uint64_t k) { return (uint16_t)(k >> 8); }
 static inline uint32_t key_flags(uint64_t k) { return (uint32_t)(k & 0xff); }
 
+/* --- finding the family: an abstract unix socket per address ------------------
+ *
+ * The table lives in a memfd.  The first engine on an interface and address
+ * binds the abstract name below (per network namespace, gone with the last
+ * descriptor, no file left behind) and the progress threads of the family
+ * answer whoever connects with the memfd (SCM_RIGHTS).  So a program exec'd
+ * with LD_PRELOAD still set, or any other process of the namespace that
+ * attaches to the same address, joins the family instead of resetting its
+ * connections: it maps the same table and turns family mode on for all. */
+
+static int rv_fd = -1;     /* the listening rendezvous socket, if we hold the name */
+static int fam_memfd = -1; /* the table's memfd (passed on; close-on-exec) */
+
+static socklen_t rv_name(struct sockaddr_un *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->sun_family = AF_UNIX;
+	int n = snprintf(a->sun_path + 1, sizeof(a->sun_path) - 1, "xtcp-family-%u-%08x",
+			 if_nametoindex(xp_cfg.iface), xp_cfg.ip);
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+static struct fam_tab *map_table(int fd)
+{
+	void *m = mmap(NULL, sizeof(struct fam_tab), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	return m == MAP_FAILED ? NULL : m;
+}
+
+/* Connects to the family's name and receives its table; NULL if nobody
+ * answers.  *exists: somebody holds the name. */
+static struct fam_tab *rv_join(bool *exists)
+{
+	struct sockaddr_un a;
+	socklen_t alen = rv_name(&a);
+	int s = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	*exists = false;
+	if (s < 0)
+		return NULL;
+	struct timeval tv = { 1, 0 }; /* a progress thread answers at once */
+	(void)syscall(SYS_setsockopt, s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (syscall(SYS_connect, s, &a, alen) < 0) {
+		*exists = errno != ECONNREFUSED && errno != ENOENT;
+		(void)syscall(SYS_close, s);
+		return NULL;
+	}
+	*exists = true;
+	char b;
+	struct iovec iov = { &b, 1 };
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+	long r = syscall(SYS_recvmsg, s, &m, MSG_CMSG_CLOEXEC);
+	(void)syscall(SYS_close, s);
+	struct cmsghdr *c = r > 0 ? CMSG_FIRSTHDR(&m) : NULL;
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+		return NULL;
+	int fd;
+	memcpy(&fd, CMSG_DATA(c), sizeof(fd));
+	struct fam_tab *t = map_table(fd);
+	if (!t || t->magic != FAM_MAGIC) {
+		if (t)
+			munmap(t, sizeof(*t));
+		(void)syscall(SYS_close, fd);
+		return NULL;
+	}
+	fam_memfd = fd;
+	return t;
+}
+
+/* A new table, and the name if it is free. */
+static struct fam_tab *rv_create(void)
+{
+	struct fam_tab *t = NULL;
+	int fd = (int)syscall(SYS_memfd_create, "xtcp-family", MFD_CLOEXEC);
+	if (fd >= 0 && syscall(SYS_ftruncate, fd, (long)sizeof(struct fam_tab)) == 0)
+		t = map_table(fd);
+	if (!t) {
+		if (fd >= 0)
+			(void)syscall(SYS_close, fd);
+		return NULL;
+	}
+	fam_memfd = fd;
+	t->magic = FAM_MAGIC;
+	struct sockaddr_un a;
+	socklen_t alen = rv_name(&a);
+	int s = (int)syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s >= 0 && syscall(SYS_bind, s, &a, alen) == 0 && syscall(SYS_listen, s, 64) == 0)
+		rv_fd = s;
+	else if (s >= 0)
+		(void)syscall(SYS_close, s);
+	return t;
+}
+
 void xp_fork_init(void)
 {
 	xp_fork_pid = (pid_t)syscall(SYS_getpid);
 	if (fam)
-		return;
-	void *m = mmap(NULL, sizeof(struct fam_tab), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (m == MAP_FAILED) {
-		XP_LOG(XP_LOG_WARN, "fork table: %s; a forked child will leave its sockets to the kernel",
-		       strerror(errno));
-		return;
+		return; /* inherited by fork */
+	bool exists = false, joined = false;
+	for (int tries = 0; tries < 3 && !fam; tries++) {
+		fam = rv_join(&exists);
+		joined = fam != NULL;
+		if (!fam && !exists) {
+			fam = rv_create();
+			if (fam && rv_fd < 0) { /* somebody bound the name meanwhile */
+				munmap(fam, sizeof(*fam));
+				(void)syscall(SYS_close, fam_memfd);
+				fam_memfd = -1;
+				fam = NULL;
+			}
+		}
 	}
-	fam = m;
-	fam->magic = FAM_MAGIC;
+	if (!fam) {
+		/* nobody answers for the name, or no memfd: a table of our own */
+		fam = rv_create();
+		if (!fam) {
+			XP_LOG(XP_LOG_WARN, "fork table: %s; a forked child will leave its sockets to the kernel",
+			       strerror(errno));
+			return;
+		}
+	}
 	xp_fam_active = &fam->active;
+	if (joined || exists) {
+		/* another engine runs on this address: neither may reset the
+		 * other's connections */
+		atomic_store(&fam->active, 1);
+		XP_LOG(XP_LOG_INFO, "another engine serves %s on this address: %s",
+		       xp_cfg.iface, joined ? "joined its family" : "it did not answer; no RST to unknown segments");
+	}
+}
+
+int xp_fork_rendezvous_fd(void)
+{
+	return rv_fd;
+}
+
+/* Progress thread: hands the table to each newcomer. */
+void xp_fork_rendezvous(void)
+{
+	for (;;) {
+		int c = (int)syscall(SYS_accept4, rv_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			return;
+		char b = 'x';
+		struct iovec iov = { &b, 1 };
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(int))];
+		} u;
+		memset(&u, 0, sizeof(u));
+		struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+				    .msg_controllen = sizeof(u.buf) };
+		struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(h), &fam_memfd, sizeof(int));
+		(void)syscall(SYS_sendmsg, c, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)syscall(SYS_close, c);
+	}
 }
 
 bool xp_fork_in_vfork(void)

@@ -4,7 +4,8 @@
  *        distinct line got; exit 0 if all N were answered.
  *   fork_client echo IP PORT ROUNDS   one connection: ROUNDS times sends
  *        "ping K\n" and expects "pong K\n" back; exit 0 if all came.
- *   fork_client serve IP PORT N   listens; answers N connections with "hi\n". */
+ *   fork_client serve IP PORT N   listens; answers N connections with "hi\n".
+ *   fork_client linger IP PORT MS  connects, reads one line, stays MS ms. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -92,6 +93,15 @@ int main(int argc, char **argv)
 				return 1;
 			close(c);
 		}
+		return 0;
+	}
+	if (!strcmp(argv[1], "linger")) {
+		int fd = dial(ip, port);
+		char line[64];
+		if (fd < 0 || readline(fd, line, sizeof(line)) <= 0)
+			return 1;
+		usleep((useconds_t)n * 1000);
+		close(fd);
 		return 0;
 	}
 	if (!strcmp(argv[1], "echo")) {

@@ -13,7 +13,10 @@
  *      while the parent goes on answering
  *  10 fork, the child opens a socket of its own, connects to PEER:PORT2 and
  *     reads one line (a child with its own engine, beside the parent's)
- *   fork_exec IP PORT PEER PORT2 READYFILE */
+ *  11 fork + exec of CLIENT (fork_client, LD_PRELOAD still set: an engine of
+ *     a new program on the same address) that connects to PEER:PORT2 and
+ *     stays a second, while rounds 12 to 15 (100 ms each) go on here
+ *   fork_exec IP PORT PEER PORT2 READYFILE CLIENT */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,6 +32,8 @@
 extern char **environ;
 static int failures;
 static pid_t bgsave; /* step 9's child, reaped at the end */
+static const char *client; /* step 11's program */
+static pid_t lingering;    /* step 11's child */
 
 static void check_child(pid_t pid, int step)
 {
@@ -150,13 +155,29 @@ static void step(int k, int c, int l, const char *peer, int port2)
 			_exit(child_own_socket(peer, port2));
 		check_child(pid, k);
 		break;
+	case 11:
+		if ((pid = fork()) == 0) {
+			char p2[16];
+			snprintf(p2, sizeof(p2), "%d", port2);
+			execl(client, client, "linger", peer, p2, "1000", (char *)NULL);
+			_exit(127);
+		}
+		lingering = pid; /* reaped at the end */
+		break;
+	case 12:
+	case 13:
+	case 14:
+	case 15:
+		usleep(100000);
+		break;
 	}
 }
 
 int main(int argc, char **argv)
 {
-	if (argc != 6)
+	if (argc != 7)
 		return 2;
+	client = argv[6];
 	int l = socket(AF_INET, SOCK_STREAM, 0), one = 1;
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[2])) };
@@ -187,6 +208,8 @@ int main(int argc, char **argv)
 	}
 	if (bgsave)
 		check_child(bgsave, 9);
+	if (lingering)
+		check_child(lingering, 11);
 	printf("rounds %d, failures %d\n", k + 1, failures);
-	return failures || k < 10 ? 1 : 0;
+	return failures || k < 15 ? 1 : 0;
 }

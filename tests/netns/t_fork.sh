@@ -10,7 +10,9 @@
 #     closes its copies, fork+exec and vfork+exec of /bin/true (vfork with
 #     dup2/close/socket in the child), posix_spawn, a child using the inherited
 #     connection (it sees an unconnected socket: EPIPE, ENOTCONN), a BGSAVE-like
-#     child, and a child with a connection of its own beside the parent's
+#     child, a child with a connection of its own beside the parent's, and
+#     an exec'd program (LD_PRELOAD still set) with an engine connection of
+#     its own that lives while the parent's connection carries traffic
 #   - redis-server BGSAVE of 200000 keys: the child writes the dump and
 #     _exit()s, a client connected before the fork gets all its answers
 # XT_APP_KERNEL=1 runs the same on the kernel (checks the script itself).
@@ -49,15 +51,15 @@ kill "$dpid"
 ok "10 connections answered by daemon $dpid"
 
 step "one connection through fork, exit, exec, vfork, posix_spawn and a child of its own"
-run_bg B "$APP_DIR/peer.out" "$APP_DIR/peer.err" "$BIN/fork_client" serve "$XT_ADDR_B" 7301 1
+run_bg B "$APP_DIR/peer.out" "$APP_DIR/peer.err" "$BIN/fork_client" serve "$XT_ADDR_B" 7301 2
 wait_listen B 7301 10 || fail "peer server not listening"
 [[ $APP_MODE == kernel ]] && export FORK_EXEC_KERNEL=1
-app_srv keep "$BIN/fork_exec" "$XT_ADDR_X" 7300 "$XT_ADDR_B" 7301 "$APP_DIR/keep.ready"
+app_srv keep "$BIN/fork_exec" "$XT_ADDR_X" 7300 "$XT_ADDR_B" 7301 "$APP_DIR/keep.ready" "$BIN/fork_client"
 wait_file "$APP_DIR/keep.ready" 15 || fail "fork_exec did not start"
-run_in B "$BIN/fork_client" echo "$XT_ADDR_X" 7300 11 || fail "the connection did not survive every step"
+run_in B "$BIN/fork_client" echo "$XT_ADDR_X" 7300 16 || fail "the connection did not survive every step"
 wait_pid "${APP_SRV_PID[keep]}" 20 || fail "fork_exec: $(cat "$APP_DIR/keep.err")"
 note "$(cat "$APP_DIR/keep.out")"
-ok "11 rounds, every step's child as expected, the parent's connection intact"
+ok "16 rounds, every step's child as expected, the parent's connection intact"
 
 step "redis BGSAVE: the child writes the dump and _exit()s; the server goes on serving"
 app_srv redis redis-server --port 6391 --bind "$XT_ADDR_X" --save '' --appendonly no \
