@@ -60,6 +60,7 @@ struct xp_epi {
 	uint32_t seen;          /* the socket's mask at the last callback (ET edges) */
 	bool on_rdy;
 	bool kreg;              /* its kernel fd is in kfd too (dual listen), with tag data */
+	bool may_listen;        /* added before listen(): may become a dual listener */
 	struct xp_epi *s_next, *s_prev;
 	struct xp_epi *e_next, *e_prev;
 	struct xp_epi *r_next, *r_prev;
@@ -79,6 +80,7 @@ struct xp_epoll {
 	struct xp_epi rdy; /* ready list head */
 	struct xp_epi **kregs; /* entries with kreg (few: listeners) */
 	int nkregs, kcap;
+	int nmay;         /* entries with may_listen */
 	pid_t pid;        /* the process that made it: a fork child sees only its kernel fds */
 };
 
@@ -232,6 +234,8 @@ static void epi_free(struct xp_epi *e, bool kdel)
 	struct xp_epoll *ep = e->ep;
 	if (e->on_rdy)
 		rdy_del(e);
+	if (e->may_listen)
+		ep->nmay--;
 	if (e->kreg) {
 		if (kdel)
 			(void)xp_real.epoll_ctl(ep->kfd, EPOLL_CTL_DEL, e->fd, NULL);
@@ -291,6 +295,8 @@ static uint32_t sock_mask(struct xp_sock *s, int fd, bool kin)
 void xp_mux_event(struct xp_sock *s, uint32_t events)
 {
 	for (struct xp_epi *e = s->epis; e; e = e->s_next) {
+		if (XP_UNLIKELY(s->klisten && !e->kreg))
+			kreg_add(e); /* added before it listened on INADDR_ANY */
 		uint32_t m = events & e->events & ~EP_PRIVATE;
 		uint32_t rose = m & ~e->seen;
 		e->seen = events;
@@ -450,6 +456,8 @@ static int ctl_engine(struct xp_epoll *ep, int op, int fd, struct xp_sock *s, co
 		atomic_fetch_add(&ep->nengine, 1);
 		if (s->klisten)
 			kreg_add(e);
+		else if (!s->listening && s->ss == XP_SS_UNCONNECTED)
+			e->may_listen = true, ep->nmay++;
 		e->seen = sock_mask(s, fd, false);
 		if (sock_mask(s, fd, true) & e->events & ~EP_PRIVATE)
 			rdy_add(e);
@@ -664,6 +672,26 @@ static void apply_tags(struct xp_epoll *ep, const uint64_t *tags, int ntags)
 	}
 }
 
+/* Engine lock held: entries added before their socket listened (xp_listen
+ * sets klisten after the engine's callback has run). */
+static void late_listeners(struct xp_epoll *ep)
+{
+	for (struct xp_epi *e = ep->all; e && ep->nmay; e = e->e_next) {
+		if (!e->may_listen)
+			continue;
+		if (e->s->klisten) {
+			kreg_add(e);
+			if (!e->on_rdy && (e->events & EPOLLIN))
+				rdy_add(e); /* a kernel connection may be waiting already */
+		} else if (!e->s->listening && e->s->ss == XP_SS_UNCONNECTED &&
+			   atomic_load(&e->s->mode) != XP_KERNEL) {
+			continue;
+		}
+		e->may_listen = false;
+		ep->nmay--;
+	}
+}
+
 /* Engine lock held: reports ready entries into out (Linux ep_send_events). */
 static int eng_collect(struct xp_epoll *ep, struct epoll_event *out, int max)
 {
@@ -715,6 +743,8 @@ static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max)
 	}
 	xp_lock();
 	xp_drive(xp_clock());
+	if (XP_UNLIKELY(ep->nmay))
+		late_listeners(ep);
 	if (ntags)
 		apply_tags(ep, tags, ntags);
 	int n = eng_collect(ep, out + k, max - k);
@@ -1240,12 +1270,14 @@ int xp_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct xp_pcall *
 		left = ts_ns(&t);
 	}
 	int cnt = 0;
-	bool any = false;
+	bool any = false, all = true;
 	for (int fd = 0; fd < nfds; fd++) {
 		if (!bit_of(sets[0], fd) && !bit_of(sets[1], fd) && !bit_of(sets[2], fd))
 			continue;
 		cnt++;
-		any = any || xp_fd_maybe_ours(fd);
+		bool o = xp_fd_maybe_ours(fd);
+		any = any || o;
+		all = all && o;
 	}
 	if (!any) {
 		int x = c->kind == XP_SELECT ? xp_real.select(nfds, r, w, e, c->tv)
@@ -1256,6 +1288,8 @@ int xp_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct xp_pcall *
 	 * the fd table's size, which only the kernel knows): its own select,
 	 * zero timeout, on copies of the sets */
 	unsigned long small_cp[3][16], *cp = &small_cp[0][0];
+	if (all) /* every fd is in our table: open, nothing to check */
+		goto checked;
 	if (bytes > sizeof(small_cp[0]) && !(cp = malloc(3 * bytes)))
 		return -ENOMEM;
 	for (int k = 0; k < 3; k++)
@@ -1269,6 +1303,7 @@ int xp_select(int nfds, fd_set *r, fd_set *w, fd_set *e, const struct xp_pcall *
 		free(cp);
 	if (v < 0 && verr == EBADF)
 		return -EBADF;
+checked:;
 	uint64_t start = xp_now();
 	uint64_t deadline = left == UINT64_MAX ? UINT64_MAX : start + left;
 	struct pitem small_it[16];

@@ -6,8 +6,8 @@
  *
  * Usage: mux_mixed CTL_PATH OWN_ADDR PORT PEER_ADDR PEER_PORT
  *        mux_mixed idle OWN_ADDR PORT READY_FILE    (blocks 6 s in epoll_wait)
- * Ports PORT..PORT+2 are used: PORT on OWN_ADDR, PORT+1 on 127.0.0.1, PORT+2
- * on INADDR_ANY (a dual listener under xtcp). */
+ * Ports PORT..PORT+3 are used: PORT on OWN_ADDR, PORT+1 on 127.0.0.1, PORT+2
+ * and PORT+3 on INADDR_ANY (dual listeners under xtcp). */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -346,6 +346,28 @@ int main(int argc, char **argv)
 	int db = accept_wait(D);
 	wait_show("dual consumed", E, 0);
 	close(kc), close(ka), close(dc), close(da), close(db);
+
+	/* --- added before listen() on INADDR_ANY: the kernel side still counts */
+	int LL = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int one = 1;
+	setsockopt(LL, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in lla = { .sin_family = AF_INET, .sin_port = htons((uint16_t)(port + 3)) };
+	if (bind(LL, (struct sockaddr *)&lla, sizeof(lla)) < 0)
+		fail("bind");
+	int E8 = epoll_create1(0);
+	add(E8, LL, L_DUAL, EPOLLIN);
+	wait_show("late listen, bound", E8, 0);
+	if (listen(LL, 4) < 0)
+		fail("listen");
+	wait_show("late listen, listening", E8, 0);
+	int lc = connect_nb("127.0.0.1", port + 3);
+	wait_all("late listen, kernel client", E8, 1u << L_DUAL, 3000);
+	int la = accept_wait(LL);
+	wait_show("late listen, accepted", E8, 0);
+	ctl("C %s %d", own_addr, port + 3);
+	wait_all("late listen, peer", E8, 1u << L_DUAL, 3000);
+	int lb = accept_wait(LL);
+	close(lc), close(la), close(lb), close(LL), close(E8);
 
 	/* --- edge-triggered on the accepted connection ------------------------ */
 	add(E, A, L_ACC, EPOLLIN | EPOLLET | EPOLLRDHUP);
