@@ -69,9 +69,10 @@ static void usage(FILE *f)
 		"                      ssthresh, mss, retransmits, bytes, segments, windows,\n"
 		"                      negotiated options (ts, sack, wscale)\n"
 		"  -s, --summary       counters: segments in/out, retransmissions, every drop\n"
-		"                      reason, NIC rx/tx/errors, socket buffer memory, sockets\n"
-		"                      handed to the kernel by reason, capture state\n"
-		"  -z, --zeros         with -s: counters that are zero too\n"
+		"                      reason (zero or not), the other non-zero counters, NIC\n"
+		"                      rx/tx/errors, socket buffer memory, sockets handed to\n"
+		"                      the kernel by reason, capture state\n"
+		"  -z, --zeros         with -s: the other counters that are zero too\n"
 		"  -j, --json          one JSON object (every field, counters included)\n"
 		"  -r, --refresh=SEC   print again every SEC seconds (0.1 to 86400) until\n"
 		"                      interrupted; with -j, one JSON object per line\n"
@@ -493,8 +494,8 @@ static void text_summary(const struct opts *o, const struct snap *s)
 	printf("  drops:");
 	int shown = 0;
 	for (uint32_t i = 0; i < s->h.ncounters; i++) {
-		if (strncmp(cname(s, i), "drop_", 5) != 0 || (!cval(s, i) && !o->zeros))
-			continue;
+		if (strncmp(cname(s, i), "drop_", 5) != 0)
+			continue; /* every drop reason, zero or not: what did not happen is news too */
 		printf("%s %s %llu", shown++ % 4 ? "," : "\n   ", cname(s, i) + 5, (unsigned long long)cval(s, i));
 	}
 	printf("%s\n", shown ? "" : " none");
