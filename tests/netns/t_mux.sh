@@ -8,7 +8,8 @@
 # wait well before 400 ms).  The transcripts must be
 # identical to the kernel's.  Then an idle check: a process under xtcp blocked
 # in epoll_wait for 6 s must use well under 10% of a core
-# (utime+stime from /proc/PID/stat over 3 s).
+# (utime+stime from /proc/PID/stat over 3 s), and SIGINT (Ctrl-C, default
+# action) must end such a wait within 0.4 s, sleeping or busy-polling.
 #
 # Exit 0 = pass.  Everything stays inside the namespaces lib.sh creates.
 set -uo pipefail
@@ -104,6 +105,35 @@ if ! grep -q '^idle: 0$' "$dir/out"; then
 	fail=1
 fi
 netns_down
+
+# Ctrl-C: SIGINT (default action) ends a wait at once, sleeping or spinning.
+for spin in 0 1000000; do
+	dir=$OUT/sigint-$spin
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	netns_up || exit 1
+	run_bg A "$dir/out" "$dir/err" under_xtcp XTCP_SPIN_US=$spin "$BIN/mux_mixed" idle "$XT_ADDR_X" "$PORT" "$dir/pid"
+	if wait_file "$dir/pid" 10; then
+		pid=$(cat "$dir/pid")
+		sleep 0.3
+		kill -INT "$pid"
+		gone=0
+		for ((i = 0; i < 40; i++)); do # 0.4 s (the spin lasts 1 s)
+			kill -0 "$pid" 2>/dev/null || { gone=1; break; }
+			sleep 0.01
+		done
+		if ((gone)); then
+			echo "t_mux: SIGINT ends epoll_wait at once (XTCP_SPIN_US=$spin)"
+		else
+			echo "t_mux: FAIL: SIGINT did not end epoll_wait within 0.4 s (XTCP_SPIN_US=$spin)"
+			fail=1
+		fi
+	else
+		echo "t_mux: FAIL: the idle program did not start (XTCP_SPIN_US=$spin)"
+		fail=1
+	fi
+	netns_down
+done
 
 ((fail)) && exit 1
 echo "t_mux: pass"
