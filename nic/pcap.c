@@ -222,6 +222,18 @@ static void pcap_close(struct xt_nic *nic)
 	free(p);
 }
 
+static int pcap_flow_add(struct xt_nic *nic, const struct xt_flow *flow)
+{
+	struct xt_nic *in = ((struct pcap_nic *)nic)->inner;
+	return in->ops->flow_add(in, flow);
+}
+
+static int pcap_flow_del(struct xt_nic *nic, int id)
+{
+	struct xt_nic *in = ((struct pcap_nic *)nic)->inner;
+	return in->ops->flow_del(in, id);
+}
+
 static const struct xt_nic_ops pcap_ops = {
 	.name = "pcap",
 	.rx_burst = pcap_rx,
@@ -245,6 +257,8 @@ struct xt_nic *xt_pcap_open(struct xt_nic *inner, const struct xt_pcap_cfg *cfg)
 	p->path = strdup(cfg->path);
 	p->ops = pcap_ops;
 	p->ops.name = inner->ops->name;
+	if (inner->ops->flow_add)
+		p->ops.flow_add = pcap_flow_add, p->ops.flow_del = pcap_flow_del;
 	p->nic.ops = &p->ops;
 	p->nic.caps = inner->caps;
 	p->max_bytes = cfg->max_bytes;
