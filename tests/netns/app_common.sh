@@ -50,6 +50,15 @@ fail() {
 	exit 1
 }
 
+# app_need CMD...: every command must exist (a missing one fails the test,
+# it is not a reason to skip: tools/install-deps.sh installs them)
+app_need() {
+	local c
+	for c in "$@"; do
+		command -v "$c" >/dev/null || fail "$c is not installed (tools/install-deps.sh installs it)"
+	done
+}
+
 # app_up: the namespaces; with XT_APP_KERNEL=1 the kernel also owns 10.55.0.3.
 app_up() {
 	netns_up || fail "could not create the namespaces"

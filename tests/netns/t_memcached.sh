@@ -18,6 +18,7 @@ source "$(dirname "$0")/app_common.sh"
 PORT=11311
 S="$XT_ADDR_X:$PORT"
 
+app_need memcached memcstat memcslap memcaslap memccp memccat python3
 app_up
 
 step "memcached -t 4 on $S in ns A"

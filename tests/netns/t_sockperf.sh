@@ -74,6 +74,7 @@ client() {
 	if [[ $mode == ping-pong ]]; then check_pp "$log" "$label"; else check_tp "$log" "$label"; fi
 }
 
+app_need sockperf ss
 app_up
 
 step "sockperf server on $XT_ADDR_X:$PORT_X in ns A ($APP_MODE), clients in ns B"
