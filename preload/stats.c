@@ -22,6 +22,7 @@
 #include "stats_seg.h"
 #include "../nic/packet.h"
 #include "../nic/pcap.h"
+#include "../nic/verbs.h"
 
 static void *seg;          /* mapping, NULL: no segment */
 static size_t seg_size;
@@ -293,10 +294,28 @@ static const char *const pkt_names[] = {
 	"tx_full", "tx_oversize", "wake_errors",
 };
 
+/* struct xt_verbs_stats, field by field (every field a uint64_t). */
+static const char *const verbs_names[] = {
+	"rx_frames", "rx_bytes", "rx_posted", "rx_post_calls", "rx_csum_hw", "rx_csum_sw", "rx_csum_bad",
+	"rx_kernel_arp", "rx_kernel_icmp", "tx_frames", "tx_bytes", "tx_inline", "tx_signalled",
+	"tx_csum_offload", "tx_tso", "tx_full", "tx_oversize", "tx_post_errors", "tx_link_down",
+	"tx_qp_error", "cq_events", "cq_errors", "flush_errors", "qp_recoveries", "qp_recovery_failures",
+	"async_events", "port_down", "port_up", "flows_added", "flows_removed", "flow_errors",
+};
+_Static_assert(sizeof(struct xt_verbs_stats) == sizeof(verbs_names) / sizeof(verbs_names[0]) * sizeof(uint64_t),
+	       "verbs counter names");
+
 /* Engine lock held. */
 static void fill_nic(void)
 {
 	struct xt_packet_stats ps;
+	struct xt_verbs_stats vs;
+	if (xp_eng.nic && xt_verbs_stats(xp_nic_base(xp_eng.nic), &vs) == 0) {
+		uint64_t v[sizeof(verbs_names) / sizeof(verbs_names[0])];
+		memcpy(v, &vs, sizeof(v));
+		xts_fill_nic(seg, "verbs", verbs_names, v, (uint32_t)(sizeof(v) / sizeof(v[0])));
+		return;
+	}
 	if (!xp_eng.nic || xt_packet_stats(xp_nic_base(xp_eng.nic), &ps) != 0)
 		return;
 	const uint64_t v[] = { ps.rx_frames, ps.rx_bytes, ps.tx_frames, ps.tx_bytes, ps.rx_drops,
@@ -431,7 +450,17 @@ static void exit_summary(void)
 		n++;
 	log_list("drops", xt_counter_names, (const uint64_t *)c, n, true);
 	struct xt_packet_stats ps;
-	if (xt_packet_stats(xp_nic_base(xp_eng.nic), &ps) == 0)
+	struct xt_verbs_stats vs;
+	if (xt_verbs_stats(xp_nic_base(xp_eng.nic), &vs) == 0)
+		xp_log(XP_LOG_INFO, "exit summary: nic %s (verbs): rx %llu frames, tx %llu frames, rx bad checksum %llu, "
+				    "tx full %llu, tx oversize %llu, tx post errors %llu, error completions %llu, "
+				    "QP recoveries %llu, flow errors %llu",
+		       xp_cfg.iface, (unsigned long long)vs.rx_frames, (unsigned long long)vs.tx_frames,
+		       (unsigned long long)vs.rx_csum_bad, (unsigned long long)vs.tx_full,
+		       (unsigned long long)vs.tx_oversize, (unsigned long long)vs.tx_post_errors,
+		       (unsigned long long)vs.cq_errors, (unsigned long long)vs.qp_recoveries,
+		       (unsigned long long)vs.flow_errors);
+	else if (xt_packet_stats(xp_nic_base(xp_eng.nic), &ps) == 0)
 		xp_log(XP_LOG_INFO, "exit summary: nic %s: rx %llu frames, tx %llu frames, rx ring drops %llu, "
 				    "tx errors %llu, tx full %llu, tx oversize %llu",
 		       xp_cfg.iface, (unsigned long long)ps.rx_frames, (unsigned long long)ps.tx_frames,

