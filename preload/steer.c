@@ -14,10 +14,11 @@
  *
  * ARP on verbs: the backend installs a DONT_TRAP rule for ARP frames, so the
  * kernel and the engine both see every one (nic/verbs.h); on a shared address
- * the kernel answers the requests for it, on an own address the engine does.
- * The engine also starts with the kernel's complete neighbour entries for
- * the interface (/proc/net/arp), so its first packets need no resolution and
- * a device without DONT_TRAP still reaches the neighbours the kernel knew.
+ * the kernel answers the requests for it, on an own address the engine does,
+ * and the engine resolves its neighbours itself.  A device without DONT_TRAP
+ * leaves ARP to the kernel alone: the engine then starts with the kernel's
+ * complete neighbour entries for the interface (/proc/net/arp, as static
+ * entries), the only neighbours it can reach.
  *
  * Steering rules (nic.h flow_add/flow_del): one on (engine address, port)
  * for each listening socket, one on the 5-tuple for each connection, made
@@ -58,6 +59,10 @@ static int prefix_of(uint32_t mask)
 	return p;
 }
 
+/* No ARP copy rule on the device: the engine cannot resolve neighbours, and
+ * starts with the kernel's instead (xp_nic_seed_neighbours). */
+static bool seed_neighbours;
+
 static int open_verbs(struct xt_nic **out, char *why, size_t len)
 {
 	struct xt_verbs_cfg vc;
@@ -85,6 +90,8 @@ static int open_verbs(struct xt_nic **out, char *why, size_t len)
 		snprintf(why, len, "%s", e && *e ? e : strerror(-r));
 		return r;
 	}
+	struct xt_verbs_info vi;
+	seed_neighbours = xt_verbs_info(*out, &vi) == 0 && !vi.arp_rule;
 	if (!xp_cfg.ip) { /* the interface's address, shared with the kernel */
 		xp_cfg.ip = ip;
 		xp_cfg.netmask = mask;
@@ -166,11 +173,13 @@ struct xt_nic *xp_nic_open(char *why, size_t len, int *level)
 	}
 }
 
-/* Seeds the engine with the kernel's neighbours on the interface (verbs). */
+/* Seeds the engine with the kernel's neighbours on the interface: verbs on
+ * a device without the ARP copy rule only.  The entries are static (never
+ * aged, never overwritten by the wire), so not where ARP works. */
 void xp_nic_seed_neighbours(void)
 {
 	struct xt_verbs_neigh n[64];
-	if (!xp_eng.nic || strcmp(xp_eng.nic->ops->name, "verbs") != 0)
+	if (!seed_neighbours || !xp_eng.nic || strcmp(xp_eng.nic->ops->name, "verbs") != 0)
 		return;
 	int k = xt_verbs_kernel_neigh(xp_cfg.iface, n, (int)(sizeof(n) / sizeof(n[0])));
 	for (int i = 0; i < k; i++)

@@ -145,8 +145,9 @@ netns_up || exit 1
 mac_a=$(ip netns exec "$XT_NS_A" cat /sys/class/net/$XT_IF_A/address)
 mac_b=$(ip netns exec "$XT_NS_B" cat /sys/class/net/$XT_IF_B/address)
 # ns A's kernel must not answer the steered flows (a NIC would not show them
-# to it): its packets to the peer go nowhere; neighbours are static, since
-# ARP through the kernel of ns A would need that route
+# to it): its packets to the peer go nowhere.  Neighbours are static on
+# both sides (the kernel of ns A cannot resolve through a blackhole route;
+# the engine resolves for itself, or takes ns A's entries without DONT_TRAP)
 ip -n "$XT_NS_A" route add blackhole "$XT_ADDR_B/32"
 ip -n "$XT_NS_A" neigh replace "$XT_ADDR_B" lladdr "$mac_b" dev "$XT_IF_A" nud permanent
 ip -n "$XT_NS_B" neigh replace "$XT_ADDR_A" lladdr "$mac_a" dev "$XT_IF_B" nud permanent
@@ -174,6 +175,16 @@ else
 fi
 check_rules "$OUT/trace-shared" "listening socket (shared address)" "tcp \*:0 -> $XT_ADDR_A:7330\$" 1
 check_rules "$OUT/trace-shared" "accepted connections (shared address)" "tcp $XT_ADDR_B:[0-9]+ -> $XT_ADDR_A:7330\$" 3
+# a device without DONT_TRAP: no ARP copy rule, the engine starts with the
+# kernel's neighbours (the permanent entry for the peer made above)
+pair shared-nocopy client B env -- A "${shared_env[@]}" XTCP_DOUBLE_CAPS=-dont_trap \
+	XTCP_DOUBLE_TRACE="$OUT/trace-nocopy" -- "$XT_ADDR_B" 7335
+if ((SRC == 0 && CRC == 0)) && [[ $(grep -c "from $XT_ADDR_A\$" "$DIR/server.out") == 3 ]] &&
+	! grep -q "ethertype 0x0806" "$OUT/trace-nocopy"; then
+	ok "no DONT_TRAP (no ARP rule): neighbours from the kernel, 3 connections"
+else
+	fail "no DONT_TRAP: exit $SRC/$CRC"; cat "$DIR"/server.* "$DIR"/client.* "$OUT/trace-nocopy"
+fi
 
 # --- 4. failures ---------------------------------------------------------------------------
 echo "=== failure paths"
