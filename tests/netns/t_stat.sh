@@ -19,7 +19,7 @@
 #   - XTCP_LOG_LEVEL=info start-up line, XTCP_EXIT_SUMMARY=1 summary,
 #     XTCP_LOG_FILE (timestamped lines), XTCP_LOG_LEVEL=error hides warnings
 set -uo pipefail
-source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib.sh" || exit 1
 
 DIR=$(mktemp -d /tmp/xt-stat.XXXXXX)
 STAT=$XT_REPO/build/xtcp-stat
