@@ -718,14 +718,12 @@ static int eng_collect(struct xp_epoll *ep, struct epoll_event *out, int max)
 			rdy_to_tail(e);
 		}
 	}
-	if (ep->exposed) {
-		if (ep->nrdy)
-			ev_signal(ep);
-		else
-			ev_drain(ep);
-	} else {
-		ev_drain(ep); /* only sleepers need it, and we are awake */
-	}
+	/* Entries left ready (LT) wake another thread asleep on the set, as
+	 * Linux's ep_done_scan(); otherwise only an exposed set keeps it set. */
+	if (ep->nrdy && (ep->exposed || ep->sleepers))
+		ev_signal(ep);
+	else
+		ev_drain(ep);
 	return n;
 }
 
