@@ -613,6 +613,7 @@ static int th_setup(void)
 	th.evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (th.evfd < 0)
 		return -errno;
+	memset(&th.sigfd_mask, 0, sizeof(th.sigfd_mask));
 	sigemptyset(&th.sigfd_mask);
 	th.sigfd = signalfd(-1, &th.sigfd_mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (th.sigfd < 0) {
@@ -776,6 +777,10 @@ int xp_wait(struct xp_wait *w)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	/* the signalfd watches what this thread normally lets in */
 	sigset_t want;
+	/* glibc's sigfillset/sigemptyset touch only the first 8 bytes of the
+	 * 128-byte sigset_t: clear it all, or the comparison below sees stack
+	 * garbage and calls signalfd() on every wait. */
+	memset(&want, 0, sizeof(want));
 	sigfillset(&want);
 	for (int sig = 1; sig < NSIG; sig++)
 		if (sigismember(&old, sig))

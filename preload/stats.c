@@ -343,7 +343,7 @@ static void fill_pcap(struct xts_hdr *h)
 
 xt_time_t xp_stats_tick(xt_time_t now)
 {
-	if (seg_pid != getpid() || atomic_load_explicit(&closed, memory_order_relaxed))
+	if (seg_pid != (xp_fork_pid ? xp_fork_pid : getpid()) || atomic_load_explicit(&closed, memory_order_relaxed))
 		return XT_TIME_NEVER;
 	if (!seg) { /* XTCP_STAT=0: only the capture's once-a-second write-out */
 		if (!xp_obs.pcap[0])

@@ -1,31 +1,97 @@
 /* User pointers: the kernel answers EFAULT for a bad buffer, the engine
- * would crash on it.  Addresses and option values are copied with
- * process_vm_readv/writev on our own process (a bad address is EFAULT, not a
- * signal).  Data buffers are checked the same way one byte per page, and
- * each thread remembers the last few page ranges found good so a loop over
- * one buffer pays for that once.  (A buffer unmapped after it was found good
- * is the one case that still faults: see man/libxtcp.7.) */
+ * would crash on it.  A page is checked the first time a thread meets it,
+ * with process_vm_readv/writev on our own process (a bad address is EFAULT,
+ * not a signal); each thread then remembers up to 1024 pages found readable
+ * and 1024 found writable, so the data path of a busy server makes no system
+ * call for it.  (A buffer unmapped after it was found good is the one case
+ * that still faults: see man/libxtcp.7.) */
 #define _GNU_SOURCE
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "shim.h"
 
 #define PAGE 4096ul
-#define CACHE 8
+#define PAGE_SHIFT 12
+#define SLOTS 1024 /* pages remembered per thread and kind (direct-mapped) */
 #define MAX_PAGES 256 /* pages checked per call (IOV_MAX-bounded) */
 
-struct range {
-	uintptr_t lo, hi;
+/* Page numbers found readable / writable (writable implies readable), one
+ * direct-mapped table each per thread, allocated on first use.  A buffer
+ * that spans many pages costs one lookup per page once they are known; a
+ * server with thousands of connections keeps its buffers' pages here. */
+struct pages {
+	uintptr_t r[SLOTS], w[SLOTS];
 };
-static XP_TLS struct range okr[CACHE], okw[CACHE];
-static XP_TLS unsigned okr_next, okw_next;
+static XP_TLS struct pages *okp;
 
 static bool plausible(const void *p, size_t n)
 {
 	uintptr_t a = (uintptr_t)p;
 	return a >= PAGE && a + n >= a && a + n <= 0x800000000000ul;
+}
+
+/* Our pid without a system call (glibc no longer caches getpid); a vfork
+ * child shares its parent's memory, so the parent's pid reads the same. */
+static pid_t self(void)
+{
+	return xp_fork_pid ? xp_fork_pid : getpid();
+}
+
+static pthread_key_t okp_key;
+static pthread_once_t okp_once = PTHREAD_ONCE_INIT;
+
+static void okp_free(void *p)
+{
+	(void)syscall(SYS_munmap, p, sizeof(struct pages));
+	okp = NULL;
+}
+
+static void okp_key_make(void)
+{
+	(void)pthread_key_create(&okp_key, okp_free);
+}
+
+/* Allocated with mmap, not malloc: read() and write() may be called from a
+ * signal handler. */
+static struct pages *table(void)
+{
+	if (XP_UNLIKELY(!okp)) {
+		pthread_once(&okp_once, okp_key_make);
+		void *m = (void *)syscall(SYS_mmap, NULL, sizeof(struct pages), PROT_READ | PROT_WRITE,
+					  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m == MAP_FAILED)
+			return NULL;
+		okp = m; /* zeroed: page 0 is never plausible, so empty slots match nothing */
+		(void)pthread_setspecific(okp_key, m);
+	}
+	return okp;
+}
+
+/* Are all pages of [lo, hi) known good? */
+static bool known(uintptr_t lo, uintptr_t hi, bool write)
+{
+	struct pages *t = okp;
+	if (!t)
+		return false;
+	for (uintptr_t pg = lo >> PAGE_SHIFT; pg <= (hi - 1) >> PAGE_SHIFT; pg++) {
+		size_t i = pg & (SLOTS - 1);
+		if (t->w[i] != pg && (write || t->r[i] != pg))
+			return false;
+	}
+	return true;
+}
+
+static void remember(uintptr_t lo, uintptr_t hi, bool write)
+{
+	struct pages *t = table();
+	if (!t || hi - lo > (uintptr_t)MAX_PAGES * PAGE)
+		return;
+	for (uintptr_t pg = lo >> PAGE_SHIFT; pg <= (hi - 1) >> PAGE_SHIFT; pg++)
+		(write ? t->w : t->r)[pg & (SLOTS - 1)] = pg;
 }
 
 int xp_copy_in(void *dst, const void *usrc, size_t n)
@@ -34,8 +100,16 @@ int xp_copy_in(void *dst, const void *usrc, size_t n)
 		return 0;
 	if (!plausible(usrc, n))
 		return -EFAULT;
+	uintptr_t lo = (uintptr_t)usrc, hi = lo + n;
+	if (XP_LIKELY(known(lo, hi, false))) {
+		memcpy(dst, usrc, n);
+		return 0;
+	}
 	struct iovec l = { dst, n }, r = { (void *)usrc, n };
-	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+	if (process_vm_readv(self(), &l, 1, &r, 1, 0) != (ssize_t)n)
+		return -EFAULT;
+	remember(lo, hi, false);
+	return 0;
 }
 
 static int copy_out(void *udst, const void *src, size_t n)
@@ -44,16 +118,16 @@ static int copy_out(void *udst, const void *src, size_t n)
 		return 0;
 	if (!plausible(udst, n))
 		return -EFAULT;
+	uintptr_t lo = (uintptr_t)udst, hi = lo + n;
+	if (XP_LIKELY(known(lo, hi, true))) {
+		memcpy(udst, src, n);
+		return 0;
+	}
 	struct iovec l = { (void *)src, n }, r = { udst, n };
-	return process_vm_writev(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
-}
-
-static bool cached(const struct range *c, uintptr_t lo, uintptr_t hi)
-{
-	for (int i = 0; i < CACHE; i++)
-		if (lo >= c[i].lo && hi <= c[i].hi)
-			return true;
-	return false;
+	if (process_vm_writev(self(), &l, 1, &r, 1, 0) != (ssize_t)n)
+		return -EFAULT;
+	remember(lo, hi, true);
+	return 0;
 }
 
 /* One byte per page of [p, p+n): read it (and, to check writability, write
@@ -72,7 +146,7 @@ static int probe(const void *p, size_t n, bool write)
 		rem[i].iov_base = (void *)a;
 		rem[i].iov_len = 1;
 	}
-	pid_t me = getpid();
+	pid_t me = self();
 	if (process_vm_readv(me, &loc, 1, rem, (unsigned long)pages, 0) != (ssize_t)pages)
 		return -EFAULT;
 	if (write && process_vm_writev(me, &loc, 1, rem, (unsigned long)pages, 0) != (ssize_t)pages)
@@ -87,21 +161,16 @@ static int check(const void *p, size_t n, bool write)
 	if (!plausible(p, n))
 		return -EFAULT;
 	uintptr_t lo = (uintptr_t)p, hi = lo + n;
-	struct range *c = write ? okw : okr;
-	if (XP_LIKELY(cached(c, lo, hi)))
+	if (XP_LIKELY(known(lo, hi, write)))
 		return 0;
 	if (probe(p, n, write) < 0)
 		return -EFAULT;
-	unsigned *next = write ? &okw_next : &okr_next;
-	c[*next % CACHE] = (struct range){ lo & ~(PAGE - 1), (hi + PAGE - 1) & ~(PAGE - 1) };
-	(*next)++;
+	remember(lo, hi, write);
 	return 0;
 }
 
 int xp_check_read(const void *p, size_t n)
 {
-	if (n && plausible(p, n) && cached(okw, (uintptr_t)p, (uintptr_t)p + n))
-		return 0;
 	return check(p, n, false);
 }
 

@@ -218,6 +218,7 @@ run_one() {
 			sleep 0.01
 		done
 	fi
+	local t0=$SECONDS
 	local envv=(XT_SYNC="$dir/sync" XT_SUBJECT="$subject")
 	run_bg "$s_ns" "$dir/server.out" "$dir/server.err" "$s_x" "${envv[@]}" \
 		"$BIN/$prog" server "$s_addr" "$port" "$s_addr" "${extra[@]}"
@@ -234,6 +235,7 @@ run_one() {
 		wait_pid "$tpid" 5 >/dev/null
 	fi
 	netns_down
+	echo "$((SECONDS - t0))" >"$dir/seconds" # wall time of the run (not compared)
 	{
 		echo "--- server"
 		cat "$dir/server.out"
