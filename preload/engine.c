@@ -68,6 +68,7 @@ void xp_lock(void)
 	if (XP_UNLIKELY(xp_eng.forked_child))
 		(void)xp_fork_attach(); /* a fork child's first call: its own NIC */
 	pthread_mutex_lock(&xp_eng.mu);
+	xp_eng.app_calls++; /* the progress thread's sign of a busy application */
 }
 
 void xp_unlock(void)
@@ -122,6 +123,7 @@ static void eng_event(void *ctx, int sock, uint32_t events)
 }
 
 #define RX_BURST 64
+#define XP_PROG_LEASE XT_MS(2)
 #define RX_ROUNDS 16
 
 void xp_drive(xt_time_t now)
@@ -234,6 +236,7 @@ static void *progress_main(void *arg)
 	(void)arg;
 	xp_in_lib = 1; /* everything this thread calls goes to the kernel */
 	bool skip_drive = false;
+	uint64_t seen_calls = 0;
 	for (;;) {
 		pthread_mutex_lock(&xp_eng.mu);
 		if (xp_eng.forked_child) {
@@ -247,10 +250,20 @@ static void *progress_main(void *arg)
 			xp_drive(now);
 		}
 		xt_time_t dl = next_deadline();
-		/* A thread blocked in a call watches the NIC too and handles what
-		 * arrives: stay out of its way until the last such thread leaves
-		 * (it then writes our eventfd). */
-		bool excl = skip_drive && xp_eng.nic_waiters > 0;
+		/* The application handles the NIC itself while a thread of it
+		 * sleeps on the wake fd, or keeps calling in (epoll/poll/select
+		 * and non-blocking reads take what the NIC holds): then stay out
+		 * of its way (no lock contention, no context switch per frame) and
+		 * look again after XP_PROG_LEASE.  An application that stops
+		 * calling in gets its frames and timers run by this thread within
+		 * the lease; an idle process pays one wake-up, then this thread
+		 * sleeps on the NIC again. */
+		uint64_t calls = xp_eng.app_calls;
+		bool active = calls != seen_calls;
+		seen_calls = calls;
+		bool excl = (skip_drive && xp_eng.nic_waiters > 0) || active;
+		if (excl && dl > now + XP_PROG_LEASE)
+			dl = now + XP_PROG_LEASE;
 		xp_eng.prog_excluded = excl;
 		xp_eng.prog_wake_at = dl;
 		pthread_mutex_unlock(&xp_eng.mu);
@@ -695,13 +708,13 @@ static bool interrupts(const sigset_t *pend, const sigset_t *mask, bool restarta
 }
 
 /* Engine lock held. */
+/* No wake-up of the progress thread here: a request loop leaves its wait
+ * once per request, and a wake-up each time would be a context switch per
+ * request on the application's core.  The excluded progress thread looks
+ * again after XP_PROG_LEASE at the latest (see progress_main). */
 static void nic_waiter_leave(void)
 {
-	if (__atomic_sub_fetch(&xp_eng.nic_waiters, 1, __ATOMIC_RELAXED) == 0 && xp_eng.prog_excluded) {
-		uint64_t one = 1;
-		xp_eng.prog_excluded = false;
-		(void)syscall(SYS_write, xp_eng.prog_evfd, &one, sizeof(one));
-	}
+	__atomic_sub_fetch(&xp_eng.nic_waiters, 1, __ATOMIC_RELAXED);
 }
 
 /* mux.c: a thread about to sleep on the NIC's wake fd itself (engine lock

@@ -226,6 +226,7 @@ struct xp_engine {
 	int nic_waiters;   /* threads blocked in xp_wait on the NIC's wake fd */
 	uint64_t prog_wake_at; /* when the sleeping progress thread looks again (ns) */
 	bool prog_excluded;/* the progress thread sleeps without the NIC fd (a waiter has it) */
+	uint64_t app_calls;  /* xp_lock()s, i.e. calls from the application (engine lock held) */
 	uint32_t local_ips[64]; /* the kernel's own IPv4 addresses (host order) */
 	int nlocal;
 	const char *backend;
@@ -404,7 +405,6 @@ int xp_rules_count(void);
  * error line ("every socket stays on the kernel"). */
 int xp_config_num(const char *var, uint64_t min, uint64_t max, uint64_t *out);
 int xp_config_bad(const char *var, const char *val, const char *why);
-
 
 /* --- fork.c: fork, vfork, daemon, exec ----------------------------------- */
 
