@@ -100,6 +100,8 @@ app_counters() {
 	local c
 	c=$(grep -h 'debug: counters:' "$APP_DIR/$1.err" 2>/dev/null | sed 's/.*counters: *//' | paste -sd' ')
 	note "engine counters of $1 at exit: ${c:-none logged}"
+	c=$(grep -h -m1 'attached: backend' "$APP_DIR/$1.err" 2>/dev/null | sed 's/.*attached: //' | cut -d, -f1)
+	note "engine of $1: ${c:-no start-up line}"
 }
 
 # app_pid NAME: the pid of the program itself (the child of timeout)

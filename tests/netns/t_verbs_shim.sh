@@ -187,6 +187,18 @@ else
 fi
 
 # --- 4. failures ---------------------------------------------------------------------------
+echo "=== the redis acceptance test on verbs (tests/netns/t_redis.sh with XT_NIC=verbs)"
+if XT_NIC=verbs "$REPO/tests/netns/t_redis.sh" >"$OUT/redis.log" 2>&1; then
+	if grep -q 'engine of redis.*: backend verbs' "$OUT/redis.log"; then
+		ok "t_redis.sh passes with redis-server on verbs ($(grep -m1 'engine of redis' "$OUT/redis.log" | sed 's/^ *//'))"
+	else
+		fail "t_redis.sh passed but not on verbs: $(grep -m1 'engine of redis' "$OUT/redis.log")"
+	fi
+else
+	fail "t_redis.sh on verbs: $(tail -n 3 "$OUT/redis.log" | tr '\n' ' ')"
+	tail -n 40 "$OUT/redis.log"
+fi
+
 echo "=== failure paths"
 netns_up || exit 1
 # a double whose only device sits on lo: nothing behind veth-a
