@@ -264,7 +264,6 @@ static void *progress_main(void *arg)
 		bool excl = (skip_drive && xp_eng.nic_waiters > 0) || active;
 		if (excl && dl > now + XP_PROG_LEASE)
 			dl = now + XP_PROG_LEASE;
-		xp_eng.prog_excluded = excl;
 		xp_eng.prog_wake_at = dl;
 		pthread_mutex_unlock(&xp_eng.mu);
 		xt_time_t sdl = xp_stats_tick(now); /* xtcp-stat's snapshots, outside the lock */

@@ -468,7 +468,6 @@ void xp_fork_child(void)
 		(void)syscall(SYS_close, xp_eng.prog_evfd);
 	xp_eng.prog_evfd = -1;
 	xp_eng.nic_waiters = 0;
-	xp_eng.prog_excluded = false;
 	xp_eng.prog_wake_at = 0;
 	if (!fam || !xp_eng.backend || strcmp(xp_eng.backend, "packet") != 0) {
 		attach_failed = true; /* no family: the kernel has every socket */

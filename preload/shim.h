@@ -225,7 +225,6 @@ struct xp_engine {
 	bool forked_child; /* this process is a fork child: the engine is not ours */
 	int nic_waiters;   /* threads blocked in xp_wait on the NIC's wake fd */
 	uint64_t prog_wake_at; /* when the sleeping progress thread looks again (ns) */
-	bool prog_excluded;/* the progress thread sleeps without the NIC fd (a waiter has it) */
 	uint64_t app_calls;  /* xp_lock()s, i.e. calls from the application (engine lock held) */
 	uint32_t local_ips[64]; /* the kernel's own IPv4 addresses (host order) */
 	int nlocal;
