@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -489,12 +488,6 @@ def machine():
             break
     return {"cpu": cpu, "cpus": os.cpu_count(), "kernel": os.uname().release,
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-
-
-# Which direction is better, and the target as xtcp / kernel.
-BETTER = {"avg_us": -1, "p50_us": -1, "p99_us": -1, "p99.9_us": -1, "p50_ms": -1, "p99_ms": -1,
-          "cpu_us_per_req": -1, "cpu_ms_per_gb": -1, "rps": 1, "msg_per_s": 1, "mbit_s": 1, "gbit_s": 1,
-          "errors": -1, "non_2xx": -1, "syscalls_per_req": -1, "user_instr_per_req": -1}
 
 
 def write_results(out, results, extra, reps, elapsed):
