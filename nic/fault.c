@@ -185,7 +185,7 @@ static void release_due(struct fault_nic *f, xt_time_t now)
 {
 	while (f->nheld && f->heap[0].due <= now) {
 		struct held h = f->heap[0];
-		struct xt_frame fr = { slot_data(f, h.slot), h.len };
+		struct xt_frame fr = { slot_data(f, h.slot), h.len, 0 };
 		if (xt_nic_tx(f->inner, &fr, 1, now) < 1)
 			return;
 		heap_pop(f);
@@ -227,7 +227,7 @@ static bool send_corrupted(struct fault_nic *f, const struct xt_frame *fr, const
 
 	memcpy(f->scratch, fr->data, fr->len);
 	flip_bit(f->scratch, v->bit);
-	out[0] = out[1] = (struct xt_frame){ f->scratch, fr->len };
+	out[0] = out[1] = (struct xt_frame){ f->scratch, fr->len, 0 };
 	return xt_nic_tx(f->inner, out, copies, now) >= 1;
 }
 

@@ -177,6 +177,7 @@ static int loop_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t
 	while (got < n && d->head < d->tail && d->arrive[slot_of(d, d->head)] <= now) {
 		frames[got].data = slot_data(d, d->head);
 		frames[got].len = d->len[slot_of(d, d->head)];
+		frames[got].flags = 0;
 		d->stats.rx_frames++;
 		d->stats.rx_bytes += frames[got].len;
 		d->head++;

@@ -79,8 +79,7 @@ struct xt_packet_stats {
 	uint64_t tx_frames, tx_bytes;   /* accepted for sending */
 	uint64_t rx_drops;       /* kernel: ring full (tp_drops of PACKET_STATISTICS) */
 	uint64_t rx_kernel_frames; /* kernel: frames that passed the filter (tp_packets) */
-	uint64_t rx_csum_completed; /* TP_STATUS_CSUMNOTREADY frames completed in software */
-	uint64_t rx_csum_unknown;   /* ... left as they were (not TCP/UDP over IPv4) */
+	uint64_t rx_csum_offloaded; /* CSUMNOTREADY/CSUM_VALID: passed on as XT_FRAME_CSUM_OK */
 	uint64_t rx_copied;      /* larger than a ring slot: read from the socket queue */
 	uint64_t rx_truncated;   /* larger than a ring slot, not queued (queue full): dropped */
 	uint64_t tx_errors;      /* send()/sendmmsg() failures */

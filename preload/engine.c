@@ -144,7 +144,7 @@ void xp_drive(xt_time_t now)
 		if (n <= 0)
 			break;
 		for (int i = 0; i < n; i++)
-			xt_stack_input(xp_eng.st, f[i].data, f[i].len, now);
+			xt_stack_input_frame(xp_eng.st, &f[i], now);
 	}
 	xt_stack_flush(xp_eng.st);
 	if (xt_stack_next_deadline(xp_eng.st) <= now)

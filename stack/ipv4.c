@@ -75,7 +75,7 @@ static uint32_t ip_check_header(struct xt_stack *st, const uint8_t *p, uint32_t 
 		XT_CNT(st, drop_ip_len);
 		return 0;
 	}
-	if (!st->cfg.rx_csum_verified && xt_csum_fold(xt_csum_add(0, p, hlen)) != 0) {
+	if (!st->rx_csum_ok && xt_csum_fold(xt_csum_add(0, p, hlen)) != 0) {
 		XT_CNT(st, drop_ip_csum);
 		return 0;
 	}

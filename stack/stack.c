@@ -165,6 +165,16 @@ void xt_stack_flush(struct xt_stack *st)
 
 void xt_stack_input(struct xt_stack *st, const void *frame, size_t len, xt_time_t now)
 {
+	struct xt_frame f = { frame, len > UINT32_MAX ? UINT32_MAX : (uint32_t)len, 0 };
+
+	xt_stack_input_frame(st, &f, now);
+}
+
+void xt_stack_input_frame(struct xt_stack *st, const struct xt_frame *fr, xt_time_t now)
+{
+	const uint8_t *frame = fr->data;
+	uint32_t len = fr->len;
+
 	now = xt_clock(st, now);
 	st->cnt.rx_frames++;
 	st->cnt.rx_bytes += len;
@@ -172,10 +182,11 @@ void xt_stack_input(struct xt_stack *st, const void *frame, size_t len, xt_time_
 		st->cnt.drop_ip_len++;
 		return;
 	}
+	st->rx_csum_ok = st->cfg.rx_csum_verified || (fr->flags & XT_FRAME_CSUM_OK);
 	if (st->cfg.no_link_header)
-		xt_ip_input(st, frame, (uint32_t)len, now);
+		xt_ip_input(st, frame, len, now);
 	else
-		xt_eth_input(st, frame, (uint32_t)len, now);
+		xt_eth_input(st, frame, len, now);
 }
 
 /* Min-heap of sockets keyed on their earliest timer. */

@@ -974,7 +974,7 @@ static bool timewait_input(struct xt_stack *st, struct xt_sock *s, const struct 
 void xt_tcp_input(struct xt_stack *st, const struct xt_ip_rx *ip, xt_time_t now)
 {
 	struct xt_seg seg;
-	if (xt_tcp_parse(ip, &seg, &st->cnt, st->cfg.rx_csum_verified) < 0)
+	if (xt_tcp_parse(ip, &seg, &st->cnt, st->rx_csum_ok) < 0)
 		return;
 	st->cnt.tcp_rx_segs++;
 	if (!seg.sport || !seg.dport) {

@@ -34,6 +34,7 @@ struct xt_stack {
 	struct xt_stack_cfg cfg;
 	struct xt_counters cnt;
 	xt_time_t now; /* time of the call in progress */
+	bool rx_csum_ok; /* the frame in progress needs no checksum check */
 
 	/* TX batch: frames are built in place and pushed out by xt_stack_flush. */
 	uint8_t *txmem; /* XT_TX_BATCH * XT_FRAME_MAX */

@@ -31,7 +31,13 @@ struct xt_stack;
 struct xt_frame {
 	const uint8_t *data;
 	uint32_t len;
+	uint32_t flags; /* XT_FRAME_* (received frames; 0 on output) */
 };
+/* The IPv4 and TCP checksums need no check: the frame was made on this host
+ * with checksum offload (Linux CHECKSUM_PARTIAL, e.g. from a veth peer), so
+ * its checksum field may hold only the pseudo-header sum, or a device
+ * verified it.  Set by receiving backends; the engine then skips both sums. */
+#define XT_FRAME_CSUM_OK 0x1u
 
 /* Output: called with a batch of frames; returns how many the backend took
  * (it copies them).  Frames it did not take are counted as tx_drop_backend
@@ -214,6 +220,8 @@ void xt_stack_free(struct xt_stack *st);
 /* One received frame (Ethernet, or bare IPv4 with no_link_header). Never fails:
  * anything wrong is dropped and counted. */
 void xt_stack_input(struct xt_stack *st, const void *frame, size_t len, xt_time_t now);
+/* The same for a frame from a backend, honouring its XT_FRAME_* flags. */
+void xt_stack_input_frame(struct xt_stack *st, const struct xt_frame *f, xt_time_t now);
 /* Runs due timers and flushes queued output. */
 void xt_stack_poll(struct xt_stack *st, xt_time_t now);
 /* Pushes out frames batched during input. */

@@ -549,7 +549,7 @@ static bool sim_instant(struct sim *sim)
 				for (int k = 0; k < n; k++) {
 					if (trace_on)
 						trace_frame(sim, sd->name, "<", fr[k].data, fr[k].len);
-					xt_stack_input(sd->st, fr[k].data, fr[k].len, sim->now);
+					xt_stack_input_frame(sd->st, &fr[k], sim->now);
 				}
 				xt_stack_flush(sd->st);
 				progress += (uint64_t)n;

@@ -56,7 +56,7 @@ static void send_n(struct xt_nic *nic, int n, uint32_t len, xt_time_t now)
 	uint8_t buf[1600];
 	memset(buf, 0xab, sizeof(buf));
 	for (int i = 0; i < n; i++) {
-		struct xt_frame f = { buf, len };
+		struct xt_frame f = { buf, len, 0 };
 		assert_int_equal(xt_nic_tx(nic, &f, 1, now), 1);
 	}
 }

@@ -416,6 +416,27 @@ static void test_bad_checksum_dropped(void **state)
 	assert_int_equal(xt_tcp_inq(fx->st, fx->s), 100);
 }
 
+/* A frame the backend marks XT_FRAME_CSUM_OK (CHECKSUM_PARTIAL from a veth
+ * peer: the field holds only the pseudo-header sum) is not summed again, and
+ * the next unmarked frame is checked as before. */
+static void test_offloaded_checksum_trusted(void **state)
+{
+	struct fx *fx = *state;
+	xt_time_t t = established(fx);
+	uint8_t d[100];
+	pat_fill(d, 100, 0, PAT_PEER);
+	uint64_t c = fx_cnt(fx)->drop_tcp_csum, ci = fx_cnt(fx)->drop_ip_csum;
+	seg_in(fx, t + XT_MS(1), .flags = F_ACK | F_PSH, .seq = fx->peer_seq, .ack = fx->peer_ack, .data = d,
+	       .len = 100, .bad_csum = true, .bad_ip_csum = true, .csum_offloaded = true);
+	assert_int_equal(fx_cnt(fx)->drop_tcp_csum, c);
+	assert_int_equal(fx_cnt(fx)->drop_ip_csum, ci);
+	assert_int_equal(xt_tcp_inq(fx->st, fx->s), 100);
+	seg_in(fx, t + XT_MS(2), .flags = F_ACK | F_PSH, .seq = fx->peer_seq + 100, .ack = fx->peer_ack,
+	       .data = d, .len = 100, .bad_csum = true);
+	assert_int_equal(fx_cnt(fx)->drop_tcp_csum, c + 1);
+	assert_int_equal(xt_tcp_inq(fx->st, fx->s), 100);
+}
+
 static void test_truncated_header_dropped(void **state)
 {
 	struct fx *fx = *state;
@@ -551,6 +572,7 @@ int main(void)
 		T(test_data_out_of_window_acked),
 		T(test_paws_drops_old_timestamp),
 		T(test_bad_checksum_dropped),
+		T(test_offloaded_checksum_trusted),
 		T(test_truncated_header_dropped),
 		T(test_bad_data_offset_dropped),
 		T(test_bogus_option_lengths_dropped),

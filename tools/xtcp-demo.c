@@ -131,7 +131,7 @@ static bool side_receive(struct side *s, xt_time_t now)
 	do {
 		n = xt_nic_rx(s->nic, frames, RX_BURST, now);
 		for (int i = 0; i < n; i++)
-			xt_stack_input(s->st, frames[i].data, frames[i].len, now);
+			xt_stack_input_frame(s->st, &frames[i], now);
 		any |= n > 0;
 	} while (n == RX_BURST);
 	if (n < 0)

@@ -490,6 +490,14 @@ void seg_inject(struct fx *fx, xt_time_t t, const struct seg_spec *sp)
 		s.tsecr = fx->our_tsval;
 	}
 	size_t n = seg_build(buf, sizeof buf, &s);
+	if (s.csum_offloaded) {
+		struct xt_frame f = { buf, (uint32_t)n, XT_FRAME_CSUM_OK };
+
+		fx_run_(fx, t, __FILE__, __LINE__);
+		xt_stack_input_frame(fx->st, &f, FX_T0 + t);
+		xt_stack_flush(fx->st);
+		return;
+	}
 	frame_in(fx, t, buf, n);
 }
 

@@ -90,6 +90,7 @@ struct seg_spec {
 	/* breakage, applied before checksums unless said otherwise */
 	bool bad_csum;       /* TCP checksum off by one (applied after computing) */
 	bool bad_ip_csum;    /* IP header checksum off by one */
+	bool csum_offloaded; /* fed with XT_FRAME_CSUM_OK (a CHECKSUM_PARTIAL frame) */
 	uint8_t doff;        /* data offset (words) to write instead of the real one; 16 writes 0 */
 	bool cut;            /* IP total length (and the frame) keep only cut_len TCP bytes */
 	uint16_t cut_len;
