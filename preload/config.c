@@ -256,6 +256,10 @@ int xp_config_load(bool *off)
 	if (load_num("XTCP_EXIT_DRAIN_MS", 0, 600000, &x) < 0)
 		return -1;
 	c->exit_drain_ns = x * 1000000;
+	x = 1;
+	if (load_num("XTCP_TX_BATCH", 0, 1, &x) < 0)
+		return -1;
+	c->tx_batch = x != 0;
 	return xp_rules_load(off);
 }
 

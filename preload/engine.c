@@ -71,7 +71,28 @@ void xp_lock(void)
 	xp_eng.app_calls++; /* the progress thread's sign of a busy application */
 }
 
+#define XP_PROG_LEASE XT_MS(2)
+
+static void unlock_kick(void);
+
 void xp_unlock(void)
+{
+	if (xp_eng.st && xt_stack_tx_pending(xp_eng.st))
+		xt_stack_flush(xp_eng.st);
+	unlock_kick();
+}
+
+void xp_unlock_sent(void)
+{
+	/* Deferring needs someone to look soon: the progress thread while it
+	 * sleeps at most a lease (the application is busy calling in). */
+	if (xp_eng.st && xt_stack_tx_pending(xp_eng.st) &&
+	    !(xp_cfg.tx_batch && xp_eng.prog_evfd >= 0 && xp_eng.prog_wake_at <= xp_eng.now + XP_PROG_LEASE))
+		xt_stack_flush(xp_eng.st);
+	unlock_kick();
+}
+
+static void unlock_kick(void)
 {
 	/* A call may have armed an engine timer earlier than the progress
 	 * thread's sleep (TCP_CORK's 200 ms, a delayed ACK, a first RTO): wake
@@ -123,7 +144,6 @@ static void eng_event(void *ctx, int sock, uint32_t events)
 }
 
 #define RX_BURST 64
-#define XP_PROG_LEASE XT_MS(2)
 #define RX_ROUNDS 16
 
 void xp_drive(xt_time_t now)
@@ -201,6 +221,11 @@ static int timeout_ms_until(xt_time_t deadline, xt_time_t now, struct timespec *
 __attribute__((destructor)) static void exit_drain(void)
 {
 	if (!xp_eng.st || xp_eng.forked_child || !xp_cfg.exit_drain_ns) {
+		if (xp_eng.st && !xp_eng.forked_child) { /* what the last sends left queued */
+			pthread_mutex_lock(&xp_eng.mu);
+			xt_stack_flush(xp_eng.st);
+			pthread_mutex_unlock(&xp_eng.mu);
+		}
 		xp_stats_exit();
 		return;
 	}
@@ -248,6 +273,8 @@ static void *progress_main(void *arg)
 			xp_drive(now);
 			arm_nic(now);
 			xp_drive(now);
+		} else if (xp_eng.st && xt_stack_tx_pending(xp_eng.st)) {
+			xt_stack_flush(xp_eng.st); /* frames a send left (xp_unlock_sent) */
 		}
 		xt_time_t dl = next_deadline();
 		/* The application handles the NIC itself while a thread of it
@@ -351,6 +378,10 @@ static void fmt_ip(uint32_t ip, char *buf, size_t len)
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&xp_eng.mu);
+	/* Frames a send left queued (XTCP_TX_BATCH) leave now, from the parent,
+	 * not later as copies from the child. */
+	if (xp_eng.st && xp_eng.nic && !xp_eng.forked_child && xt_stack_tx_pending(xp_eng.st))
+		xt_stack_flush(xp_eng.st);
 }
 
 static void atfork_parent(void)
@@ -513,6 +544,8 @@ static int attach(void)
 	xp_eng.nic = nic;
 	xp_eng.now = xp_now();
 	xp_eng.st = xt_stack_new(&sc, xp_eng.now);
+	if (xp_eng.st)
+		xt_stack_set_tx_defer(xp_eng.st, xp_cfg.tx_batch);
 	if (!xp_eng.st) {
 		xp_log(XP_LOG_ERROR, "engine: invalid configuration or out of memory (XTCP_MAX_SOCKETS=%u); "
 				     "every socket stays on the kernel", xp_cfg.max_sockets);

@@ -242,7 +242,7 @@ ssize_t xp_send(struct xp_sock *s, const struct iovec *iov, int iovcnt, int flag
 			break;
 		}
 	}
-	xp_unlock();
+	xp_unlock_sent();
 	if (r == -EPIPE && !(flags & MSG_NOSIGNAL))
 		raise_sigpipe();
 	return r;

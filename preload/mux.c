@@ -297,9 +297,11 @@ void xp_mux_event(struct xp_sock *s, uint32_t events)
 	for (struct xp_epi *e = s->epis; e; e = e->s_next) {
 		if (XP_UNLIKELY(s->klisten && !e->kreg))
 			kreg_add(e); /* added before it listened on INADDR_ANY */
-		uint32_t m = events & e->events & ~EP_PRIVATE;
+		uint32_t m = events & e->events & ~EP_PRIVATE & ~XT_EV_NEW;
 		uint32_t rose = m & ~e->seen;
-		e->seen = events;
+		if (events & XT_EV_NEW)
+			rose |= m & (EPOLLIN | EPOLLRDNORM); /* new data: an edge (Linux) */
+		e->seen = events & ~XT_EV_NEW;
 		if (!m) {
 			if (e->on_rdy && !e->kreg)
 				rdy_del(e);

@@ -121,6 +121,7 @@ struct xp_config {
 	uint32_t rcvbuf, sndbuf, somaxconn, max_sockets;
 	uint64_t spin_ns;
 	uint64_t exit_drain_ns; /* XTCP_EXIT_DRAIN_MS */
+	bool tx_batch;          /* XTCP_TX_BATCH: a send leaves its frames for the next call */
 };
 extern struct xp_config xp_cfg;
 extern int xp_log_level;
@@ -236,7 +237,14 @@ extern struct xp_engine xp_eng;
  * engine is usable. */
 bool xp_engine_ready(void);
 void xp_lock(void);
+/* Unlocks; first hands the engine's queued frames to the NIC. */
 void xp_unlock(void);
+/* Unlocks at the end of a send: with XTCP_TX_BATCH the frames it queued may
+ * stay queued for the next call into the library (the next write adds to the
+ * batch; anything else, a wait included, sends it), or for the progress
+ * thread, which looks within XP_PROG_LEASE.  When the progress thread sleeps
+ * longer than that they go out now. */
+void xp_unlock_sent(void);
 xt_time_t xp_now(void);
 /* Engine time for a call into the engine: engine lock held. */
 xt_time_t xp_clock(void);

@@ -143,6 +143,9 @@ void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 	st->cnt.tx_bytes += frame_len;
 }
 
+void xt_stack_set_tx_defer(struct xt_stack *st, bool on) { st->tx_defer = on; }
+int xt_stack_tx_pending(const struct xt_stack *st) { return st->ntx; }
+
 void xt_stack_flush(struct xt_stack *st)
 {
 	struct xt_frame f[XT_TX_BATCH];
@@ -407,9 +410,11 @@ void xt_sock_bufs_free(struct xt_stack *st, struct xt_sock *s)
 void xt_sock_wake(struct xt_stack *st, struct xt_sock *s)
 {
 	uint32_t ev = xt_tcp_events_of(s);
-	if (ev == s->events)
+	bool fresh = s->ev_new;
+	if (ev == s->events && !fresh)
 		return;
 	s->events = ev;
+	s->ev_new = 0;
 	if (!s->orphan && !s->parent && st->cfg.on_event)
-		st->cfg.on_event(st->cfg.event_ctx, s->id, ev);
+		st->cfg.on_event(st->cfg.event_ctx, s->id, fresh && (ev & XT_EV_IN) ? ev | XT_EV_NEW : ev);
 }

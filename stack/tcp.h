@@ -182,6 +182,7 @@ struct xt_sock {
 
 	int err, soft_err; /* positive errno values, as Linux sk_err / sk_err_soft */
 	uint32_t events;
+	uint8_t ev_new;       /* new data or connection since the last on_event (XT_EV_NEW) */
 	void *udata;
 
 	uint64_t bytes_acked, bytes_received;

@@ -731,6 +731,7 @@ static bool data_input(struct xt_stack *st, struct xt_sock *s, const struct xt_s
 		bool had_holes = s->nreass != 0;
 		s->rq.len += len;
 		s->rcv_nxt += len;
+		s->ev_new = 1; /* an edge for EPOLLET even if already readable */
 		reass_merge(s);
 		return had_holes;
 	}

@@ -38,6 +38,7 @@ void xt_acceptq_add(struct xt_stack *st, struct xt_sock *l, struct xt_sock *c)
 	l->aq_tail = c;
 	c->in_aq = 1;
 	l->aq_len++;
+	l->ev_new = 1; /* every new connection is an edge (Linux sk_data_ready) */
 	xt_sock_wake(st, l);
 }
 

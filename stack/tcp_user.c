@@ -359,7 +359,8 @@ long xt_tcp_send(struct xt_stack *st, int id, const void *buf, size_t len, int f
 	s->more = (flags & XT_MSG_MORE) ? 1 : 0;
 	xt_tcp_output(st, s, now);
 	xt_sock_wake(st, s);
-	xt_stack_flush(st);
+	if (!st->tx_defer)
+		xt_stack_flush(st);
 	return n;
 }
 

@@ -40,6 +40,7 @@ struct xt_stack {
 	uint8_t *txmem; /* XT_TX_BATCH * XT_FRAME_MAX */
 	uint32_t txlen[XT_TX_BATCH];
 	int ntx;
+	bool tx_defer; /* xt_tcp_send leaves its frames for the caller's flush */
 	uint16_t ip_id;
 
 	struct xt_arp *arp;

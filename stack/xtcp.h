@@ -11,6 +11,7 @@
 #ifndef XTCP_H
 #define XTCP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,7 +45,8 @@ struct xt_frame {
  * and left to TCP's retransmission. */
 typedef int (*xt_tx_fn)(void *ctx, const struct xt_frame *frames, int n);
 
-/* Readiness: called when a socket's event mask (XT_EV_*) changes. */
+/* Readiness: called when a socket's event mask (XT_EV_*) changes, and when
+ * new data or a new connection arrives (with XT_EV_NEW added). */
 typedef void (*xt_event_fn)(void *ctx, int sock, uint32_t events);
 
 /* Event bits: the same values as EPOLL* / POLL*, so preload/ passes them on. */
@@ -56,6 +58,11 @@ typedef void (*xt_event_fn)(void *ctx, int sock, uint32_t events);
 #define XT_EV_RDNORM 0x040u
 #define XT_EV_WRNORM 0x100u
 #define XT_EV_RDHUP 0x2000u
+/* Not a readiness bit: set in an on_event call when new data (or, on a
+ * listener, a new connection) arrived since the last call, even if the mask
+ * did not change; edge-triggered epoll reports such an arrival again, as
+ * Linux does on every sk_data_ready. */
+#define XT_EV_NEW 0x08000000u
 
 struct xt_stack_cfg {
 	uint8_t mac[6];
@@ -226,6 +233,14 @@ void xt_stack_input_frame(struct xt_stack *st, const struct xt_frame *f, xt_time
 void xt_stack_poll(struct xt_stack *st, xt_time_t now);
 /* Pushes out frames batched during input. */
 void xt_stack_flush(struct xt_stack *st);
+/* Deferred transmission: with on, xt_tcp_send queues its frames in the
+ * engine's TX batch (up to 64; a full batch goes out by itself) and returns
+ * without handing them to the backend, so that the writes of one event-loop
+ * round leave in one batch.  The caller then owns the flush: xt_stack_flush,
+ * xt_stack_poll or any other call that ends in one, soon.  Off by default. */
+void xt_stack_set_tx_defer(struct xt_stack *st, bool on);
+/* Frames queued in the TX batch, not yet handed to the backend. */
+int xt_stack_tx_pending(const struct xt_stack *st);
 /* Absolute time of the next timer, or XT_TIME_NEVER. */
 xt_time_t xt_stack_next_deadline(const struct xt_stack *st);
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st);

@@ -388,7 +388,20 @@ static void test_event_callback(void **state)
 	peer_data_n(fx, fx->now + XT_MS(1), 10);
 	assert_true(fx->ev_calls[s] > calls);
 	assert_true(fx->ev_last[s] & XT_EV_IN);
-	assert_int_equal(fx->ev_last[s], app_events(fx));
+	assert_true(fx->ev_last[s] & XT_EV_NEW);
+	assert_int_equal(fx->ev_last[s] & ~XT_EV_NEW, app_events(fx));
+	/* More data on a socket that is readable already: the mask does not
+	 * change, yet it is a new edge for EPOLLET (Linux sk_data_ready). */
+	calls = fx->ev_calls[s];
+	peer_data_n(fx, fx->now + XT_MS(1), 10);
+	assert_int_equal(fx->ev_calls[s], calls + 1);
+	assert_int_equal(fx->ev_last[s], app_events(fx) | XT_EV_NEW);
+	/* An ACK alone (no new data) is no edge. */
+	calls = fx->ev_calls[s];
+	app_send_n(fx, fx->now + XT_MS(1), 10);
+	fx_drain(fx);
+	peer_ack_all(fx, fx->now + XT_MS(1));
+	assert_int_equal(fx->ev_calls[s], calls);
 	calls = fx->ev_calls[s];
 	peer_rst(fx, fx->now + XT_MS(1), fx->peer_seq);
 	assert_true(fx->ev_calls[s] > calls);

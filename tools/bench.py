@@ -3,7 +3,7 @@
 xtcp, in the same run, over a veth pair between two network namespaces.
 
     tools/bench.py [--reps N] [--quick] [--only REGEX] [--out DIR]
-                   [--no-strace] [--no-callgrind]
+                   [--no-strace] [--no-callgrind] [--perf]
 
 Layout (made here and removed on any exit; no traffic leaves it):
     ns A  veth-a  kernel 10.56.0.1/24, xtcp engine 10.56.0.3 (AF_PACKET)
@@ -25,7 +25,9 @@ its whole network stack, while xtcp's includes it).
 Every measurement is repeated --reps times (default 3); the tables give the
 median and the spread ((max - min) / median) so the run says how noisy it
 was.  Results: OUT/bench.md and OUT/bench.json (default build/bench/), plus
-the raw tool outputs in OUT/raw/.  A workload that fails is reported as
+the raw tool outputs in OUT/raw/.  --perf runs every server under
+perf record (cpu-clock, call graphs) and leaves OUT/raw/NAME.MODE.I.perf.txt,
+the flat profile; the CPU figures of such a run count perf too.  A workload that fails is reported as
 failed with its reason; the run goes on.
 """
 import argparse
@@ -51,6 +53,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 SPIN_US = "1000"  # busy polling for the latency workloads under xtcp
 
 procs = []  # every server we started
+PERF = False  # --perf: servers run under perf record
 
 
 def log(msg):
@@ -112,6 +115,8 @@ def start_server(mode, argv, raw, spin=False, wrap=None):
     """Starts argv in ns A on the server CPU; returns the Popen (its pid is
     the server's own: ip netns exec, taskset and env all exec)."""
     env = ["env"] + [f"{k}={v}" for k, v in (xtcp_env(spin) if mode == "xtcp" else {}).items()]
+    if PERF and not wrap:
+        wrap = ["perf", "record", "-q", "-e", "cpu-clock", "-F", "1999", "-g", "-o", raw + ".perf.data", "--"]
     cmd = ["ip", "netns", "exec", NS_A, "taskset", "-c", SERVER_CPU] + env + (wrap or []) + argv
     out = open(raw + ".server.out", "w")
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -129,6 +134,11 @@ def stop_server(p):
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait(timeout=10)
+    data = [a for a in p.args if a.endswith(".perf.data")] if PERF else []
+    if data and os.path.exists(data[0]):
+        r = sh(["perf", "report", "--stdio", "--no-children", "-g", "none", "--percent-limit", "0.5",
+                "-i", data[0]], check=False, timeout=300)
+        open(data[0][:-len(".data")] + ".txt", "w").write(r.stdout)
 
 
 def client(argv, timeout=120):
@@ -390,7 +400,10 @@ def main():
     ap.add_argument("--no-strace", action="store_true")
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--modes", default="kernel,xtcp")
+    ap.add_argument("--perf", action="store_true", help="profile every server with perf record")
     a = ap.parse_args()
+    global PERF
+    PERF = a.perf
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces)")
     for tool in ("sockperf", "redis-server", "redis-benchmark", "nginx", "wrk", "iperf3", "strace", "valgrind",

@@ -86,10 +86,13 @@ static void pump(struct pair *p)
 	xt_stack_poll(p->b, p->now);
 }
 
+static int csum_offload; /* --csum-offload: as on a NIC that sums (ConnectX) */
+
 static struct xt_stack *mk(struct pair *p, uint32_t ip, uint8_t last, xt_tx_fn tx)
 {
 	struct xt_stack_cfg c;
 	xt_stack_cfg_defaults(&c);
+	c.rx_csum_verified = c.tx_csum_offload = (uint8_t)csum_offload;
 	memcpy(c.mac, (uint8_t[6]){ 2, 0, 0, 0, 0, last }, 6);
 	c.ip = ip;
 	c.netmask = 0xffffff00u;
@@ -299,7 +302,9 @@ static void usage(FILE *f)
 		   "  --transactions N  64-byte request/response transactions per run (default 500000)\n"
 		   "  --bulk-mib N      MiB moved one way in the bulk runs (default 2048)\n"
 		   "  --json FILE       also write the results as JSON\n"
-		   "  --xtcp-only       skip the kernel runs (for profiling)\n");
+		   "  --xtcp-only       skip the kernel runs (for profiling)\n"
+		   "  --csum-offload    the engines leave IPv4/TCP checksums to the NIC, as on\n"
+		   "                    ConnectX (default: computed and verified in software)\n");
 }
 
 int main(int argc, char **argv)
@@ -311,7 +316,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "transactions", 1, NULL, 't' }, { "bulk-mib", 1, NULL, 'b' },
 		{ "json", 1, NULL, 'j' },         { "help", 0, NULL, 'h' },
-		{ "xtcp-only", 0, NULL, 'x' },
+		{ "xtcp-only", 0, NULL, 'x' },    { "csum-offload", 0, NULL, 'c' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int o;
@@ -321,6 +326,7 @@ int main(int argc, char **argv)
 		case 'b': bulk = strtoull(optarg, NULL, 10) << 20; break;
 		case 'j': json = optarg; break;
 		case 'x': xtcp_only = 1; break;
+		case 'c': csum_offload = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -340,7 +346,8 @@ int main(int argc, char **argv)
 	printf("| 64 B request/response, transactions/s | %.0f | %.0f | %.2f |\n", k64, x64, x64 / k64);
 	printf("| 1 KiB request/response, transactions/s | %.0f | %.0f | %.2f |\n", k1k, x1k, x1k / k1k);
 	printf("| bulk one way, Gbit/s | %.2f | %.2f | %.2f |\n", kb, xb, xb / kb);
-	printf("(kernel: client and server threads on 2 cores; xtcp: both engines and both ends in one thread)\n");
+	printf("(kernel: client and server threads on 2 cores; xtcp: both engines and both ends in one thread;\n"
+	       " checksums %s)\n", csum_offload ? "left to the NIC (--csum-offload)" : "in software");
 	if (json) {
 		FILE *f = fopen(json, "w");
 		if (!f) {
@@ -349,8 +356,9 @@ int main(int argc, char **argv)
 		}
 		fprintf(f,
 			"{\"rr64\":{\"kernel\":%.0f,\"xtcp\":%.0f},\"rr1k\":{\"kernel\":%.0f,\"xtcp\":%.0f},"
-			"\"bulk_gbps\":{\"kernel\":%.3f,\"xtcp\":%.3f},\"transactions\":%ld,\"bulk_bytes\":%llu}\n",
-			k64, x64, k1k, x1k, kb, xb, n, (unsigned long long)bulk);
+			"\"bulk_gbps\":{\"kernel\":%.3f,\"xtcp\":%.3f},\"transactions\":%ld,\"bulk_bytes\":%llu,"
+			"\"csum_offload\":%d}\n",
+			k64, x64, k1k, x1k, kb, xb, n, (unsigned long long)bulk, csum_offload);
 		fclose(f);
 	}
 	return 0;

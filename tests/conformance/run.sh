@@ -116,6 +116,7 @@ CASES=(
 	"sockname|sockname|7240|0|"
 	"bulk-64MiB|bulk|7250|0|"
 	"conn-1000|many|7260|0|"
+	"epoll-et-new-data|epollet|7270|0|"
 )
 
 if ((LIST)); then

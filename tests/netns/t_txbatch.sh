@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# t_txbatch.sh — XTCP_TX_BATCH (on by default): the frames of a write wait
+# for the next call into libxtcp, so the writes of one event-loop round
+# leave in one AF_PACKET send; and a frame never waits for a call that does
+# not come.
+#
+#  1. txb_client (under xtcp, ns A) writes one 16-byte record on each of 16
+#     connections, then polls for the kernel peer's (ns B, txb_peer.py)
+#     one-byte answers; 200 rounds, every record checked by the peer.  Under
+#     strace -c: with XTCP_TX_BATCH=1 the process makes fewer sendmmsg calls
+#     than half its 3200 writes; with XTCP_TX_BATCH=0 at least one per write
+#     (so the check can fail).
+#  2. txb_client writes one record, then computes for 2 s without a system
+#     call; the record must reach the peer well before the computing ends
+#     (bound 1 s; the progress thread sends it within its 2 ms lease).
+#
+# AF_PACKET only (the count is of its send calls).  Exit 0 = pass.
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+XT_STEP_TIMEOUT=${XT_STEP_TIMEOUT:-60}
+
+OUT=$XT_REPO/build/netns/txbatch
+BIN=$XT_REPO/build/netns
+mkdir -p "$OUT" "$BIN"
+if [[ ! -x $BIN/txb_client || $HERE/txb_client.c -nt $BIN/txb_client ]]; then
+	gcc -O2 -g -Wall -Wextra -Werror -o "$BIN/txb_client" "$HERE/txb_client.c" ||
+		{ echo "t_txbatch: cannot build txb_client"; exit 1; }
+fi
+if ! xtcp_capable; then
+	echo "t_txbatch: $XT_LIB missing or not interposing: run make first"
+	exit 1
+fi
+command -v strace >/dev/null || { echo "t_txbatch: strace missing: run tools/install-deps.sh"; exit 1; }
+
+PORT=7700
+NCONN=16
+NROUNDS=200
+WRITES=$((NCONN * NROUNDS))
+fail=0
+
+# rounds BATCH: prints the sendmmsg count, or "fail"
+rounds() {
+	local batch=$1 dir=$OUT/rounds-$1
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	netns_up || { echo fail; return; }
+	run_bg B "$dir/peer.out" "$dir/peer.err" python3 "$HERE/txb_peer.py" rounds "$XT_ADDR_B" "$PORT" \
+		"$NCONN" "$NROUNDS" "$dir/ready"
+	local ppid=$XT_LAST_PID
+	wait_file "$dir/ready" 10 || { echo fail; return; }
+	_xt_xtcp_env
+	run_in A strace -f -qq -c -o "$dir/strace" -e trace=sendmmsg \
+		env "${XT_XTCP_ENV[@]}" XTCP_TX_BATCH="$batch" "$BIN/txb_client" rounds "$XT_ADDR_B" "$PORT" \
+		"$NCONN" "$NROUNDS" >"$dir/out" 2>"$dir/err"
+	local rc=$?
+	wait_pid "$ppid" 20
+	local prc=$?
+	netns_down
+	if ((rc != 0 || prc != 0)) || ! grep -q "^rounds: $NCONN x $NROUNDS done$" "$dir/out" ||
+		! grep -q "^peer: $NCONN x $NROUNDS records checked$" "$dir/peer.out"; then
+		echo "t_txbatch: XTCP_TX_BATCH=$batch: client exit $rc, peer exit $prc" >&2
+		cat "$dir/out" "$dir/err" "$dir/peer.out" "$dir/peer.err" >&2
+		echo fail
+		return
+	fi
+	awk '$NF == "sendmmsg" { print $4; found = 1 } END { if (!found) print 0 }' "$dir/strace"
+}
+
+on=$(rounds 1)
+off=$(rounds 0)
+echo "t_txbatch: $WRITES writes in $NROUNDS rounds: sendmmsg calls $on batched, $off unbatched"
+if [[ $on == fail || $off == fail ]]; then
+	fail=1
+elif ((on * 2 >= WRITES)); then
+	echo "t_txbatch: FAIL: with XTCP_TX_BATCH=1 the writes were not batched"
+	fail=1
+elif ((off < WRITES)); then
+	echo "t_txbatch: FAIL: with XTCP_TX_BATCH=0 fewer sends than writes ($off < $WRITES): the count proves nothing"
+	fail=1
+fi
+
+# A write followed by 2 s of computing: the record must not wait for it.
+dir=$OUT/hold
+rm -rf "$dir"
+mkdir -p "$dir"
+netns_up || exit 1
+run_bg B "$dir/peer.out" "$dir/peer.err" python3 "$HERE/txb_peer.py" hold "$XT_ADDR_B" "$PORT" "$dir/ready"
+ppid=$XT_LAST_PID
+if wait_file "$dir/ready" 10 &&
+	run_in A under_xtcp XTCP_TX_BATCH=1 "$BIN/txb_client" hold "$XT_ADDR_B" "$PORT" 2 >"$dir/out" 2>"$dir/err" &&
+	wait_pid "$ppid" 10; then
+	ms=$(sed -n 's/^arrived after \([0-9.-]*\) ms$/\1/p' "$dir/out")
+	echo "t_txbatch: a record written before 2 s of computing arrived after ${ms:-?} ms"
+	if [[ -z $ms ]] || ! awk -v m="$ms" 'BEGIN { exit !(m >= 0 && m < 1000) }'; then
+		echo "t_txbatch: FAIL: the record waited for the computing to end"
+		fail=1
+	fi
+else
+	echo "t_txbatch: FAIL: hold run:"
+	cat "$dir/out" "$dir/err" "$dir/peer.out" "$dir/peer.err"
+	fail=1
+fi
+netns_down
+exit $fail
