@@ -242,13 +242,25 @@ static void heap_remove(struct xt_stack *st, struct xt_sock *s)
 	}
 }
 
-/* Keeps s in the heap under the earliest of its timers. */
-static void heap_update(struct xt_stack *st, struct xt_sock *s)
+/* The heap's key for a socket, s->deadline, is never later than its earliest
+ * timer but may be earlier: a timer that is cleared or moved later (the
+ * retransmission timer, on nearly every ACK) leaves the key where it was,
+ * and the key is corrected only when it reaches the top of the heap.  Linux
+ * likewise leaves a cleared retransmission timer pending to fire for
+ * nothing.  Arming a timer earlier than the key moves the key up at once. */
+static xt_time_t earliest(const struct xt_sock *s)
 {
 	xt_time_t d = XT_TIME_NEVER;
 	for (int i = 0; i < XT_T_NUM; i++)
 		if (s->tmr[i] < d)
 			d = s->tmr[i];
+	return d;
+}
+
+/* Sets s's key to its earliest timer exactly and restores the heap. */
+static void heap_update(struct xt_stack *st, struct xt_sock *s)
+{
+	xt_time_t d = earliest(s);
 	s->deadline = d;
 	if (d == XT_TIME_NEVER) {
 		heap_remove(st, s);
@@ -262,16 +274,34 @@ static void heap_update(struct xt_stack *st, struct xt_sock *s)
 	heap_up(st, s->heap_idx);
 }
 
+/* Corrects stale keys at the top until the top's key is exact: then it is
+ * the engine's true next deadline. */
+static void heap_settle(struct xt_stack *st)
+{
+	while (st->heap_n) {
+		struct xt_sock *s = st->heap[0];
+		xt_time_t d = earliest(s);
+		if (d == s->deadline)
+			return;
+		s->deadline = d;
+		if (d == XT_TIME_NEVER)
+			heap_remove(st, s);
+		else
+			heap_down(st, 0);
+	}
+}
+
 void xt_timer_set(struct xt_stack *st, struct xt_sock *s, int t, xt_time_t when)
 {
-	xt_time_t old = s->tmr[t];
-	if (old == when)
-		return;
 	s->tmr[t] = when;
-	/* Only an earlier deadline, or the earliest one moving, changes the
-	 * socket's place in the heap (most updates re-arm a later timer). */
-	if (when < s->deadline || old == s->deadline)
-		heap_update(st, s);
+	if (when >= s->deadline)
+		return; /* later than the key: corrected when the key comes up */
+	s->deadline = when;
+	if (s->heap_idx == XT_NO_HEAP) {
+		s->heap_idx = st->heap_n;
+		st->heap[st->heap_n++] = s;
+	}
+	heap_up(st, s->heap_idx);
 }
 
 void xt_stack_poll(struct xt_stack *st, xt_time_t now)
@@ -280,19 +310,33 @@ void xt_stack_poll(struct xt_stack *st, xt_time_t now)
 	/* Each socket's handler re-arms or clears what fired, so this ends. */
 	while (st->heap_n && st->heap[0]->deadline <= now) {
 		struct xt_sock *s = st->heap[0];
+		xt_time_t d = earliest(s);
+		if (d > now) { /* a stale key: nothing of s is due */
+			s->deadline = d;
+			if (d == XT_TIME_NEVER)
+				heap_remove(st, s);
+			else
+				heap_down(st, 0);
+			continue;
+		}
 		xt_tcp_timers(st, s, now);
+		/* s may be gone (TIME_WAIT ends): touch it only if still on top */
+		if (st->heap_n && st->heap[0] == s)
+			heap_update(st, s);
 		if (st->heap_n && st->heap[0] == s && s->deadline <= now) {
 			/* A handler that left a due timer would spin: defer it. */
 			assert(!"timer handler left a due timer");
 			xt_timer_set(st, s, 0, now + XT_MS(1));
+			heap_update(st, s);
 		}
 	}
 	xt_arp_poll(st, now);
 	xt_stack_flush(st);
 }
 
-xt_time_t xt_stack_next_deadline(const struct xt_stack *st)
+xt_time_t xt_stack_next_deadline(struct xt_stack *st)
 {
+	heap_settle(st);
 	xt_time_t d = st->heap_n ? st->heap[0]->deadline : XT_TIME_NEVER;
 	xt_time_t a = xt_arp_deadline(st);
 	return a < d ? a : d;

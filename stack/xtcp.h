@@ -242,7 +242,7 @@ void xt_stack_set_tx_defer(struct xt_stack *st, bool on);
 /* Frames queued in the TX batch, not yet handed to the backend. */
 int xt_stack_tx_pending(const struct xt_stack *st);
 /* Absolute time of the next timer, or XT_TIME_NEVER. */
-xt_time_t xt_stack_next_deadline(const struct xt_stack *st);
+xt_time_t xt_stack_next_deadline(struct xt_stack *st);
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st);
 /* Connections whose data or FIN is not acknowledged yet (for a drain at exit). */
 uint32_t xt_stack_unfinished(const struct xt_stack *st);

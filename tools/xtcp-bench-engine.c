@@ -335,6 +335,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	(void)xtcp_rr(n / 10 + 1, 64); /* warm-up: page faults, caches, clock ramp */
 	double x64 = xtcp_rr(n, 64), k64 = xtcp_only ? 1 : kernel_rr(n, 64);
 	double x1k = xtcp_rr(n, 1024), k1k = xtcp_only ? 1 : kernel_rr(n, 1024);
 	double xb = xtcp_bulk(bulk), kb = xtcp_only ? 1 : kernel_bulk(bulk);
