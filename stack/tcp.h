@@ -119,6 +119,7 @@ struct xt_sock {
 	uint16_t lport, rport;
 	struct xt_sock *enext; /* ehash chain */
 	struct xt_sock *bnext; /* bhash chain */
+	struct xt_sock **bpprev; /* the pointer to us in that chain: O(1) removal */
 	struct xt_sock *lnext; /* lhash chain (listeners) */
 
 	/* Listener side. */

@@ -52,24 +52,31 @@ struct xt_sock *xt_ehash_lookup(struct xt_stack *st, uint32_t lip, uint16_t lpor
 	return NULL;
 }
 
+/* Every socket on a port shares its chain (all of a server's accepted
+ * connections and their TIME_WAITs sit with the listener's port), so removal
+ * must not walk it: the chain is doubly linked, as Linux's hlist. */
 void xt_bhash_insert(struct xt_stack *st, struct xt_sock *s)
 {
 	uint32_t h = s->lport & st->bhash_mask;
 	s->bnext = st->bhash[h];
+	if (s->bnext)
+		s->bnext->bpprev = &s->bnext;
 	st->bhash[h] = s;
+	s->bpprev = &st->bhash[h];
 	s->bound = 1;
 }
 
 void xt_bhash_remove(struct xt_stack *st, struct xt_sock *s)
 {
-	uint32_t h = s->lport & st->bhash_mask;
-	for (struct xt_sock **pp = &st->bhash[h]; *pp; pp = &(*pp)->bnext)
-		if (*pp == s) {
-			*pp = s->bnext;
-			break;
-		}
+	(void)st;
+	if (s->bpprev) {
+		*s->bpprev = s->bnext;
+		if (s->bnext)
+			s->bnext->bpprev = s->bpprev;
+	}
 	s->bound = 0;
 	s->bnext = NULL;
+	s->bpprev = NULL;
 }
 
 void xt_lhash_insert(struct xt_stack *st, struct xt_sock *s)
