@@ -368,8 +368,48 @@ struct xt_sock *xt_sock_get(struct xt_stack *st, int id)
 	return s && !s->orphan ? s : NULL;
 }
 
+void xt_tw_add(struct xt_stack *st, struct xt_sock *s)
+{
+	if (s->in_tw)
+		return;
+	s->in_tw = 1;
+	s->tw_next = NULL;
+	s->tw_prev = st->tw_tail;
+	if (st->tw_tail)
+		st->tw_tail->tw_next = s;
+	else
+		st->tw_head = s;
+	st->tw_tail = s;
+}
+
+void xt_tw_del(struct xt_stack *st, struct xt_sock *s)
+{
+	if (!s->in_tw)
+		return;
+	if (s->tw_prev)
+		s->tw_prev->tw_next = s->tw_next;
+	else
+		st->tw_head = s->tw_next;
+	if (s->tw_next)
+		s->tw_next->tw_prev = s->tw_prev;
+	else
+		st->tw_tail = s->tw_prev;
+	s->tw_next = s->tw_prev = NULL;
+	s->in_tw = 0;
+}
+
+/* With every slot taken, the oldest orphaned TIME_WAIT gives its slot up:
+ * a busy server that closes first (HTTP with Connection: close) holds a
+ * TIME_WAIT per connection for time_wait_ms, and new connections must not
+ * fail for them.  Linux instead caps TIME_WAITs (tcp_max_tw_buckets) and
+ * skips TIME_WAIT beyond the cap; taking the oldest keeps the newest, which
+ * matter most, and only under pressure. */
 struct xt_sock *xt_sock_new(struct xt_stack *st)
 {
+	if (st->free_head < 0 && st->tw_head) {
+		st->cnt.tcp_tw_recycled++;
+		xt_sock_free(st, st->tw_head);
+	}
 	if (st->free_head < 0)
 		return NULL;
 	struct xt_sock *s = calloc(1, sizeof(*s));
@@ -409,6 +449,7 @@ void xt_sock_init(struct xt_stack *st, struct xt_sock *s)
 
 void xt_sock_free(struct xt_stack *st, struct xt_sock *s)
 {
+	xt_tw_del(st, s);
 	heap_remove(st, s);
 	if (s->in_ehash)
 		xt_ehash_remove(st, s);

@@ -120,6 +120,8 @@ struct xt_sock {
 	struct xt_sock *enext; /* ehash chain */
 	struct xt_sock *bnext; /* bhash chain */
 	struct xt_sock **bpprev; /* the pointer to us in that chain: O(1) removal */
+	struct xt_sock *tw_next, *tw_prev; /* orphaned TIME_WAIT, oldest first (st->tw_head) */
+	uint8_t in_tw;
 	struct xt_sock *lnext; /* lhash chain (listeners) */
 
 	/* Listener side. */
@@ -302,6 +304,9 @@ void xt_tcp_arm_keepalive(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 
 /* tcp_user.c / tcp_input.c: connection life. */
 void xt_tcp_set_state(struct xt_stack *st, struct xt_sock *s, int state);
+/* stack.c: the list of orphaned TIME_WAIT sockets, oldest first. */
+void xt_tw_add(struct xt_stack *st, struct xt_sock *s);
+void xt_tw_del(struct xt_stack *st, struct xt_sock *s);
 /* Connection ends: Linux tcp_done(). err > 0 is reported to the application. */
 void xt_tcp_done(struct xt_stack *st, struct xt_sock *s, int err);
 void xt_tcp_enter_time_wait(struct xt_stack *st, struct xt_sock *s, xt_time_t now);

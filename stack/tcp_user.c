@@ -42,6 +42,7 @@ void xt_tcp_done(struct xt_stack *st, struct xt_sock *s, int err)
 {
 	if (err)
 		s->err = err;
+	xt_tw_del(st, s);
 	s->state = XT_CLOSE;
 	s->shut = XT_SHUTDOWN_MASK;
 	s->connecting = 0;
@@ -70,8 +71,10 @@ void xt_tcp_enter_time_wait(struct xt_stack *st, struct xt_sock *s, xt_time_t no
 	s->state = XT_TIME_WAIT;
 	s->shut = XT_SHUTDOWN_MASK;
 	s->done = 1;
-	if (s->orphan)
+	if (s->orphan) {
 		xt_sock_bufs_free(st, s);
+		xt_tw_add(st, s);
+	}
 	xt_timer_set(st, s, XT_T_2MSL, now + XT_MS(st->cfg.time_wait_ms));
 	xt_sock_wake(st, s);
 }
@@ -529,6 +532,7 @@ int xt_tcp_close(struct xt_stack *st, int id, xt_time_t now)
 	if (s->state == XT_TIME_WAIT) {
 		s->orphan = 1;
 		xt_sock_bufs_free(st, s);
+		xt_tw_add(st, s);
 		return 0;
 	}
 	if (s->rq.buf && s->rq.len) { /* RFC 2525 2.17: unread data means RST */

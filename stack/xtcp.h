@@ -209,7 +209,7 @@ struct xt_tcp_info {
 	X(tcp_abort_on_close) X(tcp_abort_on_linger) X(tcp_icmp_pmtu)           \
 	X(tcp_icmp_soft_err) X(tcp_icmp_hard_err) X(tcp_dsack_rx)                \
 	X(tcp_syncookies_sent) X(tcp_syncookies_recv) X(tcp_syncookies_failed)   \
-	X(tcp_lost_retrans)
+	X(tcp_lost_retrans) X(tcp_tw_recycled)
 
 struct xt_counters {
 #define XT_CNT_FIELD(name) uint64_t name;

@@ -48,6 +48,7 @@ static int tx_a(void *ctx, const struct xt_frame *f, int n) { return push(&((str
 static int tx_b(void *ctx, const struct xt_frame *f, int n) { return push(&((struct net *)ctx)->to_a, f, n); }
 
 static uint32_t bufsize = 65536; /* socket buffers of the next net_new() */
+static uint32_t b_max_sockets;    /* nonzero: max_sockets of the next net_new()'s server b */
 
 static struct xt_stack *mk(struct net *net, uint32_t ip, uint8_t last, xt_tx_fn tx, int cookies)
 {
@@ -62,6 +63,8 @@ static struct xt_stack *mk(struct net *net, uint32_t ip, uint8_t last, xt_tx_fn 
 	c.secret[1] = 0x5678;
 	c.rcvbuf = c.sndbuf = bufsize;
 	c.tcp_syncookies = (uint8_t)cookies;
+	if (last == 2 && b_max_sockets)
+		c.max_sockets = b_max_sockets;
 	struct xt_stack *st = xt_stack_new(&c, net->now);
 	assert_non_null(st);
 	return st;
@@ -485,6 +488,37 @@ static void test_port_held_by_connections(void **state)
 	net_free(net);
 }
 
+/* A server that closes first keeps a TIME_WAIT per connection; with every
+ * socket slot taken by them, a new connection takes the oldest one's slot
+ * instead of failing (tcp_tw_recycled). */
+static void test_timewait_recycled_when_full(void **state)
+{
+	(void)state;
+	b_max_sockets = 8;
+	struct net *net = net_new(1);
+	b_max_sockets = 0;
+	int l = listener(net, 16);
+	for (int i = 0; i < 30; i++) {
+		int c;
+		connect_n(net, &c, 1);
+		run(net, XT_MS(5));
+		assert_int_equal(xt_tcp_state(net->a, c), XT_ESTABLISHED);
+		int s = xt_tcp_accept(net->b, l, NULL, NULL);
+		assert_true(s >= 0);
+		assert_int_equal(xt_tcp_close(net->b, s, net->now), 0); /* the server closes first */
+		run(net, XT_MS(5));
+		assert_int_equal(xt_tcp_close(net->a, c, net->now), 0);
+		run(net, XT_MS(5));
+	}
+	const struct xt_counters *cb = xt_stack_counters(net->b);
+	/* 1 listener + 7 TIME_WAITs fill the 8 slots; the other 23 connections
+	 * each took the oldest TIME_WAIT's slot */
+	assert_int_equal(cb->tcp_tw_recycled, 23);
+	assert_int_equal(cb->tcp_passive_opens, 30);
+	assert_int_equal(cb->drop_tcp_no_mem, 0);
+	net_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -497,6 +531,7 @@ int main(void)
 		cmocka_unit_test(test_16mib_window),
 		cmocka_unit_test(test_disconnect_after_refusal),
 		cmocka_unit_test(test_port_held_by_connections),
+		cmocka_unit_test(test_timewait_recycled_when_full),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
