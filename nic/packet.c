@@ -14,6 +14,20 @@
  * Set-up order matters: the socket is created with protocol 0 (it receives
  * nothing), gets its filter, options and rings, and is only then bound with
  * ETH_P_ALL, so no frame that the filter would refuse is ever queued.
+ *
+ * Big frames: GRO (and a veth peer's TSO) hand over TCP frames of up to
+ * 64 KiB, far more than a slot.  A second packet socket with a ring of
+ * 68 KiB slots takes every frame longer than a slot (its filter checks the
+ * length); the main ring gets only the first PK_MARK_SNAP bytes of such a
+ * frame, a marker that keeps the order of frames and wakes the waiter.  At a
+ * marker rx_burst takes the big ring's next frame, checked against the
+ * marker's bytes.  The big socket is bound after the main one, and the
+ * kernel hands a frame to the newest packet hook first, so its copy is
+ * normally there before the marker; if not (hooks re-registered after a
+ * link flap), rx_burst waits for it up to PK_MARK_WAIT, and a big frame
+ * without a marker (the main ring was full) is skipped at the next marker.
+ * Without the big socket (no permission in a fork child, or no_big_ring)
+ * such frames take the copy path (TP_STATUS_COPY): one recv() each.
  */
 #define _GNU_SOURCE /* sendmmsg */
 #include <errno.h>
@@ -64,6 +78,10 @@
 /* TX slots: data starts right after the aligned header (tpacket_snd:
  * tp_hdrlen - sizeof(struct sockaddr_ll)). */
 #define PK_TX_DATA_OFF TPACKET_ALIGN(sizeof(struct tpacket2_hdr))
+#define PK_BIG_SLOT (17u * 4096u)    /* an IPv4 datagram of 64 KiB, link header, tpacket header */
+#define PK_BIG_FRAMES 64             /* big-frame ring: 4.25 MiB */
+#define PK_MARK_SNAP 128             /* bytes of a big frame left in the main ring */
+#define PK_MARK_WAIT XT_MS(1)        /* longest wait for a marker's big frame */
 
 struct pk_ring {
 	uint8_t *base;          /* first slot */
@@ -86,6 +104,15 @@ struct pk_nic {
 	uint32_t lent[PK_LEND_MAX]; /* RX slots lent by the last rx_burst */
 	int nlent;
 	uint8_t *copybuf[PK_COPY_BUFS];
+	/* The big-frame ring (bfd < 0: none). */
+	int bfd;
+	uint8_t *bmap;
+	size_t bmap_len;
+	struct pk_ring big;
+	uint32_t blent[PK_LEND_MAX];
+	int nblent;
+	uint32_t small_cap;     /* longest frame (from the link header) a main slot holds */
+	xt_time_t mark_since;   /* a marker waits for its big frame since (0: none) */
 	struct xt_packet_stats st;
 };
 
@@ -128,6 +155,51 @@ static void rx_release_lent(struct pk_nic *p)
 	for (int i = 0; i < p->nlent; i++)
 		status_set(slot_hdr(&p->rx, p->lent[i]), TP_STATUS_KERNEL);
 	p->nlent = 0;
+	for (int i = 0; i < p->nblent; i++)
+		status_set(slot_hdr(&p->big, p->blent[i]), TP_STATUS_KERNEL);
+	p->nblent = 0;
+}
+
+static uint8_t *slot_data(const struct pk_nic *p, struct tpacket2_hdr *h)
+{
+	return (uint8_t *)h + (p->no_link ? h->tp_net : h->tp_mac);
+}
+
+static bool big_matches(const struct pk_nic *p, struct tpacket2_hdr *bh, const struct tpacket2_hdr *mh,
+			const uint8_t *mark)
+{
+	return bh->tp_len == mh->tp_len && bh->tp_snaplen == bh->tp_len &&
+	       memcmp(slot_data(p, bh), mark, mh->tp_snaplen) == 0;
+}
+
+/* The big frame a marker (main slot mh) announces: its slot index in the big
+ * ring, or -1 (not there: *wait says whether it may still come).  Big
+ * frames before it whose markers never made it (main ring full) are given
+ * back on the way. */
+static int big_take(struct pk_nic *p, const struct tpacket2_hdr *mh, const uint8_t *mark, bool *wait)
+{
+	uint32_t i = p->big.head;
+
+	*wait = false;
+	for (uint32_t k = 0; k < p->big.nframes; k++) {
+		struct tpacket2_hdr *bh = slot_hdr(&p->big, i);
+
+		if (!(status_get(bh) & TP_STATUS_USER)) {
+			*wait = k == 0; /* nothing ours at all: it may be on its way */
+			return -1;
+		}
+		if (big_matches(p, bh, mh, mark)) {
+			/* skipped ones: big frames whose markers were dropped */
+			while (p->big.head != i) {
+				status_set(slot_hdr(&p->big, p->big.head), TP_STATUS_KERNEL);
+				p->big.head = p->big.head + 1 == p->big.nframes ? 0 : p->big.head + 1;
+			}
+			p->big.head = i + 1 == p->big.nframes ? 0 : i + 1;
+			return (int)i;
+		}
+		i = i + 1 == p->big.nframes ? 0 : i + 1;
+	}
+	return -1;
 }
 
 /* The slot of a frame that did not fit: its full copy waits in the socket
@@ -152,7 +224,6 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 	struct pk_nic *p = to_pk(nic);
 	int got = 0, ncopy = 0;
 
-	(void)now;
 	if (n < 0)
 		return -EINVAL;
 	rx_release_lent(p);
@@ -169,8 +240,34 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 
 		if (!(status & TP_STATUS_USER))
 			break;
-		data = (uint8_t *)h + (p->no_link ? h->tp_net : h->tp_mac);
+		data = slot_data(p, h);
 		len = h->tp_snaplen;
+		if (p->bfd >= 0 && h->tp_snaplen < h->tp_len && !(status & TP_STATUS_COPY)) {
+			/* a marker: the frame is in the big ring */
+			bool wait;
+			int b = big_take(p, h, data, &wait);
+
+			if (b < 0 && wait) {
+				if (!p->mark_since)
+					p->mark_since = now ? now : 1;
+				if (now - p->mark_since < PK_MARK_WAIT)
+					break; /* the marker stays ours: the next call looks again */
+			}
+			p->mark_since = 0;
+			p->rx.head = (idx + 1 == p->rx.nframes) ? 0 : idx + 1;
+			status_set(h, TP_STATUS_KERNEL);
+			if (b < 0) {
+				p->st.rx_big_lost++;
+				continue;
+			}
+			struct tpacket2_hdr *bh = slot_hdr(&p->big, (uint32_t)b);
+			p->blent[p->nblent++] = (uint32_t)b;
+			p->st.rx_big++;
+			data = slot_data(p, bh);
+			len = bh->tp_len;
+			status = status_get(bh);
+			goto deliver;
+		}
 		if (status & TP_STATUS_COPY) {
 			if (ncopy == PK_COPY_BUFS)
 				break; /* no side buffer left in this burst: next call */
@@ -192,6 +289,7 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 			p->lent[p->nlent++] = idx;
 		if (len == 0)
 			continue;
+deliver:
 		/* CSUMNOTREADY: CHECKSUM_PARTIAL, made on this host (a veth peer's
 		 * TCP) with the checksum left to a device, so the field holds only
 		 * the pseudo-header sum; CSUM_VALID: a device or the kernel
@@ -367,6 +465,10 @@ static void pk_free(struct pk_nic *p)
 		munmap(p->map, p->map_len);
 	if (p->fd >= 0)
 		close(p->fd);
+	if (p->bmap && p->bmap != MAP_FAILED)
+		munmap(p->bmap, p->bmap_len);
+	if (p->bfd >= 0)
+		close(p->bfd);
 	for (int i = 0; i < PK_COPY_BUFS; i++)
 		free(p->copybuf[i]);
 	free(p);
@@ -398,21 +500,30 @@ int xt_packet_stats(struct xt_nic *nic, struct xt_packet_stats *out)
 		p->st.rx_kernel_frames += ks.tp_packets;
 		p->st.rx_drops += ks.tp_drops;
 	}
+	len = sizeof(ks);
+	if (p->bfd >= 0 && getsockopt(p->bfd, SOL_PACKET, PACKET_STATISTICS, &ks, &len) == 0)
+		p->st.rx_drops += ks.tp_drops; /* its frames are counted by their markers */
 	*out = p->st;
 	return 0;
 }
 
 /* --- open ------------------------------------------------------------------ */
 
+enum { FILTER_ALL, FILTER_MAIN, FILTER_BIG };
+
 /* Classic BPF: drop our own transmissions (belt and braces behind
  * PACKET_IGNORE_OUTGOING) and VLAN-tagged frames (the tag is stripped into
  * metadata, so they would look untagged); keep ARP and IPv4 to ip.  The
  * program sees the frame from the link header on (SOCK_RAW), which on a
- * device without one is the IP header. */
-static int attach_filter(int fd, uint32_t ip, bool no_link)
+ * device without one is the IP header.  What is kept then depends on the
+ * socket: FILTER_ALL all of it; with a big-frame ring, FILTER_MAIN all of a
+ * frame of at most cap bytes and the first PK_MARK_SNAP of a longer one (the
+ * marker), FILTER_BIG only the longer ones. */
+static int attach_filter(int fd, uint32_t ip, bool no_link, int mode, uint32_t cap)
 {
 	const uint32_t ad_pkttype = (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE);
 	const uint32_t ad_vlan = (uint32_t)(SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT);
+	struct sock_filter prog_buf[24];
 	struct sock_filter eth[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ad_pkttype),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, PACKET_OUTGOING, 8, 0),
@@ -423,7 +534,7 @@ static int attach_filter(int fd, uint32_t ip, bool no_link)
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, XT_ETHERTYPE_IPV4, 0, 3),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, XT_ETH_HLEN + XT_IP_DST_be32),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ip, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+		BPF_JUMP(BPF_JMP | BPF_JA, 1, 0, 0), /* kept: to the tail */
 		BPF_STMT(BPF_RET | BPF_K, 0),
 	};
 	struct sock_filter raw[] = {
@@ -434,13 +545,33 @@ static int attach_filter(int fd, uint32_t ip, bool no_link)
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x40, 0, 3),
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, XT_IP_DST_be32),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ip, 0, 1),
+		BPF_JUMP(BPF_JMP | BPF_JA, 1, 0, 0), /* kept: to the tail */
+		BPF_STMT(BPF_RET | BPF_K, 0),
+	};
+	struct sock_filter tail_all[] = {
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+	};
+	struct sock_filter tail_main[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+		BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, cap, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+		BPF_STMT(BPF_RET | BPF_K, PK_MARK_SNAP),
+	};
+	struct sock_filter tail_big[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+		BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, cap, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
 		BPF_STMT(BPF_RET | BPF_K, 0),
 	};
-	struct sock_fprog prog = {
-		.len = no_link ? sizeof(raw) / sizeof(raw[0]) : sizeof(eth) / sizeof(eth[0]),
-		.filter = no_link ? raw : eth,
-	};
+	const struct sock_filter *head = no_link ? raw : eth;
+	size_t nh = no_link ? sizeof(raw) / sizeof(raw[0]) : sizeof(eth) / sizeof(eth[0]);
+	const struct sock_filter *tail = mode == FILTER_MAIN ? tail_main : mode == FILTER_BIG ? tail_big : tail_all;
+	size_t nt = mode == FILTER_MAIN ? sizeof(tail_main) / sizeof(tail_main[0])
+		    : mode == FILTER_BIG ? sizeof(tail_big) / sizeof(tail_big[0])
+					 : sizeof(tail_all) / sizeof(tail_all[0]);
+	memcpy(prog_buf, head, nh * sizeof(*head));
+	memcpy(prog_buf + nh, tail, nt * sizeof(*tail));
+	struct sock_fprog prog = { .len = (unsigned short)(nh + nt), .filter = prog_buf };
 
 	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
 }
@@ -569,6 +700,49 @@ static int setup_rings(struct pk_nic *p, const struct xt_packet_cfg *cfg)
 	return 0;
 }
 
+/* The big-frame socket (see the top of the file), configured but not bound
+ * yet.  Returns 0, or -1 with p->bfd closed: then there is none. */
+static int setup_big(struct pk_nic *p, const struct xt_packet_cfg *cfg)
+{
+	struct tpacket_req req;
+
+	if (p->bfd < 0)
+		p->bfd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->bfd < 0)
+		return -1;
+	(void)set_opt(p->bfd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING");
+	if (set_opt(p->bfd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "PACKET_VERSION") < 0 ||
+	    attach_filter(p->bfd, cfg->ip, p->no_link, FILTER_BIG, p->small_cap) < 0)
+		goto fail;
+	p->big.frame_size = PK_BIG_SLOT;
+	ring_req(&req, PK_BIG_SLOT, PK_BIG_FRAMES);
+	if (setsockopt(p->bfd, SOL_PACKET, PACKET_RX_RING, &req, sizeof(req)) < 0)
+		goto fail;
+	p->big.nframes = req.tp_frame_nr;
+	p->bmap_len = (size_t)req.tp_block_size * req.tp_block_nr;
+	p->bmap = mmap(NULL, p->bmap_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->bfd, 0);
+	if (p->bmap == MAP_FAILED) {
+		p->bmap = NULL;
+		goto fail;
+	}
+	p->big.base = p->bmap;
+	return 0;
+fail:
+	close(p->bfd);
+	p->bfd = -1;
+	return -1;
+}
+
+static void drop_big(struct pk_nic *p)
+{
+	if (p->bmap)
+		munmap(p->bmap, p->bmap_len);
+	p->bmap = NULL;
+	if (p->bfd >= 0)
+		close(p->bfd);
+	p->bfd = -1;
+}
+
 static int check_cfg(const struct xt_packet_cfg *cfg)
 {
 	if (!cfg || !cfg->ifname || !*cfg->ifname || strlen(cfg->ifname) >= IFNAMSIZ)
@@ -610,6 +784,8 @@ static int apply_if(struct pk_nic *p, const struct xt_packet_cfg *cfg, const str
 	p->nic.caps.no_link_header = p->no_link;
 	p->rx.frame_size = slot_size((uint32_t)ii->mtu, hh);
 	p->tx.frame_size = p->rx.frame_size;
+	/* tpacket_rcv: the frame starts netoff - hh into the slot */
+	p->small_cap = p->rx.frame_size - TPACKET_ALIGN(TPACKET2_HDRLEN + (hh > 16 ? hh : 16)) + hh;
 	/* What the kernel takes (packet_snd: MTU + link header, + 4 for a tag). */
 	p->tx_cap = (uint32_t)ii->mtu + hh + (p->no_link ? 0 : 4);
 	if (p->tx_ring_mode && p->tx_cap > p->tx.frame_size - PK_TX_DATA_OFF)
@@ -641,9 +817,12 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 	if ((r = check_cfg(cfg)) < 0 || !(p = calloc(1, sizeof(*p)))) {
 		if (cfg && cfg->sock_fd > 0)
 			close(cfg->sock_fd);
+		if (cfg && cfg->big_sock_fd > 0)
+			close(cfg->big_sock_fd);
 		return r < 0 ? r : pk_fail(-ENOMEM, "out of memory");
 	}
 	p->nic.ops = &packet_ops;
+	p->bfd = cfg->big_sock_fd > 0 ? cfg->big_sock_fd : -1; /* ours from here: pk_free closes it */
 	p->tx_ring_mode = cfg->tx_mode == XT_PACKET_TX_RING;
 	/* Protocol 0: receives nothing until bind() below. */
 	p->fd = cfg->sock_fd > 0 ? cfg->sock_fd : socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -655,7 +834,11 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 	}
 	if ((r = query_if(p->fd, cfg->ifname, &ii)) < 0 || (r = apply_if(p, cfg, &ii)) < 0)
 		goto fail;
-	if (attach_filter(p->fd, cfg->ip, p->no_link) < 0) {
+	if (!cfg->no_big_ring)
+		(void)setup_big(p, cfg); /* none: big frames take the copy path */
+	else
+		drop_big(p);
+	if (attach_filter(p->fd, cfg->ip, p->no_link, p->bfd >= 0 ? FILTER_MAIN : FILTER_ALL, p->small_cap) < 0) {
 		r = pk_fail(-errno, "SO_ATTACH_FILTER: %s", strerror(errno));
 		goto fail;
 	}
@@ -669,6 +852,15 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 		r = errno == ENETDOWN ? pk_fail(-ENETDOWN, "%s is down", cfg->ifname)
 				      : pk_fail(-errno, "bind to %s: %s", cfg->ifname, strerror(errno));
 		goto fail;
+	}
+	/* After the main socket: the kernel serves the newest hook first, so a
+	 * big frame is in its ring before its marker is in the main one. */
+	if (p->bfd >= 0 && bind(p->bfd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+		drop_big(p);
+		if (attach_filter(p->fd, cfg->ip, p->no_link, FILTER_ALL, 0) < 0) {
+			r = pk_fail(-errno, "SO_ATTACH_FILTER: %s", strerror(errno));
+			goto fail;
+		}
 	}
 	*out = &p->nic;
 	return 0;

@@ -61,6 +61,10 @@ struct xt_packet_cfg {
 	 * creating one needs CAP_NET_RAW: a fork child that dropped privileges
 	 * uses the one made for it at fork time); taken over, closed on failure. */
 	int sock_fd;
+	/* 1: no big-frame ring (GRO/GSO frames larger than a slot then take the
+	 * copy path: read from the socket queue one system call each). */
+	int no_big_ring;
+	int big_sock_fd; /* > 0: as sock_fd, for the big-frame ring */
 };
 
 /* Opens the backend.  Returns 0 and *out, or -errno; the reason, in words, is
@@ -80,6 +84,8 @@ struct xt_packet_stats {
 	uint64_t rx_drops;       /* kernel: ring full (tp_drops of PACKET_STATISTICS) */
 	uint64_t rx_kernel_frames; /* kernel: frames that passed the filter (tp_packets) */
 	uint64_t rx_csum_offloaded; /* CSUMNOTREADY/CSUM_VALID: passed on as XT_FRAME_CSUM_OK */
+	uint64_t rx_big;         /* larger than a slot: taken from the big-frame ring */
+	uint64_t rx_big_lost;    /* ... announced in the ring, but the big ring had no room */
 	uint64_t rx_copied;      /* larger than a ring slot: read from the socket queue */
 	uint64_t rx_truncated;   /* larger than a ring slot, not queued (queue full): dropped */
 	uint64_t tx_errors;      /* send()/sendmmsg() failures */

@@ -452,7 +452,8 @@ int xp_engine_reopen(void)
 	struct xt_packet_cfg pc = { 0 };
 	pc.ifname = xp_cfg.iface;
 	pc.ip = xp_cfg.ip;
-	pc.sock_fd = xp_fork_packet_fd();
+	pc.sock_fd = xp_fork_packet_fd(false);
+	pc.big_sock_fd = xp_fork_packet_fd(true);
 	struct xt_nic *nic = NULL;
 	int r = xt_packet_open(&pc, &nic);
 	if (r < 0) {

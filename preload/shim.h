@@ -441,7 +441,7 @@ extern pid_t xp_fork_pid;         /* the process whose memory this is */
 int xp_engine_reopen(void);
 void xp_thread_forget(void);
 /* The AF_PACKET socket made for the child at fork time, or -1. */
-int xp_fork_packet_fd(void);
+int xp_fork_packet_fd(bool big);
 /* The progress thread also polls this fd (POLLIN; -1: none) and then calls
  * xp_fork_rendezvous(): a new engine on our address asks for the family. */
 int xp_fork_rendezvous_fd(void);
