@@ -15,7 +15,10 @@ reports it: avg, p50, p99, p99.9; xtcp with busy polling on), sockperf
 throughput, redis-benchmark GET and SET -c 50 with and without -P 16, nginx
 + wrk keep-alive (4 KiB file) and with "Connection: close", and a 1 GiB
 iperf3 transfer.  For each: the server's CPU time per request (utime + stime
-of the whole process from /proc, all threads), and for sockperf 64 B and
+of the whole process from /proc, all threads), for redis, nginx and the
+transfer also both CPUs' busy time per request (/proc/stat: on veth the
+kernel runs the receiving end's TCP input on the sender's CPU, so only the
+sum compares the two modes fairly), and for sockperf 64 B and
 redis GET the system calls per request (strace -c on a shorter run) and
 user-space instructions per request (callgrind on a shorter run: this VM
 has no hardware counters for perf stat; note that callgrind cannot see the
@@ -165,6 +168,15 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
 
 
+def sys_busy():
+    """Busy time of every CPU together (jiffies): /proc/stat minus idle and
+    iowait.  Softirq work lands on whichever CPU runs it (on veth, the
+    sender's), so only the sum of both ends is comparable between modes."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]) - v[3] - v[4]  # user..steal, minus idle and iowait
+
+
 def addr_of(mode):
     return ADDR_X if mode == "xtcp" else ADDR_A
 
@@ -224,12 +236,12 @@ def redis(mode, raw, test, pipeline, n):
     p, d = redis_server(mode, raw)
     try:
         wait_port(addr, 6379, p)
-        c0 = cpu_ticks(p.pid)
+        c0, s0 = cpu_ticks(p.pid), sys_busy()
         argv = ["redis-benchmark", "-h", addr, "-p", "6379", "-c", "50", "-n", str(n), "-t", test, "--csv"]
         if pipeline > 1:
             argv += ["-P", str(pipeline)]
         r = client(argv, timeout=300)
-        c1 = cpu_ticks(p.pid)
+        c1, s1 = cpu_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
         shutil.rmtree(d, ignore_errors=True)
@@ -240,7 +252,7 @@ def redis(mode, raw, test, pipeline, n):
     f = [x.strip('"') for x in rows[0].split(",")]
     # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
     return {"rps": float(f[1]), "p50_ms": float(f[4]), "p99_ms": float(f[6]),
-            "cpu_us_per_req": (c1 - c0) * 1e6 / TICK / n}
+            "cpu_us_per_req": (c1 - c0) * 1e6 / TICK / n, "both_cpu_us_per_req": (s1 - s0) * 1e6 / TICK / n}
 
 
 NGINX_CONF = """worker_processes 1;
@@ -277,12 +289,12 @@ def nginx(mode, raw, close, secs):
     p = start_server(mode, ["nginx", "-p", d, "-c", d + "/nginx.conf", "-e", d + "/error.log"], raw)
     try:
         wait_port(addr, 8080, p)
-        c0 = cpu_ticks(p.pid)
+        c0, s0 = cpu_ticks(p.pid), sys_busy()
         argv = ["wrk", "-t", "1", "-c", "100", "-d", f"{secs}s", "--latency", f"http://{addr}:8080/4k"]
         if close:
             argv[1:1] = ["-H", "Connection: close"]
         r = client(argv, timeout=secs + 60)
-        c1 = cpu_ticks(p.pid)
+        c1, s1 = cpu_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
         shutil.rmtree(d, ignore_errors=True)
@@ -296,7 +308,8 @@ def nginx(mode, raw, close, secs):
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", txt)
     scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
     return {"rps": rps, "p99_ms": float(p99.group(1)) * scale[p99.group(2)], "errors": errs,
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "cpu_us_per_req": (c1 - c0) * 1e6 / TICK / max(reqs, 1)}
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0, "cpu_us_per_req": (c1 - c0) * 1e6 / TICK / max(reqs, 1),
+            "both_cpu_us_per_req": (s1 - s0) * 1e6 / TICK / max(reqs, 1)}
 
 
 def bulk(mode, raw, nbytes):
@@ -304,9 +317,9 @@ def bulk(mode, raw, nbytes):
     p = start_server(mode, ["iperf3", "-s", "-1", "-B", addr, "-p", "5201"], raw)
     try:
         time.sleep(0.3)  # iperf3 -1 serves one client: no probe connection
-        c0 = cpu_ticks(p.pid)
+        c0, s0 = cpu_ticks(p.pid), sys_busy()
         r = client(["iperf3", "-c", addr, "-p", "5201", "-n", str(nbytes), "-J"], timeout=300)
-        c1 = cpu_ticks(p.pid)
+        c1, s1 = cpu_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
     open(raw + ".client.out", "w").write(r.stdout + r.stderr)
@@ -314,7 +327,8 @@ def bulk(mode, raw, nbytes):
     if "error" in j:
         raise RuntimeError("iperf3: " + j["error"])
     gbit = j["end"]["sum_received"]["bits_per_second"] / 1e9
-    return {"gbit_s": gbit, "cpu_ms_per_gb": (c1 - c0) * 1e3 / TICK / (nbytes / 1e9)}
+    return {"gbit_s": gbit, "cpu_ms_per_gb": (c1 - c0) * 1e3 / TICK / (nbytes / 1e9),
+            "both_cpu_ms_per_gb": (s1 - s0) * 1e3 / TICK / (nbytes / 1e9)}
 
 
 # --- system calls and instructions (one run each, shorter) ---------------
@@ -549,7 +563,11 @@ def write_results(out, results, extra, reps, elapsed):
         lines += ["", f"Noise: median spread {statistics.median(spreads) * 100:.0f}%, "
                       f"worst {max(spreads) * 100:.0f}% over {len(spreads)} figures."]
     lines += ["", "Latencies are sockperf's half round trip; cpu_us_per_req is the server process's "
-                  "utime+stime (all threads) over the requests served; user_instr_per_req counts user-space "
+                  "utime+stime (all threads) over the requests served; both_cpu_us_per_req (and "
+                  "both_cpu_ms_per_gb) is the busy time of both CPUs (server and client ends, softirqs "
+                  "included) over the requests: on veth the kernel runs a receiver's TCP/IP input on the "
+                  "sender's CPU, so the kernel server's own receive work is charged to the client's CPU, "
+                  "while xtcp's is in its server process; user_instr_per_req counts user-space "
                   "instructions only (callgrind), so the kernel column misses the kernel's TCP/IP work."]
     md = "\n".join(lines) + "\n"
     with open(os.path.join(out, "bench.md"), "w") as f:
