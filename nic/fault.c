@@ -335,6 +335,7 @@ struct xt_nic *xt_fault_wrap(struct xt_nic *inner, const struct xt_fault_cfg *cf
 		return NULL;
 	f->nic.ops = &fault_ops;
 	f->nic.caps = inner->caps;
+	f->nic.caps.tso_max = 0; /* its slots hold one MTU */
 	f->inner = inner;
 	if (cfg)
 		f->cfg = *cfg;

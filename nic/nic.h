@@ -25,6 +25,8 @@ struct xt_nic_caps {
 	uint8_t rx_csum;       /* backend verifies checksums on receive */
 	uint8_t tx_csum;       /* backend fills checksums on send */
 	uint8_t no_link_header;/* frames are bare IP (tun) */
+	uint32_t tso_max;      /* > 0: takes TCP segments of up to this much payload
+				* flagged XT_FRAME_GSO_SIZE and cuts them (TSO/GSO) */
 };
 
 struct xt_nic_ops {

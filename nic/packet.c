@@ -40,6 +40,7 @@
 #include <arpa/inet.h>
 #include <linux/filter.h>
 #include <linux/if_packet.h>
+#include <linux/virtio_net.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <net/if_arp.h>
@@ -113,6 +114,9 @@ struct pk_nic {
 	int nblent;
 	uint32_t small_cap;     /* longest frame (from the link header) a main slot holds */
 	xt_time_t mark_since;   /* a marker waits for its big frame since (0: none) */
+	/* TSO: a send-only packet socket with PACKET_VNET_HDR (gfd < 0: none) */
+	int gfd;
+	struct sockaddr_ll gaddr;
 	struct xt_packet_stats st;
 };
 
@@ -417,16 +421,74 @@ static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n)
 	return taken;
 }
 
+/* One TSO segment: the kernel (the device, or GSO in software) cuts it into
+ * parts of gso_size payload bytes and completes each TCP checksum from the
+ * pseudo-header sum the engine left in the field. */
+static bool tx_gso(struct pk_nic *p, const struct xt_frame *f)
+{
+	const uint8_t *ip = f->data + XT_ETH_HLEN;
+	uint32_t ihl, thl;
+	struct virtio_net_hdr vh;
+
+	if (p->gfd < 0 || f->len < XT_ETH_HLEN + XT_IP_HLEN + XT_TCP_HLEN) {
+		p->st.tx_oversize++;
+		return true; /* lost, like on a wire; TCP resends it */
+	}
+	ihl = (ip[XT_IP_VHL] & 0xfu) * 4u;
+	thl = (uint32_t)(ip[ihl + XT_TCP_OFF] >> 4) * 4u;
+	memset(&vh, 0, sizeof(vh));
+	vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	vh.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	vh.hdr_len = (uint16_t)(XT_ETH_HLEN + ihl + thl); /* little-endian hosts: virtio 1.0 order */
+	vh.gso_size = (uint16_t)XT_FRAME_GSO_SIZE(f->flags);
+	vh.csum_start = (uint16_t)(XT_ETH_HLEN + ihl);
+	vh.csum_offset = 16; /* TCP checksum (RFC 9293 3.1) */
+	struct iovec iov[2] = { { &vh, sizeof(vh) }, { (void *)f->data, f->len } };
+	struct msghdr m = { .msg_name = &p->gaddr, .msg_namelen = sizeof(p->gaddr), .msg_iov = iov, .msg_iovlen = 2 };
+	for (;;) {
+		if (sendmsg(p->gfd, &m, MSG_DONTWAIT) >= 0) {
+			p->st.tx_gso++;
+			p->st.tx_frames++;
+			p->st.tx_bytes += f->len;
+			return true;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == ENOBUFS) {
+			p->st.tx_full++;
+			return false;
+		}
+		p->st.tx_errors++;
+		return true; /* malformed or refused: lost, TCP resends it */
+	}
+}
+
 static int pk_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_time_t now)
 {
 	struct pk_nic *p = to_pk(nic);
+	int done = 0;
 
 	(void)now;
 	if (n < 0)
 		return -EINVAL;
-	if (n == 0)
-		return 0;
-	return p->tx_ring_mode ? tx_ring(p, frames, n) : tx_mmsg(p, frames, n);
+	/* In order: runs of ordinary frames, each TSO segment on its own. */
+	while (done < n) {
+		int k = 0, r;
+
+		if (XT_FRAME_GSO_SIZE(frames[done].flags)) {
+			if (!tx_gso(p, &frames[done]))
+				break;
+			done++;
+			continue;
+		}
+		while (done + k < n && !XT_FRAME_GSO_SIZE(frames[done + k].flags))
+			k++;
+		r = p->tx_ring_mode ? tx_ring(p, frames + done, k) : tx_mmsg(p, frames + done, k);
+		done += r;
+		if (r < k)
+			break;
+	}
+	return done;
 }
 
 /* --- waking, stats, close ------------------------------------------------ */
@@ -469,6 +531,8 @@ static void pk_free(struct pk_nic *p)
 		munmap(p->bmap, p->bmap_len);
 	if (p->bfd >= 0)
 		close(p->bfd);
+	if (p->gfd >= 0)
+		close(p->gfd);
 	for (int i = 0; i < PK_COPY_BUFS; i++)
 		free(p->copybuf[i]);
 	free(p);
@@ -733,6 +797,35 @@ fail:
 	return -1;
 }
 
+/* TSO through a send-only socket (protocol 0: it receives nothing) with
+ * PACKET_VNET_HDR; Ethernet only.  Without it caps.tso_max stays 0. */
+static void setup_tso(struct pk_nic *p, const struct xt_packet_cfg *cfg)
+{
+	if (cfg->no_tso || p->no_link || p->tx_ring_mode) {
+		if (p->gfd >= 0)
+			close(p->gfd);
+		p->gfd = -1;
+		return;
+	}
+	if (p->gfd < 0)
+		p->gfd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->gfd < 0)
+		return;
+	if (set_opt(p->gfd, SOL_PACKET, PACKET_VNET_HDR, 1, "PACKET_VNET_HDR") < 0) {
+		close(p->gfd);
+		p->gfd = -1;
+		return;
+	}
+	if (set_opt(p->gfd, SOL_SOCKET, SO_SNDBUFFORCE, PK_SNDBUF, "SO_SNDBUFFORCE") < 0)
+		(void)set_opt(p->gfd, SOL_SOCKET, SO_SNDBUF, PK_SNDBUF, "SO_SNDBUF");
+	if (cfg->qdisc_bypass)
+		(void)set_opt(p->gfd, SOL_PACKET, PACKET_QDISC_BYPASS, 1, "PACKET_QDISC_BYPASS");
+	p->gaddr.sll_family = AF_PACKET;
+	p->gaddr.sll_ifindex = p->ifindex;
+	p->gaddr.sll_protocol = htons(ETH_P_IP);
+	p->nic.caps.tso_max = 65535u - XT_IP_HLEN - 60u; /* an IPv4 datagram's worth */
+}
+
 static void drop_big(struct pk_nic *p)
 {
 	if (p->bmap)
@@ -823,6 +916,7 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 	}
 	p->nic.ops = &packet_ops;
 	p->bfd = cfg->big_sock_fd > 0 ? cfg->big_sock_fd : -1; /* ours from here: pk_free closes it */
+	p->gfd = cfg->tso_sock_fd > 0 ? cfg->tso_sock_fd : -1; /* the same */
 	p->tx_ring_mode = cfg->tx_mode == XT_PACKET_TX_RING;
 	/* Protocol 0: receives nothing until bind() below. */
 	p->fd = cfg->sock_fd > 0 ? cfg->sock_fd : socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -862,6 +956,7 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 			goto fail;
 		}
 	}
+	setup_tso(p, cfg);
 	*out = &p->nic;
 	return 0;
 fail:

@@ -65,6 +65,8 @@ struct xt_packet_cfg {
 	 * copy path: read from the socket queue one system call each). */
 	int no_big_ring;
 	int big_sock_fd; /* > 0: as sock_fd, for the big-frame ring */
+	int no_tso;      /* 1: no TSO socket (caps.tso_max stays 0) */
+	int tso_sock_fd; /* > 0: as sock_fd, for the TSO socket */
 };
 
 /* Opens the backend.  Returns 0 and *out, or -errno; the reason, in words, is
@@ -88,6 +90,7 @@ struct xt_packet_stats {
 	uint64_t rx_big_lost;    /* ... announced in the ring, but the big ring had no room */
 	uint64_t rx_copied;      /* larger than a ring slot: read from the socket queue */
 	uint64_t rx_truncated;   /* larger than a ring slot, not queued (queue full): dropped */
+	uint64_t tx_gso;         /* TSO segments handed over with a virtio_net_hdr */
 	uint64_t tx_errors;      /* send()/sendmmsg() failures */
 	uint64_t tx_full;        /* frames refused: no free TX slot / socket buffer full */
 	uint64_t tx_oversize;    /* frames larger than a TX slot: dropped */

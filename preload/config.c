@@ -260,6 +260,10 @@ int xp_config_load(bool *off)
 	if (load_num("XTCP_TX_BATCH", 0, 1, &x) < 0)
 		return -1;
 	c->tx_batch = x != 0;
+	x = 1;
+	if (load_num("XTCP_TSO", 0, 1, &x) < 0)
+		return -1;
+	c->tso = x != 0;
 	return xp_rules_load(off);
 }
 

@@ -452,8 +452,10 @@ int xp_engine_reopen(void)
 	struct xt_packet_cfg pc = { 0 };
 	pc.ifname = xp_cfg.iface;
 	pc.ip = xp_cfg.ip;
-	pc.sock_fd = xp_fork_packet_fd(false);
-	pc.big_sock_fd = xp_fork_packet_fd(true);
+	pc.sock_fd = xp_fork_packet_fd(XP_PKT_MAIN);
+	pc.big_sock_fd = xp_fork_packet_fd(XP_PKT_BIG);
+	pc.tso_sock_fd = xp_fork_packet_fd(XP_PKT_TSO);
+	pc.no_tso = !xp_cfg.tso;
 	struct xt_nic *nic = NULL;
 	int r = xt_packet_open(&pc, &nic);
 	if (r < 0) {
@@ -471,6 +473,7 @@ int xp_engine_reopen(void)
 	}
 	pthread_mutex_lock(&xp_eng.mu);
 	xp_eng.nic = nic;
+	xt_stack_set_tso_max(xp_eng.st, xp_cfg.tso ? nic->caps.tso_max : 0); /* this child's NIC */
 	xp_eng.wake_fd = nic->ops->wake_fd ? nic->ops->wake_fd(nic) : -1;
 	xp_eng.prog_evfd = evfd;
 	xp_eng.now = xp_clock();
@@ -530,6 +533,7 @@ static int attach(void)
 	sc.no_link_header = nic->caps.no_link_header;
 	sc.rx_csum_verified = nic->caps.rx_csum;
 	sc.tx_csum_offload = nic->caps.tx_csum;
+	sc.tso_max = xp_cfg.tso ? nic->caps.tso_max : 0;
 	sc.max_sockets = xp_cfg.max_sockets;
 	sc.somaxconn = xp_cfg.somaxconn;
 	sc.rcvbuf = xp_cfg.rcvbuf;

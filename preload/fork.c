@@ -85,7 +85,7 @@ static pthread_mutex_t attach_mu = PTHREAD_MUTEX_INITIALIZER;
 /* An AF_PACKET socket made in the atfork handler, while the child still has
  * the parent's privileges: a child that drops them (nginx workers setuid to
  * nobody) before its first socket call can still open its queue. */
-static int pre_fd = -1, pre_big_fd = -1; /* the main and the big-frame ring's */
+static int pre_fds[3] = { -1, -1, -1 }; /* XP_PKT_MAIN, XP_PKT_BIG, XP_PKT_TSO */
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static bool attach_failed;
 
@@ -474,20 +474,17 @@ void xp_fork_child(void)
 		atomic_store(&xp_eng.state, XP_ENG_OFF);
 		return;
 	}
-	pre_fd = (int)syscall(SYS_socket, AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	pre_big_fd = (int)syscall(SYS_socket, AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	for (int i = 0; i < 3; i++)
+		pre_fds[i] = (int)syscall(SYS_socket, AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }
 
-/* A socket made at fork (big: the big-frame ring's), if the program has not
- * closed it (or reused its number) since; -1 otherwise. */
-int xp_fork_packet_fd(bool big)
+/* A socket made at fork (which: XP_PKT_*), if the program has not closed it
+ * (or reused its number) since; -1 otherwise. */
+int xp_fork_packet_fd(int which)
 {
-	int fd = big ? pre_big_fd : pre_fd, dom = 0, proto = -1;
+	int fd = pre_fds[which], dom = 0, proto = -1;
 	socklen_t l = sizeof(dom);
-	if (big)
-		pre_big_fd = -1;
-	else
-		pre_fd = -1;
+	pre_fds[which] = -1;
 	if (fd < 0)
 		return -1;
 	if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) < 0 || dom != AF_PACKET)

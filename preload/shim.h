@@ -122,6 +122,7 @@ struct xp_config {
 	uint64_t spin_ns;
 	uint64_t exit_drain_ns; /* XTCP_EXIT_DRAIN_MS */
 	bool tx_batch;          /* XTCP_TX_BATCH: a send leaves its frames for the next call */
+	bool tso;               /* XTCP_TSO: segments of up to 64 KiB, cut by the kernel/NIC */
 };
 extern struct xp_config xp_cfg;
 extern int xp_log_level;
@@ -441,7 +442,8 @@ extern pid_t xp_fork_pid;         /* the process whose memory this is */
 int xp_engine_reopen(void);
 void xp_thread_forget(void);
 /* The AF_PACKET socket made for the child at fork time, or -1. */
-int xp_fork_packet_fd(bool big);
+enum { XP_PKT_MAIN, XP_PKT_BIG, XP_PKT_TSO };
+int xp_fork_packet_fd(int which);
 /* The progress thread also polls this fd (POLLIN; -1: none) and then calls
  * xp_fork_rendezvous(): a new engine on our address asks for the family. */
 int xp_fork_rendezvous_fd(void);

@@ -120,6 +120,7 @@ static int open_packet(struct xt_nic **out, char *why, size_t len)
 	memset(&pc, 0, sizeof(pc));
 	pc.ifname = xp_cfg.iface;
 	pc.ip = xp_cfg.ip;
+	pc.no_tso = !xp_cfg.tso;
 	int r = xt_packet_open(&pc, out);
 	if (r < 0) {
 		const char *e = xt_packet_error();

@@ -410,10 +410,17 @@ int xt_arp_output(struct xt_stack *st, uint32_t nexthop, uint8_t *frame, uint32_
 	int32_t i = arp_find(a, nexthop);
 	struct arp_entry *e;
 
-	assert(len <= XT_FRAME_MAX);
+	assert(len <= XT_FRAME_MAX || xt_tx_building_big(st));
+	e = i == NIL ? NULL : &a->e[i];
+	if (len > XT_FRAME_MAX && (!e || e->state == ARP_INCOMPLETE)) {
+		/* A TSO segment does not fit the queue: lost, TCP resends it
+		 * (as MSS-sized segments) once the neighbour answers. */
+		st->building_big = false;
+		XT_CNT(st, arp_queue_full);
+		return -ENOBUFS;
+	}
 	if (i == NIL)
 		return arp_resolve(st, nexthop, frame, len, now);
-	e = &a->e[i];
 	if (e->state == ARP_INCOMPLETE) {
 		if (!queue_push(a, e, frame, len)) {
 			XT_CNT(st, arp_queue_full);

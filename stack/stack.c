@@ -66,6 +66,11 @@ struct xt_stack *xt_stack_new(const struct xt_stack_cfg *cfg, xt_time_t now)
 	st->now = now;
 	st->sock_cap = cfg->max_sockets;
 	st->txmem = malloc((size_t)XT_TX_BATCH * XT_FRAME_MAX);
+	st->big_at = -1;
+	if (cfg->tso_max && !(st->txbig = malloc(XT_TSO_FRAME_MAX)))
+		st->cfg.tso_max = 0; /* no TSO then: still a working engine */
+	if (st->cfg.tso_max > XT_TSO_FRAME_MAX - 256)
+		st->cfg.tso_max = XT_TSO_FRAME_MAX - 256;
 	st->socks = calloc(st->sock_cap, sizeof(*st->socks));
 	st->free_next = malloc(st->sock_cap * sizeof(*st->free_next));
 	st->ehash_mask = pow2_at_least(st->sock_cap) - 1;
@@ -100,6 +105,7 @@ void xt_stack_free(struct xt_stack *st)
 	if (st->arp)
 		xt_arp_free(st);
 	free(st->txmem);
+	free(st->txbig);
 	free(st->socks);
 	free(st->free_next);
 	free(st->ehash);
@@ -132,18 +138,44 @@ uint8_t *xt_tx_buf(struct xt_stack *st)
 {
 	if (st->ntx == XT_TX_BATCH)
 		xt_stack_flush(st);
+	st->building_big = false;
 	return st->txmem + (size_t)st->ntx * XT_FRAME_MAX;
+}
+
+uint8_t *xt_tx_buf_big(struct xt_stack *st, uint32_t mss)
+{
+	if (!st->txbig)
+		return NULL;
+	if (st->ntx == XT_TX_BATCH || st->big_at >= 0)
+		xt_stack_flush(st);
+	st->building_big = true;
+	st->build_gso = mss;
+	return st->txbig;
 }
 
 void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 {
-	assert(st->ntx < XT_TX_BATCH && frame_len <= XT_FRAME_MAX);
+	assert(st->ntx < XT_TX_BATCH && frame_len <= (st->building_big ? XT_TSO_FRAME_MAX : XT_FRAME_MAX));
+	st->txflags[st->ntx] = 0;
+	if (st->building_big) {
+		st->big_at = (int8_t)st->ntx;
+		st->txflags[st->ntx] = st->build_gso << XT_FRAME_GSO_SHIFT;
+		st->building_big = false;
+	}
 	st->txlen[st->ntx++] = frame_len;
 	st->cnt.tx_frames++;
 	st->cnt.tx_bytes += frame_len;
 }
 
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on) { st->tx_defer = on; }
+
+void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max)
+{
+	xt_stack_flush(st);
+	if (max && !st->txbig && !(st->txbig = malloc(XT_TSO_FRAME_MAX)))
+		max = 0;
+	st->cfg.tso_max = max > XT_TSO_FRAME_MAX - 256 ? XT_TSO_FRAME_MAX - 256 : max;
+}
 int xt_stack_tx_pending(const struct xt_stack *st) { return st->ntx; }
 
 void xt_stack_flush(struct xt_stack *st)
@@ -153,9 +185,11 @@ void xt_stack_flush(struct xt_stack *st)
 	if (!n)
 		return;
 	for (int i = 0; i < n; i++) {
-		f[i].data = st->txmem + (size_t)i * XT_FRAME_MAX;
+		f[i].data = i == st->big_at ? st->txbig : st->txmem + (size_t)i * XT_FRAME_MAX;
 		f[i].len = st->txlen[i];
+		f[i].flags = st->txflags[i];
 	}
+	st->big_at = -1;
 	int sent = st->cfg.tx(st->cfg.tx_ctx, f, n);
 	if (sent < 0)
 		sent = 0;

@@ -163,7 +163,12 @@ static void finish_and_send(struct xt_stack *st, uint8_t *buf, uint32_t l4len, u
 {
 	uint8_t *th = buf + xt_l4_off(st);
 	xt_wr16(th + XT_TCP_CSUM_be16, 0);
-	if (!st->cfg.tx_csum_offload) {
+	if (xt_tx_building_big(st)) {
+		/* TSO: the pseudo-header sum, which the segmentation completes
+		 * for each part (Linux __tcp_v4_send_check, CHECKSUM_PARTIAL) */
+		uint32_t sum = xt_csum_pseudo(src, dst, XT_IPPROTO_TCP, (uint16_t)l4len);
+		xt_wr16(th + XT_TCP_CSUM_be16, (uint16_t)~xt_csum_fold(sum));
+	} else if (!st->cfg.tx_csum_offload) {
 		uint32_t sum = xt_csum_pseudo(src, dst, XT_IPPROTO_TCP, (uint16_t)l4len);
 		sum = xt_csum_add(sum, th, l4len);
 		xt_wr16(th + XT_TCP_CSUM_be16, xt_csum_fold(sum));
@@ -178,7 +183,10 @@ static void finish_and_send(struct xt_stack *st, uint8_t *buf, uint32_t l4len, u
 static void tcp_xmit(struct xt_stack *st, struct xt_sock *s, uint32_t seq, uint8_t flags,
 		     uint32_t len, xt_time_t now)
 {
-	uint8_t *buf = xt_tx_buf(st);
+	uint32_t mss = xt_tcp_cur_mss(s);
+	uint8_t *buf = len > mss ? xt_tx_buf_big(st, mss) : xt_tx_buf(st);
+	if (len > mss)
+		st->cnt.tcp_tso_segs++;
 	uint8_t *th = buf + xt_l4_off(st);
 	uint8_t *o = th + XT_TCP_HLEN;
 	if (flags & XT_TH_SYN) {
@@ -216,7 +224,9 @@ static void tcp_xmit(struct xt_stack *st, struct xt_sock *s, uint32_t seq, uint8
 		if (s->tmr[XT_T_DELACK] != XT_TIME_NEVER)
 			xt_timer_clear(st, s, XT_T_DELACK);
 	}
-	s->segs_out++;
+	uint32_t parts = len > mss ? (len + mss - 1) / mss : 1;
+	s->segs_out += parts;
+	st->cnt.tcp_tx_segs += parts - 1; /* finish_and_send counts one */
 	finish_and_send(st, buf, hlen + len, s->lip, s->rip, now);
 }
 
@@ -389,6 +399,20 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 			break;
 		}
 		uint32_t len = avail < mss ? avail : mss;
+		/* TSO: whole MSS-sized parts of new data in one segment, as far
+		 * as both windows and the backend allow (Linux tcp_tso_autosize
+		 * without the pacing part). */
+		if (st->cfg.tso_max && len == mss && !s->in_recovery && !SEQ_LT(s->snd_nxt, s->snd_max)) {
+			uint32_t room = avail < rwnd ? avail : rwnd;
+			if (cwnd < room)
+				room = cwnd;
+			uint32_t cap = st->cfg.tso_max < 65535u - XT_IP_HLEN - 60u ? st->cfg.tso_max
+										  : 65535u - XT_IP_HLEN - 60u;
+			if (room > cap)
+				room = cap;
+			if (room >= 2 * mss)
+				len = room / mss * mss;
+		}
 		if (len > rwnd) {
 			/* Sender SWS avoidance (RFC 1122 4.2.3.4): a window-limited
 			 * segment goes only if it is at least half the largest window. */

@@ -14,6 +14,7 @@
 
 #define XT_TX_BATCH 64
 #define XT_FRAME_MAX 2048 /* one frame at MTU <= 1500 plus headers, rounded */
+#define XT_TSO_FRAME_MAX (65536u + 256u) /* one TSO segment: IPv4's 64 KiB and a link header */
 
 #define XT_CNT(st, name) ((st)->cnt.name++)
 
@@ -39,7 +40,12 @@ struct xt_stack {
 	/* TX batch: frames are built in place and pushed out by xt_stack_flush. */
 	uint8_t *txmem; /* XT_TX_BATCH * XT_FRAME_MAX */
 	uint32_t txlen[XT_TX_BATCH];
+	uint32_t txflags[XT_TX_BATCH]; /* XT_FRAME_* of each queued frame */
 	int ntx;
+	uint8_t *txbig;     /* one XT_TSO_FRAME_MAX buffer (cfg.tso_max), at most once in the batch */
+	int8_t big_at;      /* batch index of txbig, or -1 */
+	bool building_big;  /* the buffer being built is txbig */
+	uint32_t build_gso; /* its MSS, for txflags */
 	bool tx_defer; /* xt_tcp_send leaves its frames for the caller's flush */
 	uint16_t ip_id;
 
@@ -88,7 +94,12 @@ static inline uint32_t xt_l4_off(const struct xt_stack *st) { return xt_l3_off(s
 /* stack.c: TX batch.  xt_tx_buf returns a free XT_FRAME_MAX buffer (flushing
  * the batch when full); xt_tx_commit queues it with its full frame length. */
 uint8_t *xt_tx_buf(struct xt_stack *st);
+/* The TSO buffer (XT_TSO_FRAME_MAX bytes) for one segment of mss-sized
+ * parts; NULL when the backend has no TSO. */
+uint8_t *xt_tx_buf_big(struct xt_stack *st, uint32_t mss);
 void xt_tx_commit(struct xt_stack *st, uint32_t frame_len);
+/* The frame being built is the TSO buffer. */
+static inline bool xt_tx_building_big(const struct xt_stack *st) { return st->building_big; }
 
 /* checksum.c: Internet checksum (RFC 1071) over big-endian 16-bit words.
  * xt_csum_add may be chained; only the last chunk may have odd length.

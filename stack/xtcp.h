@@ -39,6 +39,12 @@ struct xt_frame {
  * its checksum field may hold only the pseudo-header sum, or a device
  * verified it.  Set by receiving backends; the engine then skips both sums. */
 #define XT_FRAME_CSUM_OK 0x1u
+/* Output: a TCP segment longer than one MSS, to be cut by the backend into
+ * segments of XT_FRAME_GSO_SIZE(flags) payload bytes each (TSO/GSO); its
+ * TCP checksum field holds the pseudo-header sum (Linux CHECKSUM_PARTIAL).
+ * Only sent when xt_stack_cfg.tso_max is set. */
+#define XT_FRAME_GSO_SHIFT 16
+#define XT_FRAME_GSO_SIZE(flags) ((flags) >> XT_FRAME_GSO_SHIFT)
 
 /* Output: called with a batch of frames; returns how many the backend took
  * (it copies them).  Frames it did not take are counted as tx_drop_backend
@@ -73,6 +79,8 @@ struct xt_stack_cfg {
 	uint8_t no_link_header; /* 1: frames are bare IPv4 (tun, ARPHRD_NONE) */
 	uint8_t rx_csum_verified; /* 1: backend verified IP/TCP checksums */
 	uint8_t tx_csum_offload;  /* 1: backend fills IP/TCP checksums */
+	uint32_t tso_max;         /* 0: none; else the most TCP payload of one segment
+				   * the backend cuts into MSS-sized ones (XT_FRAME_GSO_SIZE) */
 
 	uint32_t max_sockets;     /* sockets of every state (default 65536) */
 	uint32_t somaxconn;       /* cap on listen backlog (default 4096) */
@@ -209,7 +217,7 @@ struct xt_tcp_info {
 	X(tcp_abort_on_close) X(tcp_abort_on_linger) X(tcp_icmp_pmtu)           \
 	X(tcp_icmp_soft_err) X(tcp_icmp_hard_err) X(tcp_dsack_rx)                \
 	X(tcp_syncookies_sent) X(tcp_syncookies_recv) X(tcp_syncookies_failed)   \
-	X(tcp_lost_retrans) X(tcp_tw_recycled)
+	X(tcp_lost_retrans) X(tcp_tw_recycled) X(tcp_tso_segs)
 
 struct xt_counters {
 #define XT_CNT_FIELD(name) uint64_t name;
@@ -239,6 +247,8 @@ void xt_stack_flush(struct xt_stack *st);
  * round leave in one batch.  The caller then owns the flush: xt_stack_flush,
  * xt_stack_poll or any other call that ends in one, soon.  Off by default. */
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on);
+/* A new backend behind the engine (a fork child's): its TSO limit (0: none). */
+void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max);
 /* Frames queued in the TX batch, not yet handed to the backend. */
 int xt_stack_tx_pending(const struct xt_stack *st);
 /* Absolute time of the next timer, or XT_TIME_NEVER. */

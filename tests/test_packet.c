@@ -507,11 +507,12 @@ static int eng_tx(void *ctx, const struct xt_frame *f, int n)
 	return xt_nic_tx(e->nic, f, n, e->now);
 }
 
-static int open_no_big; /* the next eng_open: cfg.no_big_ring */
+static int open_no_big; /* the next eng_open: cfg.no_big_ring and no_tso */
 
 static void eng_open(struct eng *e, const char *ifname, uint32_t ip, int tx_mode)
 {
-	struct xt_packet_cfg pc = { .ifname = ifname, .ip = ip, .tx_mode = tx_mode, .no_big_ring = open_no_big };
+	struct xt_packet_cfg pc = { .ifname = ifname, .ip = ip, .tx_mode = tx_mode, .no_big_ring = open_no_big,
+				    .no_tso = open_no_big };
 	struct xt_stack_cfg cfg;
 	int r;
 
@@ -527,6 +528,7 @@ static void eng_open(struct eng *e, const char *ifname, uint32_t ip, int tx_mode
 	cfg.netmask = NETMASK;
 	cfg.mtu = e->nic->caps.mtu;
 	cfg.no_link_header = e->nic->caps.no_link_header;
+	cfg.tso_max = e->nic->caps.tso_max;
 	cfg.max_sockets = 64;
 	cfg.secret[0] = 0x0123456789abcdefull ^ (uint64_t)getpid();
 	cfg.secret[1] = (uint64_t)mono();
@@ -1105,7 +1107,9 @@ static void test_csum_completion(void **state)
 /* GRO/TSO frames up to 64 KiB from the kernel's TCP over veth: with the
  * big-frame ring they arrive whole through it (markers in the main ring),
  * none through the copy path; without it (no_big_ring), through the copy
- * path.  Either way 1 MiB each way is echoed byte for byte. */
+ * path.  The engine's own sends: TSO segments with a virtio_net_hdr, or
+ * (no_tso) MSS-sized frames.  Either way 1 MiB each way is echoed byte for
+ * byte. */
 static void big_echo(bool big)
 {
 	struct eng e;
@@ -1131,15 +1135,20 @@ static void big_echo(bool big)
 	assert_int_equal(c.sent, ECHO_BYTES);
 	assert_int_equal(xt_packet_stats(e.nic, &ps), 0);
 	fprintf(stderr, "%s: rx %" PRIu64 " frames, %" PRIu64 " big, %" PRIu64 " copied, %" PRIu64
-		" big lost, %" PRIu64 " truncated\n", what, ps.rx_frames, ps.rx_big, ps.rx_copied, ps.rx_big_lost,
-		ps.rx_truncated);
+		" big lost, %" PRIu64 " truncated; tx %" PRIu64 " frames, %" PRIu64 " TSO, engine TSO segments %"
+		PRIu64 "\n", what, ps.rx_frames, ps.rx_big, ps.rx_copied, ps.rx_big_lost, ps.rx_truncated,
+		ps.tx_frames, ps.tx_gso, xt_stack_counters(e.st)->tcp_tso_segs);
 	assert_int_equal(ps.rx_truncated, 0);
+	assert_int_equal(ps.tx_oversize, 0);
+	assert_int_equal(ps.tx_gso, xt_stack_counters(e.st)->tcp_tso_segs);
 	if (big) {
 		assert_true(ps.rx_big > 0);
 		assert_int_equal(ps.rx_copied, 0);
+		assert_true(ps.tx_gso > 0);
 	} else {
 		assert_int_equal(ps.rx_big, 0);
 		assert_true(ps.rx_copied > 0);
+		assert_int_equal(ps.tx_gso, 0);
 	}
 	xt_tcp_close(e.st, ls, e.now);
 	eng_close(&e);

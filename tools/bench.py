@@ -13,8 +13,8 @@ The server runs pinned to CPU 1, the client to CPU 0.
 Workloads: sockperf ping-pong 64 B and 1 KiB (half round trip, as sockperf
 reports it: avg, p50, p99, p99.9; xtcp with busy polling on), sockperf
 throughput, redis-benchmark GET and SET -c 50 with and without -P 16, nginx
-+ wrk keep-alive (4 KiB file) and with "Connection: close", and a 1 GiB
-iperf3 transfer.  For each: the server's CPU time per request (utime + stime
++ wrk keep-alive (4 KiB file) and with "Connection: close", and 1 GiB
+iperf3 transfers into the server and (bulk_1GiB_send, -R) out of it.  For each: the server's CPU time per request (utime + stime
 of the whole process from /proc, all threads), for redis, nginx and the
 transfer also both CPUs' busy time per request (/proc/stat: on veth the
 kernel runs the receiving end's TCP input on the sender's CPU, so only the
@@ -312,13 +312,15 @@ def nginx(mode, raw, close, secs):
             "both_cpu_us_per_req": (s1 - s0) * 1e6 / TICK / max(reqs, 1)}
 
 
-def bulk(mode, raw, nbytes):
+def bulk(mode, raw, nbytes, reverse=False):
+    """1 GiB into the server (iperf3's default), or out of it (reverse: -R)."""
     addr = addr_of(mode)
     p = start_server(mode, ["iperf3", "-s", "-1", "-B", addr, "-p", "5201"], raw)
     try:
         time.sleep(0.3)  # iperf3 -1 serves one client: no probe connection
         c0, s0 = cpu_ticks(p.pid), sys_busy()
-        r = client(["iperf3", "-c", addr, "-p", "5201", "-n", str(nbytes), "-J"], timeout=300)
+        r = client(["iperf3", "-c", addr, "-p", "5201", "-n", str(nbytes), "-J"] + (["-R"] if reverse else []),
+                   timeout=300)
         c1, s1 = cpu_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
@@ -443,6 +445,7 @@ def main():
         ("nginx_keepalive_4k", lambda m, r: nginx(m, r, False, secs)),
         ("nginx_close_4k", lambda m, r: nginx(m, r, True, secs)),
         ("bulk_1GiB", lambda m, r: bulk(m, r, 1 << 30)),
+        ("bulk_1GiB_send", lambda m, r: bulk(m, r, 1 << 30, reverse=True)),
     ]
     if a.only:
         workloads = [w for w in workloads if re.search(a.only, w[0])]
