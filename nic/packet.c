@@ -203,6 +203,17 @@ static int big_take(struct pk_nic *p, const struct tpacket2_hdr *mh, const uint8
 		}
 		i = i + 1 == p->big.nframes ? 0 : i + 1;
 	}
+	/* Not there, though big frames are: those that arrived before the
+	 * marker lost their own markers and will never be asked for; give them
+	 * back, or a big ring full of them would refuse every later frame. */
+	while (status_get(slot_hdr(&p->big, p->big.head)) & TP_STATUS_USER) {
+		struct tpacket2_hdr *bh = slot_hdr(&p->big, p->big.head);
+
+		if (bh->tp_sec > mh->tp_sec || (bh->tp_sec == mh->tp_sec && bh->tp_nsec > mh->tp_nsec))
+			break;
+		status_set(bh, TP_STATUS_KERNEL);
+		p->big.head = p->big.head + 1 == p->big.nframes ? 0 : p->big.head + 1;
+	}
 	return -1;
 }
 
