@@ -186,8 +186,42 @@ static uint64_t timeo_of(int fd, int name)
 	return (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
 }
 
+/* TCP_NODELAY and TCP_CORK on an engine socket, without the kernel: nginx
+ * with tcp_nopush sets and clears TCP_CORK around every response, and the
+ * placeholder's copy would cost two system calls per request.  Linux's
+ * checks are only these two (do_tcp_setsockopt); getsockopt answers both
+ * from the engine, and a hand-off replays them from the record. */
+static bool fast_tcp_opt(struct xp_sock *s, int level, int name, const void *val, socklen_t len, int *r)
+{
+	if (level != IPPROTO_TCP || (name != TCP_NODELAY && name != TCP_CORK) ||
+	    atomic_load(&s->mode) != XP_ENGINE)
+		return false;
+	int ival;
+	if (len < sizeof(int)) {
+		*r = -EINVAL;
+		return true;
+	}
+	if (xp_copy_in(&ival, val, sizeof(ival)) < 0) {
+		*r = -EFAULT;
+		return true;
+	}
+	xp_lock();
+	if (atomic_load(&s->mode) != XP_ENGINE) {
+		xp_unlock();
+		return false; /* handed to the kernel meanwhile: the slow path */
+	}
+	*r = engine_set(s, name == TCP_NODELAY ? XT_TCP_NODELAY : XT_TCP_CORK, ival);
+	if (*r == 0)
+		record(s, level, name, &ival, sizeof(ival));
+	xp_unlock();
+	return true;
+}
+
 int xp_setsockopt(int fd, struct xp_sock *s, int level, int name, const void *val, socklen_t len)
 {
+	int fr;
+	if (fast_tcp_opt(s, level, name, val, len, &fr))
+		return fr;
 	if (xp_real.setsockopt(fd, level, name, val, len) < 0)
 		return -errno;
 	/* the kernel read the value: it is readable */
@@ -285,6 +319,15 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 	} else if (level == SOL_SOCKET && name == SO_ACCEPTCONN) {
 		xp_lock();
 		x = s->esock >= 0 && xt_tcp_state(xp_eng.st, s->esock) == XT_LISTEN;
+		xp_unlock();
+		put_int(val, len, x);
+	} else if (level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK)) {
+		xp_lock(); /* set on the engine only (fast_tcp_opt) */
+		x = (s->eopt_set >> (name == TCP_NODELAY ? XT_TCP_NODELAY : XT_TCP_CORK)) & 1u
+			    ? s->eopt[name == TCP_NODELAY ? XT_TCP_NODELAY : XT_TCP_CORK] != 0
+			    : 0;
+		if (s->esock >= 0)
+			xt_tcp_getopt(xp_eng.st, s->esock, name == TCP_NODELAY ? XT_TCP_NODELAY : XT_TCP_CORK, &x);
 		xp_unlock();
 		put_int(val, len, x);
 	} else if (level == IPPROTO_TCP && name == TCP_MAXSEG) {

@@ -142,6 +142,12 @@ int main(int argc, char **argv)
 		sync_wait("4-ready");
 		say("4 sender: TCP_NODELAY 1: %s", res(set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1)));
 		say("4 sender: TCP_NODELAY reads back %d", get_int(fd, IPPROTO_TCP, TCP_NODELAY));
+		short two = 0;
+		say("4 sender: TCP_CORK with a 2-byte value: %s",
+		    res(setsockopt(fd, IPPROTO_TCP, TCP_CORK, &two, sizeof(two))));
+		say("4 sender: TCP_CORK from a bad address: %s",
+		    res(setsockopt(fd, IPPROTO_TCP, TCP_CORK, (void *)8, sizeof(int))));
+		say("4 sender: TCP_CORK still reads back %d", get_int(fd, IPPROTO_TCP, TCP_CORK));
 		int ok = 1;
 		for (int i = 0; i < 10; i++) {
 			ok &= send(fd, buf, 100, 0) == 100;
