@@ -432,74 +432,112 @@ static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n)
 	return taken;
 }
 
-/* One TSO segment: the kernel (the device, or GSO in software) cuts it into
- * parts of gso_size payload bytes and completes each TCP checksum from the
- * pseudo-header sum the engine left in the field. */
-static bool tx_gso(struct pk_nic *p, const struct xt_frame *f)
+/* The virtio header of a frame for the TSO socket: for a TSO segment the
+ * kernel (the device, or GSO in software) cuts it into parts of gso_size
+ * payload bytes and completes each TCP checksum from the pseudo-header sum
+ * the engine left in the field; an ordinary frame gets an empty header and
+ * goes out as it is.  False when a TSO segment is malformed. */
+static bool vnet_hdr_of(const struct xt_frame *f, struct virtio_net_hdr *vh)
 {
 	const uint8_t *ip = f->data + XT_ETH_HLEN;
 	uint32_t ihl, thl;
-	struct virtio_net_hdr vh;
 
-	if (p->gfd < 0 || f->len < XT_ETH_HLEN + XT_IP_HLEN + XT_TCP_HLEN) {
-		p->st.tx_oversize++;
-		return true; /* lost, like on a wire; TCP resends it */
-	}
+	memset(vh, 0, sizeof(*vh));
+	if (!XT_FRAME_GSO_SIZE(f->flags))
+		return true;
+	if (f->len < XT_ETH_HLEN + XT_IP_HLEN + XT_TCP_HLEN)
+		return false;
 	ihl = (ip[XT_IP_VHL] & 0xfu) * 4u;
+	if (f->len < XT_ETH_HLEN + ihl + XT_TCP_HLEN)
+		return false;
 	thl = (uint32_t)(ip[ihl + XT_TCP_OFF] >> 4) * 4u;
-	memset(&vh, 0, sizeof(vh));
-	vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-	vh.gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
-	vh.hdr_len = (uint16_t)(XT_ETH_HLEN + ihl + thl); /* little-endian hosts: virtio 1.0 order */
-	vh.gso_size = (uint16_t)XT_FRAME_GSO_SIZE(f->flags);
-	vh.csum_start = (uint16_t)(XT_ETH_HLEN + ihl);
-	vh.csum_offset = 16; /* TCP checksum (RFC 9293 3.1) */
-	struct iovec iov[2] = { { &vh, sizeof(vh) }, { (void *)f->data, f->len } };
-	struct msghdr m = { .msg_name = &p->gaddr, .msg_namelen = sizeof(p->gaddr), .msg_iov = iov, .msg_iovlen = 2 };
-	for (;;) {
-		if (sendmsg(p->gfd, &m, MSG_DONTWAIT) >= 0) {
-			p->st.tx_gso++;
-			p->st.tx_frames++;
-			p->st.tx_bytes += f->len;
-			return true;
+	vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+	vh->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+	vh->hdr_len = (uint16_t)(XT_ETH_HLEN + ihl + thl); /* little-endian hosts: virtio 1.0 order */
+	vh->gso_size = (uint16_t)XT_FRAME_GSO_SIZE(f->flags);
+	vh->csum_start = (uint16_t)(XT_ETH_HLEN + ihl);
+	vh->csum_offset = 16; /* TCP checksum (RFC 9293 3.1) */
+	return true;
+}
+
+/* A batch that holds a TSO segment: all of it, in order, through the TSO
+ * socket in one sendmmsg per PK_SNDBATCH (one system call for a response's
+ * 64 KiB segment and its short tail).  Errors as tx_mmsg. */
+static int tx_vnet(struct pk_nic *p, const struct xt_frame *frames, int n)
+{
+	struct mmsghdr m[PK_SNDBATCH];
+	struct iovec iov[PK_SNDBATCH][2];
+	struct virtio_net_hdr vh[PK_SNDBATCH];
+	int taken = 0;
+
+	while (taken < n) {
+		int k = 0, r;
+
+		while (k < PK_SNDBATCH && taken + k < n) {
+			const struct xt_frame *f = &frames[taken + k];
+
+			if (!vnet_hdr_of(f, &vh[k]) || (!XT_FRAME_GSO_SIZE(f->flags) && f->len > p->tx_cap)) {
+				if (k)
+					break; /* send up to it; it is dropped next round */
+				p->st.tx_oversize++; /* lost, like on a wire; TCP resends it */
+				taken++;
+				continue;
+			}
+			iov[k][0] = (struct iovec){ &vh[k], sizeof(vh[k]) };
+			iov[k][1] = (struct iovec){ (void *)f->data, f->len };
+			memset(&m[k], 0, sizeof(m[k]));
+			m[k].msg_hdr.msg_name = &p->gaddr;
+			m[k].msg_hdr.msg_namelen = sizeof(p->gaddr);
+			m[k].msg_hdr.msg_iov = iov[k];
+			m[k].msg_hdr.msg_iovlen = 2;
+			k++;
+		}
+		if (k == 0)
+			continue;
+		r = sendmmsg(p->gfd, m, (unsigned)k, MSG_DONTWAIT);
+		if (r > 0) {
+			for (int i = 0; i < r; i++) {
+				p->st.tx_bytes += frames[taken + i].len;
+				if (XT_FRAME_GSO_SIZE(frames[taken + i].flags))
+					p->st.tx_gso++;
+			}
+			p->st.tx_frames += (uint64_t)r;
+			taken += r;
+			continue;
 		}
 		if (errno == EINTR)
 			continue;
-		if (errno == EAGAIN || errno == ENOBUFS) {
-			p->st.tx_full++;
-			return false;
+		if (errno == EMSGSIZE || errno == EINVAL) {
+			p->st.tx_errors++;
+			taken++;
+			continue;
 		}
-		p->st.tx_errors++;
-		return true; /* malformed or refused: lost, TCP resends it */
+		if (errno == EAGAIN || errno == ENOBUFS)
+			p->st.tx_full += (uint64_t)(n - taken);
+		else
+			p->st.tx_errors++;
+		break;
 	}
+	return taken;
 }
 
 static int pk_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_time_t now)
 {
 	struct pk_nic *p = to_pk(nic);
-	int done = 0;
 
 	(void)now;
 	if (n < 0)
 		return -EINVAL;
-	/* In order: runs of ordinary frames, each TSO segment on its own. */
-	while (done < n) {
-		int k = 0, r;
-
-		if (XT_FRAME_GSO_SIZE(frames[done].flags)) {
-			if (!tx_gso(p, &frames[done]))
-				break;
-			done++;
-			continue;
+	if (n == 0)
+		return 0;
+	for (int i = 0; i < n; i++) {
+		if (XT_FRAME_GSO_SIZE(frames[i].flags)) {
+			if (p->gfd >= 0)
+				return tx_vnet(p, frames, n);
+			break; /* no TSO socket: such a segment is dropped below */
 		}
-		while (done + k < n && !XT_FRAME_GSO_SIZE(frames[done + k].flags))
-			k++;
-		r = p->tx_ring_mode ? tx_ring(p, frames + done, k) : tx_mmsg(p, frames + done, k);
-		done += r;
-		if (r < k)
-			break;
 	}
-	return done;
+	return p->tx_ring_mode ? tx_ring(p, frames, n) : tx_mmsg(p, frames, n);
 }
 
 /* --- waking, stats, close ------------------------------------------------ */
