@@ -142,6 +142,11 @@ static struct tpacket2_hdr *slot_hdr(const struct pk_ring *r, uint32_t i)
 	return (struct tpacket2_hdr *)(r->base + (size_t)i * r->frame_size);
 }
 
+static uint32_t ring_next(const struct pk_ring *r, uint32_t i)
+{
+	return i + 1 == r->nframes ? 0 : i + 1;
+}
+
 static uint32_t status_get(const struct tpacket2_hdr *h)
 {
 	return __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
@@ -196,12 +201,12 @@ static int big_take(struct pk_nic *p, const struct tpacket2_hdr *mh, const uint8
 			/* skipped ones: big frames whose markers were dropped */
 			while (p->big.head != i) {
 				status_set(slot_hdr(&p->big, p->big.head), TP_STATUS_KERNEL);
-				p->big.head = p->big.head + 1 == p->big.nframes ? 0 : p->big.head + 1;
+				p->big.head = ring_next(&p->big, p->big.head);
 			}
-			p->big.head = i + 1 == p->big.nframes ? 0 : i + 1;
+			p->big.head = ring_next(&p->big, i);
 			return (int)i;
 		}
-		i = i + 1 == p->big.nframes ? 0 : i + 1;
+		i = ring_next(&p->big, i);
 	}
 	/* Not there, though big frames are: those that arrived before the
 	 * marker lost their own markers and will never be asked for; give them
@@ -212,7 +217,7 @@ static int big_take(struct pk_nic *p, const struct tpacket2_hdr *mh, const uint8
 		if (bh->tp_sec > mh->tp_sec || (bh->tp_sec == mh->tp_sec && bh->tp_nsec > mh->tp_nsec))
 			break;
 		status_set(bh, TP_STATUS_KERNEL);
-		p->big.head = p->big.head + 1 == p->big.nframes ? 0 : p->big.head + 1;
+		p->big.head = ring_next(&p->big, p->big.head);
 	}
 	return -1;
 }
@@ -269,7 +274,7 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 					break; /* the marker stays ours: the next call looks again */
 			}
 			p->mark_since = 0;
-			p->rx.head = (idx + 1 == p->rx.nframes) ? 0 : idx + 1;
+			p->rx.head = ring_next(&p->rx, idx);
 			status_set(h, TP_STATUS_KERNEL);
 			if (b < 0) {
 				p->st.rx_big_lost++;
@@ -297,7 +302,7 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 			p->st.rx_truncated++; /* too large, and the queue was full */
 			len = 0;
 		}
-		p->rx.head = (idx + 1 == p->rx.nframes) ? 0 : idx + 1;
+		p->rx.head = ring_next(&p->rx, idx);
 		if (len == 0 || !in_slot)
 			status_set(h, TP_STATUS_KERNEL); /* nothing of the slot is lent */
 		else
@@ -365,70 +370,13 @@ static int tx_ring(struct pk_nic *p, const struct xt_frame *frames, int n)
 		memcpy((uint8_t *)h + PK_TX_DATA_OFF, f->data, f->len);
 		h->tp_len = f->len;
 		status_set(h, TP_STATUS_SEND_REQUEST);
-		p->tx.head = (p->tx.head + 1 == p->tx.nframes) ? 0 : p->tx.head + 1;
+		p->tx.head = ring_next(&p->tx, p->tx.head);
 		p->st.tx_frames++;
 		p->st.tx_bytes += f->len;
 		queued = true;
 	}
 	if (queued || p->tx_pending)
 		tx_kick(p, PK_KICK_RETRIES);
-	return taken;
-}
-
-/* One sendmmsg per PK_SNDBATCH frames, straight from the caller's buffers.  A
- * frame the kernel finds malformed is lost, like on a wire; any other error
- * (full socket or device queue, interface down) refuses the rest, which the
- * engine counts and TCP retransmits. */
-static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n)
-{
-	struct mmsghdr m[PK_SNDBATCH];
-	struct iovec iov[PK_SNDBATCH];
-	int taken = 0;
-
-	while (taken < n) {
-		int k = n - taken < PK_SNDBATCH ? n - taken : PK_SNDBATCH, r;
-
-		if (frames[taken].len > p->tx_cap) {
-			p->st.tx_oversize++; /* lost, like on a wire */
-			taken++;
-			continue;
-		}
-		for (int i = 1; i < k; i++) {
-			if (frames[taken + i].len > p->tx_cap) {
-				k = i; /* send up to it; it is dropped next round */
-				break;
-			}
-		}
-		memset(m, 0, sizeof(m[0]) * (size_t)k);
-		for (int i = 0; i < k; i++) {
-			iov[i].iov_base = (void *)frames[taken + i].data;
-			iov[i].iov_len = frames[taken + i].len;
-			m[i].msg_hdr.msg_iov = &iov[i];
-			m[i].msg_hdr.msg_iovlen = 1;
-			m[i].msg_hdr.msg_name = p->txaddr_len ? &p->txaddr : NULL;
-			m[i].msg_hdr.msg_namelen = p->txaddr_len;
-		}
-		r = sendmmsg(p->fd, m, (unsigned)k, MSG_DONTWAIT);
-		if (r > 0) {
-			for (int i = 0; i < r; i++)
-				p->st.tx_bytes += frames[taken + i].len;
-			p->st.tx_frames += (uint64_t)r;
-			taken += r;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EMSGSIZE || errno == EINVAL) {
-			p->st.tx_errors++;
-			taken++;
-			continue;
-		}
-		if (errno == EAGAIN || errno == ENOBUFS)
-			p->st.tx_full += (uint64_t)(n - taken);
-		else
-			p->st.tx_errors++;
-		break;
-	}
 	return taken;
 }
 
@@ -460,10 +408,14 @@ static bool vnet_hdr_of(const struct xt_frame *f, struct virtio_net_hdr *vh)
 	return true;
 }
 
-/* A batch that holds a TSO segment: all of it, in order, through the TSO
- * socket in one sendmmsg per PK_SNDBATCH (one system call for a response's
- * 64 KiB segment and its short tail).  Errors as tx_mmsg. */
-static int tx_vnet(struct pk_nic *p, const struct xt_frame *frames, int n)
+/* One sendmmsg per PK_SNDBATCH frames, straight from the caller's buffers:
+ * through the main socket, or (vnet) through the TSO socket with a virtio
+ * header before each frame, for a batch that holds a TSO segment (one
+ * system call for a response's 64 KiB segment and its short tail).  A frame
+ * the kernel finds malformed is lost, like on a wire; any other error (full
+ * socket or device queue, interface down) refuses the rest, which the
+ * engine counts and TCP retransmits. */
+static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n, bool vnet)
 {
 	struct mmsghdr m[PK_SNDBATCH];
 	struct iovec iov[PK_SNDBATCH][2];
@@ -475,30 +427,38 @@ static int tx_vnet(struct pk_nic *p, const struct xt_frame *frames, int n)
 
 		while (k < PK_SNDBATCH && taken + k < n) {
 			const struct xt_frame *f = &frames[taken + k];
+			bool gso = vnet && XT_FRAME_GSO_SIZE(f->flags);
+			int part = 0;
 
-			if (!vnet_hdr_of(f, &vh[k]) || (!XT_FRAME_GSO_SIZE(f->flags) && f->len > p->tx_cap)) {
+			if ((vnet && !vnet_hdr_of(f, &vh[k])) || (!gso && f->len > p->tx_cap)) {
 				if (k)
 					break; /* send up to it; it is dropped next round */
 				p->st.tx_oversize++; /* lost, like on a wire; TCP resends it */
 				taken++;
 				continue;
 			}
-			iov[k][0] = (struct iovec){ &vh[k], sizeof(vh[k]) };
-			iov[k][1] = (struct iovec){ (void *)f->data, f->len };
 			memset(&m[k], 0, sizeof(m[k]));
-			m[k].msg_hdr.msg_name = &p->gaddr;
-			m[k].msg_hdr.msg_namelen = sizeof(p->gaddr);
+			if (vnet)
+				iov[k][part++] = (struct iovec){ &vh[k], sizeof(vh[k]) };
+			iov[k][part++] = (struct iovec){ (void *)f->data, f->len };
 			m[k].msg_hdr.msg_iov = iov[k];
-			m[k].msg_hdr.msg_iovlen = 2;
+			m[k].msg_hdr.msg_iovlen = (size_t)part;
+			if (vnet) {
+				m[k].msg_hdr.msg_name = &p->gaddr;
+				m[k].msg_hdr.msg_namelen = sizeof(p->gaddr);
+			} else if (p->txaddr_len) {
+				m[k].msg_hdr.msg_name = &p->txaddr;
+				m[k].msg_hdr.msg_namelen = p->txaddr_len;
+			}
 			k++;
 		}
 		if (k == 0)
 			continue;
-		r = sendmmsg(p->gfd, m, (unsigned)k, MSG_DONTWAIT);
+		r = sendmmsg(vnet ? p->gfd : p->fd, m, (unsigned)k, MSG_DONTWAIT);
 		if (r > 0) {
 			for (int i = 0; i < r; i++) {
 				p->st.tx_bytes += frames[taken + i].len;
-				if (XT_FRAME_GSO_SIZE(frames[taken + i].flags))
+				if (vnet && XT_FRAME_GSO_SIZE(frames[taken + i].flags))
 					p->st.tx_gso++;
 			}
 			p->st.tx_frames += (uint64_t)r;
@@ -533,11 +493,11 @@ static int pk_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_ti
 	for (int i = 0; i < n; i++) {
 		if (XT_FRAME_GSO_SIZE(frames[i].flags)) {
 			if (p->gfd >= 0)
-				return tx_vnet(p, frames, n);
+				return tx_mmsg(p, frames, n, true);
 			break; /* no TSO socket: such a segment is dropped below */
 		}
 	}
-	return p->tx_ring_mode ? tx_ring(p, frames, n) : tx_mmsg(p, frames, n);
+	return p->tx_ring_mode ? tx_ring(p, frames, n) : tx_mmsg(p, frames, n, false);
 }
 
 /* --- waking, stats, close ------------------------------------------------ */

@@ -77,7 +77,7 @@ static void unlock_kick(void);
 
 void xp_unlock(void)
 {
-	if (xp_eng.st && xt_stack_tx_pending(xp_eng.st))
+	if (xp_eng.st)
 		xt_stack_flush(xp_eng.st);
 	unlock_kick();
 }
@@ -86,7 +86,7 @@ void xp_unlock_sent(void)
 {
 	/* Deferring needs someone to look soon: the progress thread while it
 	 * sleeps at most a lease (the application is busy calling in). */
-	if (xp_eng.st && xt_stack_tx_pending(xp_eng.st) &&
+	if (xp_eng.st &&
 	    !(xp_cfg.tx_batch && xp_eng.prog_evfd >= 0 && xp_eng.prog_wake_at <= xp_eng.now + XP_PROG_LEASE))
 		xt_stack_flush(xp_eng.st);
 	unlock_kick();
@@ -273,7 +273,7 @@ static void *progress_main(void *arg)
 			xp_drive(now);
 			arm_nic(now);
 			xp_drive(now);
-		} else if (xp_eng.st && xt_stack_tx_pending(xp_eng.st)) {
+		} else if (xp_eng.st) {
 			xt_stack_flush(xp_eng.st); /* frames a send left (xp_unlock_sent) */
 		}
 		xt_time_t dl = next_deadline();
@@ -380,7 +380,7 @@ static void atfork_prepare(void)
 	pthread_mutex_lock(&xp_eng.mu);
 	/* Frames a send left queued (XTCP_TX_BATCH) leave now, from the parent,
 	 * not later as copies from the child. */
-	if (xp_eng.st && xp_eng.nic && !xp_eng.forked_child && xt_stack_tx_pending(xp_eng.st))
+	if (xp_eng.st && xp_eng.nic && !xp_eng.forked_child)
 		xt_stack_flush(xp_eng.st);
 }
 

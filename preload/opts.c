@@ -210,7 +210,7 @@ static bool fast_tcp_opt(struct xp_sock *s, int level, int name, const void *val
 		xp_unlock();
 		return false; /* handed to the kernel meanwhile: the slow path */
 	}
-	*r = engine_set(s, name == TCP_NODELAY ? XT_TCP_NODELAY : XT_TCP_CORK, ival);
+	*r = engine_set(s, find_opt(level, name)->xt, ival);
 	if (*r == 0)
 		record(s, level, name, &ival, sizeof(ival));
 	xp_unlock();
@@ -322,12 +322,11 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 		xp_unlock();
 		put_int(val, len, x);
 	} else if (level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK)) {
-		xp_lock(); /* set on the engine only (fast_tcp_opt) */
-		x = (s->eopt_set >> (name == TCP_NODELAY ? XT_TCP_NODELAY : XT_TCP_CORK)) & 1u
-			    ? s->eopt[name == TCP_NODELAY ? XT_TCP_NODELAY : XT_TCP_CORK] != 0
-			    : 0;
+		int xt = find_opt(level, name)->xt; /* set on the engine only (fast_tcp_opt) */
+		xp_lock();
+		x = (s->eopt_set >> xt) & 1u ? s->eopt[xt] != 0 : 0;
 		if (s->esock >= 0)
-			xt_tcp_getopt(xp_eng.st, s->esock, name == TCP_NODELAY ? XT_TCP_NODELAY : XT_TCP_CORK, &x);
+			xt_tcp_getopt(xp_eng.st, s->esock, xt, &x);
 		xp_unlock();
 		put_int(val, len, x);
 	} else if (level == IPPROTO_TCP && name == TCP_MAXSEG) {

@@ -67,10 +67,7 @@ struct xt_stack *xt_stack_new(const struct xt_stack_cfg *cfg, xt_time_t now)
 	st->sock_cap = cfg->max_sockets;
 	st->txmem = malloc((size_t)XT_TX_BATCH * XT_FRAME_MAX);
 	st->big_at = -1;
-	if (cfg->tso_max && !(st->txbig = malloc(XT_TSO_FRAME_MAX)))
-		st->cfg.tso_max = 0; /* no TSO then: still a working engine */
-	if (st->cfg.tso_max > XT_TSO_FRAME_MAX - 256)
-		st->cfg.tso_max = XT_TSO_FRAME_MAX - 256;
+	xt_stack_set_tso_max(st, cfg->tso_max);
 	st->socks = calloc(st->sock_cap, sizeof(*st->socks));
 	st->free_next = malloc(st->sock_cap * sizeof(*st->free_next));
 	st->ehash_mask = pow2_at_least(st->sock_cap) - 1;
@@ -169,14 +166,18 @@ void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on) { st->tx_defer = on; }
 
+/* Also at creation.  The limit is what one IPv4 datagram carries after the
+ * largest headers; without the TSO buffer (no memory) there is no TSO, and
+ * still a working engine. */
 void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max)
 {
+	const uint32_t ip_max = 65535u - XT_IP_HLEN - 60u; /* 60: TCP header with every option */
+
 	xt_stack_flush(st);
 	if (max && !st->txbig && !(st->txbig = malloc(XT_TSO_FRAME_MAX)))
 		max = 0;
-	st->cfg.tso_max = max > XT_TSO_FRAME_MAX - 256 ? XT_TSO_FRAME_MAX - 256 : max;
+	st->cfg.tso_max = max > ip_max ? ip_max : max;
 }
-int xt_stack_tx_pending(const struct xt_stack *st) { return st->ntx; }
 
 void xt_stack_flush(struct xt_stack *st)
 {
@@ -308,20 +309,27 @@ static void heap_update(struct xt_stack *st, struct xt_sock *s)
 	heap_up(st, s->heap_idx);
 }
 
+/* The top socket's key was stale: its earliest timer is d, later. */
+static void heap_fix_top(struct xt_stack *st, xt_time_t d)
+{
+	struct xt_sock *s = st->heap[0];
+
+	s->deadline = d;
+	if (d == XT_TIME_NEVER)
+		heap_remove(st, s);
+	else
+		heap_down(st, 0);
+}
+
 /* Corrects stale keys at the top until the top's key is exact: then it is
  * the engine's true next deadline. */
 static void heap_settle(struct xt_stack *st)
 {
 	while (st->heap_n) {
-		struct xt_sock *s = st->heap[0];
-		xt_time_t d = earliest(s);
-		if (d == s->deadline)
+		xt_time_t d = earliest(st->heap[0]);
+		if (d == st->heap[0]->deadline)
 			return;
-		s->deadline = d;
-		if (d == XT_TIME_NEVER)
-			heap_remove(st, s);
-		else
-			heap_down(st, 0);
+		heap_fix_top(st, d);
 	}
 }
 
@@ -346,11 +354,7 @@ void xt_stack_poll(struct xt_stack *st, xt_time_t now)
 		struct xt_sock *s = st->heap[0];
 		xt_time_t d = earliest(s);
 		if (d > now) { /* a stale key: nothing of s is due */
-			s->deadline = d;
-			if (d == XT_TIME_NEVER)
-				heap_remove(st, s);
-			else
-				heap_down(st, 0);
+			heap_fix_top(st, d);
 			continue;
 		}
 		xt_tcp_timers(st, s, now);

@@ -406,10 +406,8 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 			uint32_t room = avail < rwnd ? avail : rwnd;
 			if (cwnd < room)
 				room = cwnd;
-			uint32_t cap = st->cfg.tso_max < 65535u - XT_IP_HLEN - 60u ? st->cfg.tso_max
-										  : 65535u - XT_IP_HLEN - 60u;
-			if (room > cap)
-				room = cap;
+			if (room > st->cfg.tso_max) /* fits one IPv4 datagram (xt_stack_set_tso_max) */
+				room = st->cfg.tso_max;
 			if (room >= 2 * mss)
 				len = room / mss * mss;
 		}

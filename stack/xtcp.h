@@ -32,7 +32,7 @@ struct xt_stack;
 struct xt_frame {
 	const uint8_t *data;
 	uint32_t len;
-	uint32_t flags; /* XT_FRAME_* (received frames; 0 on output) */
+	uint32_t flags; /* XT_FRAME_*: CSUM_OK on input, the GSO size on output */
 };
 /* The IPv4 and TCP checksums need no check: the frame was made on this host
  * with checksum offload (Linux CHECKSUM_PARTIAL, e.g. from a veth peer), so
@@ -80,7 +80,8 @@ struct xt_stack_cfg {
 	uint8_t rx_csum_verified; /* 1: backend verified IP/TCP checksums */
 	uint8_t tx_csum_offload;  /* 1: backend fills IP/TCP checksums */
 	uint32_t tso_max;         /* 0: none; else the most TCP payload of one segment
-				   * the backend cuts into MSS-sized ones (XT_FRAME_GSO_SIZE) */
+				   * the backend cuts into MSS-sized ones (XT_FRAME_GSO_SIZE);
+				   * capped to what one IPv4 datagram carries */
 
 	uint32_t max_sockets;     /* sockets of every state (default 65536) */
 	uint32_t somaxconn;       /* cap on listen backlog (default 4096) */
@@ -249,8 +250,6 @@ void xt_stack_flush(struct xt_stack *st);
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on);
 /* A new backend behind the engine (a fork child's): its TSO limit (0: none). */
 void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max);
-/* Frames queued in the TX batch, not yet handed to the backend. */
-int xt_stack_tx_pending(const struct xt_stack *st);
 /* Absolute time of the next timer, or XT_TIME_NEVER. */
 xt_time_t xt_stack_next_deadline(struct xt_stack *st);
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st);

@@ -911,18 +911,17 @@ static void test_ping(void **state)
 }
 
 /* Kernel client in ns B -> engine listener: 1 MiB out, echoed back. */
-static void test_tcp_passive_echo(void **state)
+/* Engine e listens; a kernel client in ns B sends ECHO_BYTES (pattern seed)
+ * and reads them back, every byte checked on both sides. */
+static void passive_echo(struct eng *e, uint8_t seed, const char *what)
 {
-	struct eng *e = &veth_eng;
-	struct tcp_peer peer = { .ip = IP_ENGINE, .port = PORT_ECHO, .tx_seed = 11, .rx_seed = 11,
+	struct tcp_peer peer = { .ip = IP_ENGINE, .port = PORT_ECHO, .tx_seed = seed, .rx_seed = seed,
 				 .tx_total = ECHO_BYTES, .rx_total = ECHO_BYTES };
 	static struct conn c;
 	int ls;
 	pid_t pid;
 	xt_time_t t0;
 
-	(void)state;
-	NEED_VETH();
 	memset(&c, 0, sizeof(c));
 	c.sock = -1;
 	c.echo = true;
@@ -932,13 +931,20 @@ static void test_tcp_passive_echo(void **state)
 	assert_int_equal(xt_tcp_listen(e->st, ls, 16), 0);
 	t0 = mono();
 	pid = spawn('b', kernel_client, &peer);
-	run_conn(e, &c, ls, pid, "passive echo");
-	fprintf(stderr, "passive echo: %u KiB each way in %.1f ms (%.0f Mbit/s each way, with process start-up)\n",
+	run_conn(e, &c, ls, pid, what);
+	fprintf(stderr, "%s: %u KiB each way in %.1f ms (%.0f Mbit/s each way, with process start-up)\n", what,
 		ECHO_BYTES / 1024, (double)(mono() - t0) / 1e6,
 		ECHO_BYTES * 8.0 / ((double)(mono() - t0) / 1e9) / 1e6);
 	assert_int_equal(c.recvd, ECHO_BYTES);
 	assert_int_equal(c.sent, ECHO_BYTES);
 	xt_tcp_close(e->st, ls, e->now);
+}
+
+static void test_tcp_passive_echo(void **state)
+{
+	(void)state;
+	NEED_VETH();
+	passive_echo(&veth_eng, 11, "passive echo");
 }
 
 /* Engine connects out to a kernel server in ns B; both send at once. */
@@ -1113,26 +1119,13 @@ static void test_csum_completion(void **state)
 static void big_echo(bool big)
 {
 	struct eng e;
-	struct tcp_peer peer = { .ip = IP_ENGINE, .port = PORT_ECHO, .tx_seed = 44, .rx_seed = 44,
-				 .tx_total = ECHO_BYTES, .rx_total = ECHO_BYTES };
-	static struct conn c;
 	struct xt_packet_stats ps;
 	const char *what = big ? "big-frame ring" : "copy path";
 
 	open_no_big = !big;
 	eng_open(&e, "xtpk0", IP_ENGINE, XT_PACKET_TX_SENDMMSG);
 	open_no_big = 0;
-	memset(&c, 0, sizeof(c));
-	c.sock = -1;
-	c.echo = true;
-	int ls = xt_tcp_open(e.st);
-	assert_true(ls >= 0);
-	assert_int_equal(xt_tcp_bind(e.st, ls, IP_ENGINE, PORT_ECHO), 0);
-	assert_int_equal(xt_tcp_listen(e.st, ls, 16), 0);
-	pid_t pid = spawn('b', kernel_client, &peer);
-	run_conn(&e, &c, ls, pid, what);
-	assert_int_equal(c.recvd, ECHO_BYTES);
-	assert_int_equal(c.sent, ECHO_BYTES);
+	passive_echo(&e, 44, what);
 	assert_int_equal(xt_packet_stats(e.nic, &ps), 0);
 	fprintf(stderr, "%s: rx %" PRIu64 " frames, %" PRIu64 " big, %" PRIu64 " copied, %" PRIu64
 		" big lost, %" PRIu64 " truncated; tx %" PRIu64 " frames, %" PRIu64 " TSO, engine TSO segments %"
@@ -1150,7 +1143,6 @@ static void big_echo(bool big)
 		assert_true(ps.rx_copied > 0);
 		assert_int_equal(ps.tx_gso, 0);
 	}
-	xt_tcp_close(e.st, ls, e.now);
 	eng_close(&e);
 }
 
