@@ -15,16 +15,19 @@
  * Receive: frames lent by rx_burst live in the ring and go back to the kernel
  * at the start of the next rx_burst.  A frame larger than a ring slot (GRO on
  * the interface, or a GSO super-packet a veth peer's TCP hands over
- * unsegmented) is read in full from the socket's queue (PACKET_COPY_THRESH)
- * into a side buffer, so the engine gets it whole; the engine takes segments
- * up to 64 KiB.  Frames that arrive with only the pseudo-header sum in their
- * TCP/UDP checksum field (TP_STATUS_CSUMNOTREADY: locally generated packets
- * crossing a veth) get their checksum completed in place before the engine
- * sees them.
+ * unsegmented) arrives whole through a second ring of 64 KiB slots, in order
+ * behind a marker in the main one (packet.c); without that ring (no_big_ring,
+ * or no socket for it) it is read from the socket's queue (PACKET_COPY_THRESH)
+ * into a side buffer.  The engine takes segments up to 64 KiB.  Frames whose
+ * checksum the kernel left to offload (TP_STATUS_CSUMNOTREADY: locally made
+ * packets crossing a veth, with only the pseudo-header sum) or verified
+ * (TP_STATUS_CSUM_VALID) reach the engine flagged XT_FRAME_CSUM_OK.
  *
  * Transmit: one sendmmsg() per burst straight from the caller's buffers (the
  * default), or a TX ring: frames copied into ring slots and one send() per
- * burst.  On veth the ring costs ~15% more CPU per frame (measured: user-space
+ * burst.  TSO (Ethernet, sendmmsg mode, unless no_tso): caps.tso_max is set,
+ * and a burst holding a segment flagged XT_FRAME_GSO_SIZE goes out whole
+ * through a send-only socket with PACKET_VNET_HDR, the kernel cutting it.  On veth the ring costs ~15% more CPU per frame (measured: user-space
  * copy into the slot, and the kernel copies the slot's pages anyway when the
  * frame is delivered to a local socket); on a real NIC the ring spares the
  * kernel's copy of the payload, so it stays an option.
