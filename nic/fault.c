@@ -29,6 +29,7 @@ struct held {
 	uint64_t seq;    /* ties on due leave in the order they were held */
 	uint32_t slot;
 	uint32_t len;
+	uint32_t flags;  /* the frame's, less XT_FRAME_GATHER: it is whole in its slot */
 };
 
 struct fault_nic {
@@ -89,6 +90,7 @@ static struct verdict decide(struct fault_nic *f, const struct xt_frame *fr, xt_
 	const struct xt_fault_cfg *c = &f->cfg;
 	uint64_t idx = f->stats.frames++;
 	struct verdict v = { 0 };
+	uint32_t wlen = xt_frame_wire_len(fr);
 	bool reorder;
 
 	v.lost = in_burst(c, idx) || chance(frame_rand(f, idx, 0), c->loss);
@@ -98,13 +100,13 @@ static struct verdict decide(struct fault_nic *f, const struct xt_frame *fr, xt_
 	}
 	v.dup = chance(frame_rand(f, idx, 1), c->dup);
 	reorder = chance(frame_rand(f, idx, 2), c->reorder);
-	v.corrupt = fr->len > 0 && chance(frame_rand(f, idx, 3), c->corrupt);
-	v.bit = fr->len ? frame_rand(f, idx, 4) % ((uint64_t)fr->len * 8u) : 0;
+	v.corrupt = wlen > 0 && chance(frame_rand(f, idx, 3), c->corrupt);
+	v.bit = wlen ? frame_rand(f, idx, 4) % ((uint64_t)wlen * 8u) : 0;
 	/* Frames too big for a pool slot pass untouched (inner drops them). */
-	if (fr->len > f->slot_size)
+	if (wlen > f->slot_size)
 		reorder = v.corrupt = false;
 	v.due = now + c->delay + (reorder ? c->reorder_delay : 0);
-	v.hold = fr->len <= f->slot_size && (reorder || c->delay > 0);
+	v.hold = wlen <= f->slot_size && (reorder || c->delay > 0);
 	f->stats.dupped += v.dup;
 	f->stats.reordered += reorder;
 	f->stats.corrupted += v.corrupt;
@@ -171,10 +173,11 @@ static bool hold(struct fault_nic *f, const struct xt_frame *fr, const struct ve
 		return false;
 	for (int i = 0; i < copies; i++) {
 		uint32_t slot = f->free_slots[--f->nfree];
-		memcpy(slot_data(f, slot), fr->data, fr->len);
+		xt_frame_copy(fr, slot_data(f, slot));
 		if (v->corrupt)
 			flip_bit(slot_data(f, slot), v->bit);
-		heap_push(f, (struct held){ .due = v->due, .seq = f->seq++, .slot = slot, .len = fr->len });
+		heap_push(f, (struct held){ .due = v->due, .seq = f->seq++, .slot = slot,
+					    .len = xt_frame_wire_len(fr), .flags = fr->flags & ~XT_FRAME_GATHER });
 	}
 	return true;
 }
@@ -185,7 +188,7 @@ static void release_due(struct fault_nic *f, xt_time_t now)
 {
 	while (f->nheld && f->heap[0].due <= now) {
 		struct held h = f->heap[0];
-		struct xt_frame fr = { slot_data(f, h.slot), h.len, 0 };
+		struct xt_frame fr = { .data = slot_data(f, h.slot), .len = h.len, .flags = h.flags };
 		if (xt_nic_tx(f->inner, &fr, 1, now) < 1)
 			return;
 		heap_pop(f);
@@ -225,9 +228,10 @@ static bool send_corrupted(struct fault_nic *f, const struct xt_frame *fr, const
 	struct xt_frame out[2];
 	int copies = v->dup ? 2 : 1;
 
-	memcpy(f->scratch, fr->data, fr->len);
+	xt_frame_copy(fr, f->scratch);
 	flip_bit(f->scratch, v->bit);
-	out[0] = out[1] = (struct xt_frame){ f->scratch, fr->len, 0 };
+	out[0] = out[1] = (struct xt_frame){
+		.data = f->scratch, .len = xt_frame_wire_len(fr), .flags = fr->flags & ~XT_FRAME_GATHER };
 	return xt_nic_tx(f->inner, out, copies, now) >= 1;
 }
 
@@ -336,6 +340,10 @@ struct xt_nic *xt_fault_wrap(struct xt_nic *inner, const struct xt_fault_cfg *cf
 	f->nic.ops = &fault_ops;
 	f->nic.caps = inner->caps;
 	f->nic.caps.tso_max = 0; /* its slots hold one MTU */
+	/* A bit it flips must reach the peer as a bad checksum, so it never
+	 * leaves a checksum for the inner device to finish after the flip. */
+	if (f->nic.caps.tx_csum == XT_TX_CSUM_PARTIAL)
+		f->nic.caps.tx_csum = XT_TX_CSUM_NONE;
 	f->inner = inner;
 	if (cfg)
 		f->cfg = *cfg;

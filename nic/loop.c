@@ -120,21 +120,22 @@ static void dir_push(struct loop_wire *w, struct loop_dir *d, const struct xt_fr
 {
 	uint32_t s = slot_of(d, d->tail);
 	xt_time_t start = now > d->link_free_at ? now : d->link_free_at;
-	xt_time_t depart = start + ser_time(w, f->len);
+	uint32_t len = xt_frame_wire_len(f);
+	xt_time_t depart = start + ser_time(w, len);
 	xt_time_t arrive = depart + w->latency;
 
 	/* A caller whose clock went backwards must not reorder the wire. */
 	if (arrive < d->last_arrive)
 		arrive = d->last_arrive;
-	memcpy(d->mem + (size_t)s * d->slot_size, f->data, f->len);
-	d->len[s] = f->len;
+	xt_frame_copy(f, d->mem + (size_t)s * d->slot_size);
+	d->len[s] = len;
 	d->depart[s] = depart;
 	d->arrive[s] = arrive;
 	d->link_free_at = depart;
 	d->last_arrive = arrive;
 	d->tail++;
 	d->stats.tx_frames++;
-	d->stats.tx_bytes += f->len;
+	d->stats.tx_bytes += len;
 	if (queue_len(w, d, now) > d->stats.queue_max)
 		d->stats.queue_max = (uint32_t)queue_len(w, d, now);
 }
@@ -153,7 +154,7 @@ static int loop_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_
 	for (int i = 0; i < n; i++) {
 		if (!peer_open)
 			d->stats.drop_peer_closed++;
-		else if (frames[i].len > w->max_frame)
+		else if (xt_frame_wire_len(&frames[i]) > w->max_frame)
 			d->stats.drop_oversize++;
 		else if (dir_full(w, d, now))
 			d->stats.drop_queue++;
@@ -274,6 +275,7 @@ static void end_init(struct loop_wire *w, int idx, const uint8_t mac[6], uint16_
 
 	e->nic.ops = &loop_ops;
 	e->nic.caps.mtu = mtu;
+	e->nic.caps.tx_gather = 1; /* it copies each frame anyway */
 	if (mac_is_zero(mac)) {
 		/* Locally administered unicast: 02:00:00:00:00:01 and :02. */
 		uint8_t def[6] = { 0x02, 0, 0, 0, 0, (uint8_t)(idx + 1) };

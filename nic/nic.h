@@ -23,7 +23,8 @@ struct xt_nic_caps {
 	uint8_t mac[6];
 	uint16_t mtu;          /* IP MTU */
 	uint8_t rx_csum;       /* backend verifies checksums on receive */
-	uint8_t tx_csum;       /* backend fills checksums on send */
+	uint8_t tx_csum;       /* XT_TX_CSUM_*: which checksums the backend fills on send */
+	uint8_t tx_gather;     /* takes frames whose payload follows in pieces (XT_FRAME_GATHER) */
 	uint8_t no_link_header;/* frames are bare IP (tun) */
 	uint32_t tso_max;      /* > 0: takes TCP segments of up to this much payload
 				* flagged XT_FRAME_GSO_SIZE and cuts them (TSO/GSO) */
@@ -34,7 +35,9 @@ struct xt_nic_ops {
 	/* Up to n received frames; frames[i].data stays valid until the next
 	 * rx_burst on this nic or its close.  Returns the count, or -errno. */
 	int (*rx_burst)(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t now);
-	/* Takes (copies) up to n frames; returns how many it took, or -errno. */
+	/* Takes (copies) up to n frames; returns how many it took, or -errno.
+	 * A frame flagged XT_FRAME_GATHER (only if caps.tx_gather) continues
+	 * in its pay pieces. */
 	int (*tx_burst)(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_time_t now);
 	/* fd that becomes readable when frames arrive after arm_wake, or -1. */
 	int (*wake_fd)(struct xt_nic *nic);

@@ -358,7 +358,9 @@ static int tx_ring(struct pk_nic *p, const struct xt_frame *frames, int n)
 		const struct xt_frame *f = &frames[taken];
 		struct tpacket2_hdr *h;
 
-		if (f->len > p->tx_cap) {
+		uint32_t len = xt_frame_wire_len(f);
+
+		if (len > p->tx_cap) {
 			p->st.tx_oversize++;
 			continue;
 		}
@@ -367,12 +369,12 @@ static int tx_ring(struct pk_nic *p, const struct xt_frame *frames, int n)
 			p->st.tx_full += (uint64_t)(n - taken);
 			break;
 		}
-		memcpy((uint8_t *)h + PK_TX_DATA_OFF, f->data, f->len);
-		h->tp_len = f->len;
+		xt_frame_copy(f, (uint8_t *)h + PK_TX_DATA_OFF);
+		h->tp_len = len;
 		status_set(h, TP_STATUS_SEND_REQUEST);
 		p->tx.head = ring_next(&p->tx, p->tx.head);
 		p->st.tx_frames++;
-		p->st.tx_bytes += f->len;
+		p->st.tx_bytes += len;
 		queued = true;
 	}
 	if (queued || p->tx_pending)
@@ -380,31 +382,35 @@ static int tx_ring(struct pk_nic *p, const struct xt_frame *frames, int n)
 	return taken;
 }
 
-/* The virtio header of a frame for the TSO socket: for a TSO segment the
- * kernel (the device, or GSO in software) cuts it into parts of gso_size
- * payload bytes and completes each TCP checksum from the pseudo-header sum
- * the engine left in the field; an ordinary frame gets an empty header and
- * goes out as it is.  False when a TSO segment is malformed. */
+/* The virtio header of a frame for the offload socket.  The kernel (the
+ * device, or software) completes the TCP checksum of a frame flagged
+ * CSUM_PARTIAL, or of a TSO segment, from the pseudo-header sum the engine
+ * left in the field, and cuts a TSO segment into parts of gso_size payload
+ * bytes; any other frame gets an empty header and goes out as it is.  False
+ * when such a frame is malformed. */
 static bool vnet_hdr_of(const struct xt_frame *f, struct virtio_net_hdr *vh)
 {
 	const uint8_t *ip = f->data + XT_ETH_HLEN;
 	uint32_t ihl, thl;
 
 	memset(vh, 0, sizeof(*vh));
-	if (!XT_FRAME_GSO_SIZE(f->flags))
+	if (!XT_FRAME_GSO_SIZE(f->flags) && !(f->flags & XT_FRAME_CSUM_PARTIAL))
 		return true;
+	/* the headers are in data; only payload is gathered */
 	if (f->len < XT_ETH_HLEN + XT_IP_HLEN + XT_TCP_HLEN)
 		return false;
 	ihl = (ip[XT_IP_VHL] & 0xfu) * 4u;
-	if (f->len < XT_ETH_HLEN + ihl + XT_TCP_HLEN)
+	if (ihl < XT_IP_HLEN || f->len < XT_ETH_HLEN + ihl + XT_TCP_HLEN)
 		return false;
 	thl = (uint32_t)(ip[ihl + XT_TCP_OFF] >> 4) * 4u;
 	vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-	vh->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
-	vh->hdr_len = (uint16_t)(XT_ETH_HLEN + ihl + thl); /* little-endian hosts: virtio 1.0 order */
-	vh->gso_size = (uint16_t)XT_FRAME_GSO_SIZE(f->flags);
 	vh->csum_start = (uint16_t)(XT_ETH_HLEN + ihl);
 	vh->csum_offset = 16; /* TCP checksum (RFC 9293 3.1) */
+	if (XT_FRAME_GSO_SIZE(f->flags)) {
+		vh->gso_type = VIRTIO_NET_HDR_GSO_TCPV4;
+		vh->hdr_len = (uint16_t)(XT_ETH_HLEN + ihl + thl); /* little-endian hosts: virtio 1.0 order */
+		vh->gso_size = (uint16_t)XT_FRAME_GSO_SIZE(f->flags);
+	}
 	return true;
 }
 
@@ -418,7 +424,7 @@ static bool vnet_hdr_of(const struct xt_frame *f, struct virtio_net_hdr *vh)
 static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n, bool vnet)
 {
 	struct mmsghdr m[PK_SNDBATCH];
-	struct iovec iov[PK_SNDBATCH][2];
+	struct iovec iov[PK_SNDBATCH][4]; /* virtio header, data, two gathered pieces */
 	struct virtio_net_hdr vh[PK_SNDBATCH];
 	int taken = 0;
 
@@ -430,7 +436,7 @@ static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n, bool 
 			bool gso = vnet && XT_FRAME_GSO_SIZE(f->flags);
 			int part = 0;
 
-			if ((vnet && !vnet_hdr_of(f, &vh[k])) || (!gso && f->len > p->tx_cap)) {
+			if ((vnet && !vnet_hdr_of(f, &vh[k])) || (!gso && xt_frame_wire_len(f) > p->tx_cap)) {
 				if (k)
 					break; /* send up to it; it is dropped next round */
 				p->st.tx_oversize++; /* lost, like on a wire; TCP resends it */
@@ -441,6 +447,13 @@ static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n, bool 
 			if (vnet)
 				iov[k][part++] = (struct iovec){ &vh[k], sizeof(vh[k]) };
 			iov[k][part++] = (struct iovec){ (void *)f->data, f->len };
+			if (f->flags & XT_FRAME_GATHER) {
+				/* the kernel copies the payload from the socket's send
+				 * ring: the engine made no copy of its own */
+				for (int j = 0; j < 2; j++)
+					if (f->pay_len[j])
+						iov[k][part++] = (struct iovec){ (void *)f->pay[j], f->pay_len[j] };
+			}
 			m[k].msg_hdr.msg_iov = iov[k];
 			m[k].msg_hdr.msg_iovlen = (size_t)part;
 			if (vnet) {
@@ -457,7 +470,7 @@ static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n, bool 
 		r = sendmmsg(vnet ? p->gfd : p->fd, m, (unsigned)k, MSG_DONTWAIT);
 		if (r > 0) {
 			for (int i = 0; i < r; i++) {
-				p->st.tx_bytes += frames[taken + i].len;
+				p->st.tx_bytes += xt_frame_wire_len(&frames[taken + i]);
 				if (vnet && XT_FRAME_GSO_SIZE(frames[taken + i].flags))
 					p->st.tx_gso++;
 			}
@@ -490,6 +503,8 @@ static int pk_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_ti
 		return -EINVAL;
 	if (n == 0)
 		return 0;
+	if (p->gfd >= 0 && p->nic.caps.tx_csum == XT_TX_CSUM_PARTIAL)
+		return tx_mmsg(p, frames, n, true); /* every TCP frame has its sum left to finish */
 	for (int i = 0; i < n; i++) {
 		if (XT_FRAME_GSO_SIZE(frames[i].flags)) {
 			if (p->gfd >= 0)
@@ -806,11 +821,13 @@ fail:
 	return -1;
 }
 
-/* TSO through a send-only socket (protocol 0: it receives nothing) with
- * PACKET_VNET_HDR; Ethernet only.  Without it caps.tso_max stays 0. */
+/* Checksum offload and TSO through a send-only socket (protocol 0: it
+ * receives nothing) with PACKET_VNET_HDR; Ethernet only.  Without it
+ * caps.tx_csum stays NONE and caps.tso_max 0; with cfg->no_tso only the
+ * latter. */
 static void setup_tso(struct pk_nic *p, const struct xt_packet_cfg *cfg)
 {
-	if (cfg->no_tso || p->no_link || p->tx_ring_mode) {
+	if (p->no_link || p->tx_ring_mode) {
 		if (p->gfd >= 0)
 			close(p->gfd);
 		p->gfd = -1;
@@ -832,7 +849,9 @@ static void setup_tso(struct pk_nic *p, const struct xt_packet_cfg *cfg)
 	p->gaddr.sll_family = AF_PACKET;
 	p->gaddr.sll_ifindex = p->ifindex;
 	p->gaddr.sll_protocol = htons(ETH_P_IP);
-	p->nic.caps.tso_max = 65535u - XT_IP_HLEN - 60u; /* an IPv4 datagram's worth */
+	p->nic.caps.tx_csum = XT_TX_CSUM_PARTIAL;
+	if (!cfg->no_tso)
+		p->nic.caps.tso_max = 65535u - XT_IP_HLEN - 60u; /* an IPv4 datagram's worth */
 }
 
 static void drop_big(struct pk_nic *p)
@@ -884,6 +903,7 @@ static int apply_if(struct pk_nic *p, const struct xt_packet_cfg *cfg, const str
 	hh = p->no_link ? 0 : XT_ETH_HLEN;
 	p->nic.caps.mtu = ii->mtu > 65535 ? 65535 : (uint16_t)ii->mtu;
 	p->nic.caps.no_link_header = p->no_link;
+	p->nic.caps.tx_gather = 1; /* sendmmsg takes the pieces; the TX ring copies them */
 	p->rx.frame_size = slot_size((uint32_t)ii->mtu, hh);
 	p->tx.frame_size = p->rx.frame_size;
 	/* tpacket_rcv: the frame starts netoff - hh into the slot */

@@ -25,9 +25,17 @@
  *
  * Transmit: one sendmmsg() per burst straight from the caller's buffers (the
  * default), or a TX ring: frames copied into ring slots and one send() per
- * burst.  TSO (Ethernet, sendmmsg mode, unless no_tso): caps.tso_max is set,
- * and a burst holding a segment flagged XT_FRAME_GSO_SIZE goes out whole
- * through a send-only socket with PACKET_VNET_HDR, the kernel cutting it.  On veth the ring costs ~15% more CPU per frame (measured: user-space
+ * burst.  caps.tx_gather: a frame's gathered payload (XT_FRAME_GATHER, the
+ * socket's send ring) is one or two more iovecs, so the kernel's copy into
+ * its skb is the only one after the engine's send buffer.  On Ethernet in
+ * sendmmsg mode every burst goes through a send-only socket with
+ * PACKET_VNET_HDR: TCP frames flagged XT_FRAME_CSUM_PARTIAL get
+ * VIRTIO_NET_HDR_F_NEEDS_CSUM (caps.tx_csum = XT_TX_CSUM_PARTIAL: the device
+ * or the kernel finishes the checksum, and on a veth a local receiver takes
+ * it as it is, as for the kernel's own TCP), and unless no_tso a segment
+ * flagged XT_FRAME_GSO_SIZE is cut by the kernel (caps.tso_max).  Without
+ * that socket the engine computes checksums and sends MSS-sized frames
+ * through the main one.  On veth the ring costs ~15% more CPU per frame (measured: user-space
  * copy into the slot, and the kernel copies the slot's pages anyway when the
  * frame is delivered to a local socket); on a real NIC the ring spares the
  * kernel's copy of the payload, so it stays an option.
@@ -68,8 +76,8 @@ struct xt_packet_cfg {
 	 * copy path: read from the socket queue one system call each). */
 	int no_big_ring;
 	int big_sock_fd; /* > 0: as sock_fd, for the big-frame ring */
-	int no_tso;      /* 1: no TSO socket (caps.tso_max stays 0) */
-	int tso_sock_fd; /* > 0: as sock_fd, for the TSO socket */
+	int no_tso;      /* 1: no TSO (caps.tso_max stays 0); the offload socket still finishes checksums */
+	int tso_sock_fd; /* > 0: as sock_fd, for the offload (TSO and checksum) socket */
 };
 
 /* Opens the backend.  Returns 0 and *out, or -errno; the reason, in words, is

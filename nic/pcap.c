@@ -141,6 +141,25 @@ static void rotate(struct pcap_nic *p)
 		p->failed = true;
 }
 
+/* The first n bytes of the frame, gathered payload included. */
+static bool write_pieces(FILE *fp, const struct xt_frame *fr, uint32_t n)
+{
+	const uint8_t *p[3] = { fr->data, NULL, NULL };
+	uint32_t l[3] = { fr->len, 0, 0 };
+
+	if (fr->flags & XT_FRAME_GATHER) {
+		p[1] = fr->pay[0], l[1] = fr->pay_len[0];
+		p[2] = fr->pay[1], l[2] = fr->pay_len[1];
+	}
+	for (int i = 0; i < 3 && n; i++) {
+		uint32_t k = l[i] < n ? l[i] : n;
+		if (k && fwrite(p[i], 1, k, fp) != k)
+			return false;
+		n -= k;
+	}
+	return true;
+}
+
 static void pcap_record(struct pcap_nic *p, const struct xt_frame *fr, xt_time_t now)
 {
 	if (!p->fp || p->failed)
@@ -148,11 +167,12 @@ static void pcap_record(struct pcap_nic *p, const struct xt_frame *fr, xt_time_t
 	int64_t t = (int64_t)now + p->ts_offset;
 	if (t < 0)
 		t = 0;
+	uint32_t len = xt_frame_wire_len(fr);
 	struct pcap_rec_hdr h = {
 		.ts_sec = (uint32_t)((uint64_t)t / 1000000000u),
 		.ts_usec = (uint32_t)((uint64_t)t % 1000000000u / 1000u),
-		.incl_len = fr->len < PCAP_SNAPLEN ? fr->len : PCAP_SNAPLEN,
-		.orig_len = fr->len,
+		.incl_len = len < PCAP_SNAPLEN ? len : PCAP_SNAPLEN,
+		.orig_len = len,
 	};
 	uint64_t rec = sizeof(h) + h.incl_len;
 	if (p->max_bytes && p->cur_bytes + rec > p->max_bytes &&
@@ -161,7 +181,7 @@ static void pcap_record(struct pcap_nic *p, const struct xt_frame *fr, xt_time_t
 		if (p->failed)
 			return;
 	}
-	if (fwrite(&h, sizeof(h), 1, p->fp) != 1 || fwrite(fr->data, 1, h.incl_len, p->fp) != h.incl_len) {
+	if (fwrite(&h, sizeof(h), 1, p->fp) != 1 || !write_pieces(p->fp, fr, h.incl_len)) {
 		p->failed = true;
 		return;
 	}

@@ -474,6 +474,7 @@ int xp_engine_reopen(void)
 	pthread_mutex_lock(&xp_eng.mu);
 	xp_eng.nic = nic;
 	xt_stack_set_tso_max(xp_eng.st, xp_cfg.tso ? nic->caps.tso_max : 0); /* this child's NIC */
+	xt_stack_set_tx_offload(xp_eng.st, nic->caps.tx_csum, nic->caps.tx_gather);
 	xp_eng.wake_fd = nic->ops->wake_fd ? nic->ops->wake_fd(nic) : -1;
 	xp_eng.prog_evfd = evfd;
 	xp_eng.now = xp_clock();
@@ -533,6 +534,7 @@ static int attach(void)
 	sc.no_link_header = nic->caps.no_link_header;
 	sc.rx_csum_verified = nic->caps.rx_csum;
 	sc.tx_csum_offload = nic->caps.tx_csum;
+	sc.tx_gather = nic->caps.tx_gather;
 	sc.tso_max = xp_cfg.tso ? nic->caps.tso_max : 0;
 	sc.max_sockets = xp_cfg.max_sockets;
 	sc.somaxconn = xp_cfg.somaxconn;

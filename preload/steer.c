@@ -213,16 +213,19 @@ static void hold_flush(void)
 int xp_tx_held(const struct xt_frame *frames, int n)
 {
 	for (int i = 0; i < n; i++) {
-		if (hold.n == HOLD_FRAMES || hold.used + frames[i].len > HOLD_BYTES) {
+		uint32_t len = xt_frame_wire_len(&frames[i]);
+		if (hold.n == HOLD_FRAMES || hold.used + len > HOLD_BYTES) {
 			/* more than a SYN's worth: keep the order, send the rest now */
 			hold_flush();
 			int r = xt_nic_tx(xp_eng.nic, frames + i, n - i, xp_eng.now);
 			return r < 0 ? i : i + r;
 		}
-		memcpy(hold.buf + hold.used, frames[i].data, frames[i].len);
+		xt_frame_copy(&frames[i], hold.buf + hold.used);
 		hold.f[hold.n] = frames[i];
 		hold.f[hold.n].data = hold.buf + hold.used;
-		hold.used += frames[i].len;
+		hold.f[hold.n].len = len;
+		hold.f[hold.n].flags &= ~XT_FRAME_GATHER;
+		hold.used += len;
 		hold.n++;
 	}
 	return n;

@@ -412,12 +412,17 @@ int xt_arp_output(struct xt_stack *st, uint32_t nexthop, uint8_t *frame, uint32_
 
 	assert(len <= XT_FRAME_MAX || xt_tx_building_big(st));
 	e = i == NIL ? NULL : &a->e[i];
-	if (len > XT_FRAME_MAX && (!e || e->state == ARP_INCOMPLETE)) {
-		/* A TSO segment does not fit the queue: lost, TCP resends it
-		 * (as MSS-sized segments) once the neighbour answers. */
-		st->building_big = false;
-		XT_CNT(st, arp_queue_full);
-		return -ENOBUFS;
+	if (!e || e->state == ARP_INCOMPLETE) {
+		if (xt_tx_building_big(st)) {
+			/* A TSO segment does not go in the queue (which
+			 * sends plain frames): lost, TCP resends it once
+			 * the neighbour answers. */
+			xt_tx_drop_build(st);
+			XT_CNT(st, arp_queue_full);
+			return -ENOBUFS;
+		}
+		/* The queue outlives the batch: the frame must be whole. */
+		xt_tx_materialize(st, frame, len);
 	}
 	if (i == NIL)
 		return arp_resolve(st, nexthop, frame, len, now);

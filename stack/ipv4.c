@@ -157,7 +157,7 @@ static void ip_build(struct xt_stack *st, uint8_t *h, uint32_t tot, uint32_t src
 	xt_wr16(h + XT_IP_CSUM_be16, 0);
 	xt_wr32(h + XT_IP_SRC_be32, src);
 	xt_wr32(h + XT_IP_DST_be32, dst);
-	if (!st->cfg.tx_csum_offload)
+	if (st->cfg.tx_csum_offload != XT_TX_CSUM_FULL)
 		xt_wr16(h + XT_IP_CSUM_be16, xt_csum_fold(xt_csum_add(0, h, XT_IP_HLEN)));
 }
 
@@ -166,7 +166,8 @@ int xt_ip_output(struct xt_stack *st, uint8_t *buf, uint32_t l4len, uint32_t src
 {
 	uint32_t l3 = xt_l3_off(st), tot = XT_IP_HLEN + l4len, nexthop;
 
-	assert(l3 + tot <= (xt_tx_building_big(st) ? XT_TSO_FRAME_MAX : XT_FRAME_MAX) && tot <= 65535);
+	assert(l3 + tot - xt_tx_pay_len(st) <= (st->building_big ? XT_TSO_FRAME_MAX : XT_FRAME_MAX) &&
+	       tot <= 65535);
 	if (st->cfg.no_link_header) {
 		/* Point-to-point: everything leaves through the one link. */
 		ip_build(st, buf, tot, src, dst, proto);

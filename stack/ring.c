@@ -60,6 +60,17 @@ void xt_ring_peek(const struct xt_ring *r, uint32_t off, void *dst, uint32_t n)
 		memcpy((uint8_t *)dst + first, r->buf, n - first);
 }
 
+void xt_ring_span(const struct xt_ring *r, uint32_t off, uint32_t n, const uint8_t *p[2], uint32_t len[2])
+{
+	assert((uint64_t)off + n <= r->cap);
+	uint32_t pos = (r->head + off) % r->cap;
+	uint32_t first = r->cap - pos < n ? r->cap - pos : n;
+	p[0] = r->buf + pos;
+	len[0] = first;
+	p[1] = r->buf;
+	len[1] = n - first;
+}
+
 void xt_ring_consume(struct xt_ring *r, uint32_t n)
 {
 	assert(n <= r->len);

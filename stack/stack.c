@@ -52,6 +52,8 @@ static int cfg_valid(const struct xt_stack_cfg *c)
 		return 0;
 	if (c->rcvbuf < 4096 || c->sndbuf < 4096 || c->port_lo == 0 || c->port_lo > c->port_hi)
 		return 0;
+	if (c->tx_csum_offload > XT_TX_CSUM_PARTIAL)
+		return 0;
 	return 1;
 }
 
@@ -67,6 +69,7 @@ struct xt_stack *xt_stack_new(const struct xt_stack_cfg *cfg, xt_time_t now)
 	st->sock_cap = cfg->max_sockets;
 	st->txmem = malloc((size_t)XT_TX_BATCH * XT_FRAME_MAX);
 	st->big_at = -1;
+	st->tx_gen = 1; /* a new socket's tx_ref_gen (0) matches no batch */
 	xt_stack_set_tso_max(st, cfg->tso_max);
 	st->socks = calloc(st->sock_cap, sizeof(*st->socks));
 	st->free_next = malloc(st->sock_cap * sizeof(*st->free_next));
@@ -92,6 +95,7 @@ void xt_stack_free(struct xt_stack *st)
 {
 	if (!st)
 		return;
+	st->ntx = 0; /* unsent frames die with the engine */
 	if (st->socks) {
 		for (uint32_t i = 0; i < st->sock_cap; i++)
 			if (st->socks[i]) {
@@ -131,11 +135,19 @@ uint64_t xt_stack_mem_used(const struct xt_stack *st) { return st->mem_used; }
 
 /* --- TX batch --- */
 
+static void build_reset(struct xt_stack *st)
+{
+	st->building_big = false;
+	st->build_csum_partial = false;
+	st->build_gso = 0;
+	st->build_pay_len[0] = st->build_pay_len[1] = 0;
+}
+
 uint8_t *xt_tx_buf(struct xt_stack *st)
 {
 	if (st->ntx == XT_TX_BATCH)
 		xt_stack_flush(st);
-	st->building_big = false;
+	build_reset(st);
 	return st->txmem + (size_t)st->ntx * XT_FRAME_MAX;
 }
 
@@ -145,23 +157,65 @@ uint8_t *xt_tx_buf_big(struct xt_stack *st, uint32_t mss)
 		return NULL;
 	if (st->ntx == XT_TX_BATCH || st->big_at >= 0)
 		xt_stack_flush(st);
+	build_reset(st);
 	st->building_big = true;
 	st->build_gso = mss;
 	return st->txbig;
 }
 
+void xt_tx_drop_build(struct xt_stack *st) { build_reset(st); }
+
+void xt_tx_set_gso(struct xt_stack *st, uint32_t mss) { st->build_gso = mss; }
+
+void xt_tx_materialize(struct xt_stack *st, uint8_t *frame, uint32_t frame_len)
+{
+	uint32_t l0 = st->build_pay_len[0], l1 = st->build_pay_len[1], at = frame_len - l0 - l1;
+
+	assert(!st->build_gso && frame_len <= XT_FRAME_MAX);
+	if (l0)
+		memcpy(frame + at, st->build_pay[0], l0);
+	if (l1)
+		memcpy(frame + at + l0, st->build_pay[1], l1);
+	st->build_pay_len[0] = st->build_pay_len[1] = 0;
+	if (st->build_csum_partial) {
+		/* the field holds the pseudo-header sum: finish it here */
+		uint8_t *th = frame + xt_l4_off(st);
+		uint32_t sum = xt_csum_add(0, th, frame_len - xt_l4_off(st));
+		xt_wr16(th + XT_TCP_CSUM_be16, xt_csum_fold(sum));
+		st->build_csum_partial = false;
+	}
+}
+
 void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 {
-	assert(st->ntx < XT_TX_BATCH && frame_len <= (st->building_big ? XT_TSO_FRAME_MAX : XT_FRAME_MAX));
-	st->txflags[st->ntx] = 0;
-	if (st->building_big) {
-		st->big_at = (int8_t)st->ntx;
-		st->txflags[st->ntx] = st->build_gso << XT_FRAME_GSO_SHIFT;
-		st->building_big = false;
+	uint32_t pay = xt_tx_pay_len(st), i = (uint32_t)st->ntx;
+
+	assert(st->ntx < XT_TX_BATCH && frame_len >= pay &&
+	       frame_len - pay <= (st->building_big ? XT_TSO_FRAME_MAX : XT_FRAME_MAX));
+	st->txflags[i] = 0;
+	if (st->building_big)
+		st->big_at = (int8_t)i;
+	if (st->build_gso)
+		st->txflags[i] = st->build_gso << XT_FRAME_GSO_SHIFT;
+	st->txpay_len[i][0] = st->build_pay_len[0];
+	st->txpay_len[i][1] = st->build_pay_len[1];
+	if (pay) {
+		st->txflags[i] |= XT_FRAME_GATHER;
+		st->txpay[i][0] = st->build_pay[0];
+		st->txpay[i][1] = st->build_pay[1];
 	}
-	st->txlen[st->ntx++] = frame_len;
+	if (st->build_csum_partial)
+		st->txflags[i] |= XT_FRAME_CSUM_PARTIAL;
+	build_reset(st);
+	st->txlen[st->ntx++] = frame_len - pay;
 	st->cnt.tx_frames++;
 	st->cnt.tx_bytes += frame_len;
+}
+
+void xt_tx_unref(struct xt_stack *st, struct xt_sock *s, uint32_t seq)
+{
+	if (st->ntx && s->tx_ref_gen == st->tx_gen && SEQ_LT(s->tx_ref_seq, seq))
+		xt_stack_flush(st);
 }
 
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on) { st->tx_defer = on; }
@@ -179,6 +233,13 @@ void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max)
 	st->cfg.tso_max = max > ip_max ? ip_max : max;
 }
 
+void xt_stack_set_tx_offload(struct xt_stack *st, uint8_t csum, uint8_t gather)
+{
+	xt_stack_flush(st);
+	st->cfg.tx_csum_offload = csum > XT_TX_CSUM_PARTIAL ? XT_TX_CSUM_NONE : csum;
+	st->cfg.tx_gather = gather != 0;
+}
+
 void xt_stack_flush(struct xt_stack *st)
 {
 	struct xt_frame f[XT_TX_BATCH];
@@ -189,8 +250,13 @@ void xt_stack_flush(struct xt_stack *st)
 		f[i].data = i == st->big_at ? st->txbig : st->txmem + (size_t)i * XT_FRAME_MAX;
 		f[i].len = st->txlen[i];
 		f[i].flags = st->txflags[i];
+		f[i].pay_len[0] = st->txpay_len[i][0];
+		f[i].pay_len[1] = st->txpay_len[i][1];
+		f[i].pay[0] = f[i].pay_len[0] ? st->txpay[i][0] : NULL;
+		f[i].pay[1] = f[i].pay_len[1] ? st->txpay[i][1] : NULL;
 	}
 	st->big_at = -1;
+	st->tx_gen++; /* no frame points into a send ring any more */
 	int sent = st->cfg.tx(st->cfg.tx_ctx, f, n);
 	if (sent < 0)
 		sent = 0;
@@ -203,7 +269,7 @@ void xt_stack_flush(struct xt_stack *st)
 
 void xt_stack_input(struct xt_stack *st, const void *frame, size_t len, xt_time_t now)
 {
-	struct xt_frame f = { frame, len > UINT32_MAX ? UINT32_MAX : (uint32_t)len, 0 };
+	struct xt_frame f = { .data = frame, .len = len > UINT32_MAX ? UINT32_MAX : (uint32_t)len, .flags = 0 };
 
 	xt_stack_input_frame(st, &f, now);
 }
@@ -524,6 +590,7 @@ void xt_sock_bufs_free(struct xt_stack *st, struct xt_sock *s)
 {
 	if (!s->rq.buf)
 		return;
+	xt_tx_unref(st, s, s->snd_una + s->sq.cap);
 	st->mem_used -= (uint64_t)s->rq.cap + s->sq.cap;
 	xt_ring_free(&s->rq);
 	xt_ring_free(&s->sq);

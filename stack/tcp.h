@@ -148,6 +148,10 @@ struct xt_sock {
 	uint32_t rcv_fin_seq; /* sequence of a FIN that arrived out of order */
 
 	struct xt_ring sq, rq; /* send bytes from snd_una; readable bytes, then out-of-order room */
+	/* With cfg.tx_gather: while tx_ref_gen equals the engine's tx_gen, the TX
+	 * batch holds frames whose payload is read from sq at or above
+	 * tx_ref_seq, so those bytes must stay put until the flush. */
+	uint32_t tx_ref_gen, tx_ref_seq;
 	uint32_t sndbuf, rcvbuf, rcvlowat;
 	struct xt_range reass[XT_REASS_MAX];
 	uint8_t nreass;
@@ -218,6 +222,8 @@ uint32_t xt_ring_append(struct xt_ring *r, const void *data, uint32_t n);
 /* Writes n bytes at offset off past the end of the readable data (out of order). */
 void xt_ring_write_at(struct xt_ring *r, uint32_t off, const void *data, uint32_t n);
 void xt_ring_peek(const struct xt_ring *r, uint32_t off, void *dst, uint32_t n);
+/* Where the n bytes at off lie: p[0]/len[0], then (wrapped) p[1]/len[1]. */
+void xt_ring_span(const struct xt_ring *r, uint32_t off, uint32_t n, const uint8_t *p[2], uint32_t len[2]);
 void xt_ring_consume(struct xt_ring *r, uint32_t n);
 static inline uint32_t xt_ring_free_space(const struct xt_ring *r) { return r->cap - r->len; }
 

@@ -592,6 +592,7 @@ static bool ack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	}
 	uint32_t acked = seg->ack - s->snd_una;
 	uint32_t data = acked > s->sq.len ? s->sq.len : acked;
+	xt_tx_unref(st, s, s->snd_una + data);
 	xt_ring_consume(&s->sq, data);
 	s->bytes_acked += data;
 	s->snd_una = seg->ack;

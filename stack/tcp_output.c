@@ -158,19 +158,38 @@ static uint8_t *put_sack(uint8_t *o, const struct xt_sock *s)
 	return b;
 }
 
+/* Adds len bytes that start at an odd offset of the segment: their sum is
+ * the byte-swapped sum they would have at an even one (RFC 1071 2(B)). */
+static uint32_t csum_add_odd(uint32_t sum, const uint8_t *p, uint32_t len)
+{
+	uint32_t s = (uint16_t)~xt_csum_fold(xt_csum_add(0, p, len));
+	return sum + (((s >> 8) | (s << 8)) & 0xffffu);
+}
+
+/* l4len counts the whole segment; with a gathered payload only the header is
+ * in buf. */
 static void finish_and_send(struct xt_stack *st, uint8_t *buf, uint32_t l4len, uint32_t src,
 			    uint32_t dst, xt_time_t now)
 {
 	uint8_t *th = buf + xt_l4_off(st);
 	xt_wr16(th + XT_TCP_CSUM_be16, 0);
-	if (xt_tx_building_big(st)) {
-		/* TSO: the pseudo-header sum, which the segmentation completes
-		 * for each part (Linux __tcp_v4_send_check, CHECKSUM_PARTIAL) */
+	if (xt_tx_building_big(st) || st->cfg.tx_csum_offload == XT_TX_CSUM_PARTIAL) {
+		/* TSO, or a backend that finishes checksums: the pseudo-header
+		 * sum, which the device (or the segmentation, for each part)
+		 * completes (Linux __tcp_v4_send_check, CHECKSUM_PARTIAL) */
 		uint32_t sum = xt_csum_pseudo(src, dst, XT_IPPROTO_TCP, (uint16_t)l4len);
 		xt_wr16(th + XT_TCP_CSUM_be16, (uint16_t)~xt_csum_fold(sum));
-	} else if (!st->cfg.tx_csum_offload) {
+		st->build_csum_partial = true;
+	} else if (st->cfg.tx_csum_offload == XT_TX_CSUM_NONE) {
+		uint32_t pay = xt_tx_pay_len(st), l0 = st->build_pay_len[0];
 		uint32_t sum = xt_csum_pseudo(src, dst, XT_IPPROTO_TCP, (uint16_t)l4len);
-		sum = xt_csum_add(sum, th, l4len);
+		sum = xt_csum_add(sum, th, l4len - pay); /* the header: a multiple of 4 */
+		if (pay) {
+			sum = xt_csum_add(sum, st->build_pay[0], l0);
+			if (st->build_pay_len[1])
+				sum = (l0 & 1u) ? csum_add_odd(sum, st->build_pay[1], st->build_pay_len[1])
+						: xt_csum_add(sum, st->build_pay[1], st->build_pay_len[1]);
+		}
 		xt_wr16(th + XT_TCP_CSUM_be16, xt_csum_fold(sum));
 	}
 	st->cnt.tcp_tx_segs++;
@@ -184,9 +203,13 @@ static void tcp_xmit(struct xt_stack *st, struct xt_sock *s, uint32_t seq, uint8
 		     uint32_t len, xt_time_t now)
 {
 	uint32_t mss = xt_tcp_cur_mss(s);
-	uint8_t *buf = len > mss ? xt_tx_buf_big(st, mss) : xt_tx_buf(st);
-	if (len > mss)
+	bool gather = len && st->cfg.tx_gather;
+	uint8_t *buf = len > mss && !gather ? xt_tx_buf_big(st, mss) : xt_tx_buf(st);
+	if (len > mss) {
 		st->cnt.tcp_tso_segs++;
+		if (gather)
+			xt_tx_set_gso(st, mss);
+	}
 	uint8_t *th = buf + xt_l4_off(st);
 	uint8_t *o = th + XT_TCP_HLEN;
 	if (flags & XT_TH_SYN) {
@@ -214,8 +237,18 @@ static void tcp_xmit(struct xt_stack *st, struct xt_sock *s, uint32_t seq, uint8
 	}
 	xt_wr16(th + XT_TCP_WIN_be16, (uint16_t)w);
 	xt_wr16(th + XT_TCP_URP_be16, 0);
+	if (gather) {
+		/* in place: the batch points into the send ring until the
+		 * next flush (see tx_ref_gen) */
+		xt_ring_span(&s->sq, seq - s->snd_una, len, st->build_pay, st->build_pay_len);
+		st->cnt.tcp_tx_gathered++;
+		if (s->tx_ref_gen != st->tx_gen || SEQ_LT(seq, s->tx_ref_seq))
+			s->tx_ref_seq = seq;
+		s->tx_ref_gen = st->tx_gen;
+	}
 	if (len) {
-		xt_ring_peek(&s->sq, seq - s->snd_una, th + hlen, len);
+		if (!gather)
+			xt_ring_peek(&s->sq, seq - s->snd_una, th + hlen, len);
 		st->cnt.tcp_tx_bytes += len;
 		s->last_data_tx = now;
 	}

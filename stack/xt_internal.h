@@ -46,6 +46,16 @@ struct xt_stack {
 	int8_t big_at;      /* batch index of txbig, or -1 */
 	bool building_big;  /* the buffer being built is txbig */
 	uint32_t build_gso; /* its MSS, for txflags */
+	/* Gathered payload (cfg.tx_gather) of the frame being built, and of each
+	 * queued one: pointers into a socket's send ring.  tx_gen counts
+	 * flushes, so a socket knows whether the batch still points into it
+	 * (xt_sock.tx_ref_gen). */
+	const uint8_t *build_pay[2];
+	uint32_t build_pay_len[2];
+	const uint8_t *txpay[XT_TX_BATCH][2];
+	uint32_t txpay_len[XT_TX_BATCH][2];
+	uint32_t tx_gen;
+	bool build_csum_partial; /* the frame being built leaves its TCP sum to the backend */
 	bool tx_defer; /* xt_tcp_send leaves its frames for the caller's flush */
 	uint16_t ip_id;
 
@@ -98,8 +108,25 @@ uint8_t *xt_tx_buf(struct xt_stack *st);
  * parts; NULL when the backend has no TSO. */
 uint8_t *xt_tx_buf_big(struct xt_stack *st, uint32_t mss);
 void xt_tx_commit(struct xt_stack *st, uint32_t frame_len);
-/* The frame being built is the TSO buffer. */
-static inline bool xt_tx_building_big(const struct xt_stack *st) { return st->building_big; }
+/* The frame being built is a TSO segment (in the TSO buffer, or gathered). */
+static inline bool xt_tx_building_big(const struct xt_stack *st) { return st->build_gso != 0; }
+/* Payload bytes of the frame being built that are gathered, not in its buffer. */
+static inline uint32_t xt_tx_pay_len(const struct xt_stack *st)
+{
+	return st->build_pay_len[0] + st->build_pay_len[1];
+}
+/* Makes the TCP segment being built a TSO segment of mss-sized parts whose
+ * payload is gathered (with cfg.tx_gather no TSO buffer is needed). */
+void xt_tx_set_gso(struct xt_stack *st, uint32_t mss);
+/* Forgets the frame being built (not committed: lost). */
+void xt_tx_drop_build(struct xt_stack *st);
+/* Before the send-ring bytes of s below seq are freed or reused: flushes the
+ * batch if a frame in it still reads from them (cfg.tx_gather). */
+void xt_tx_unref(struct xt_stack *st, struct xt_sock *s, uint32_t seq);
+/* Makes the frame being built (frame_len bytes on the wire, not TSO) whole in
+ * its buffer, for a frame that must outlive the batch (the ARP queue): copies
+ * in the gathered payload and finishes a TCP checksum left to the backend. */
+void xt_tx_materialize(struct xt_stack *st, uint8_t *frame, uint32_t frame_len);
 
 /* checksum.c: Internet checksum (RFC 1071) over big-endian 16-bit words.
  * xt_csum_add may be chained; only the last chunk may have odd length.

@@ -31,8 +31,13 @@ struct xt_stack;
 /* One link-layer frame.  data is only borrowed for the duration of a call. */
 struct xt_frame {
 	const uint8_t *data;
-	uint32_t len;
+	uint32_t len;   /* bytes at data */
 	uint32_t flags; /* XT_FRAME_*: CSUM_OK on input, the GSO size on output */
+	/* Output, with XT_FRAME_GATHER in flags only: TCP payload that follows
+	 * data on the wire, read in place from the socket's send buffer (two
+	 * pieces when that ring wraps).  Borrowed like data. */
+	const uint8_t *pay[2];
+	uint32_t pay_len[2];
 };
 /* The IPv4 and TCP checksums need no check: the frame was made on this host
  * with checksum offload (Linux CHECKSUM_PARTIAL, e.g. from a veth peer), so
@@ -45,6 +50,30 @@ struct xt_frame {
  * Only sent when xt_stack_cfg.tso_max is set. */
 #define XT_FRAME_GSO_SHIFT 16
 #define XT_FRAME_GSO_SIZE(flags) ((flags) >> XT_FRAME_GSO_SHIFT)
+/* Output: the frame continues in pay[0] and pay[1] (xt_stack_cfg.tx_gather). */
+#define XT_FRAME_GATHER 0x2u
+/* Output: the TCP checksum field holds the pseudo-header sum for the backend
+ * to complete over the segment (xt_stack_cfg.tx_csum_offload ==
+ * XT_TX_CSUM_PARTIAL); set on every TCP frame, TSO or not. */
+#define XT_FRAME_CSUM_PARTIAL 0x4u
+
+/* Length of the frame on the wire: data and any gathered payload. */
+static inline uint32_t xt_frame_wire_len(const struct xt_frame *f)
+{
+	return (f->flags & XT_FRAME_GATHER) ? f->len + f->pay_len[0] + f->pay_len[1] : f->len;
+}
+
+/* Copies the whole frame (xt_frame_wire_len bytes) to dst: for backends and
+ * wrappers that copy frames anyway and so take gathered ones for free. */
+static inline void xt_frame_copy(const struct xt_frame *f, uint8_t *dst)
+{
+	__builtin_memcpy(dst, f->data, f->len);
+	if (f->flags & XT_FRAME_GATHER) {
+		__builtin_memcpy(dst + f->len, f->pay[0], f->pay_len[0]);
+		if (f->pay_len[1])
+			__builtin_memcpy(dst + f->len + f->pay_len[0], f->pay[1], f->pay_len[1]);
+	}
+}
 
 /* Output: called with a batch of frames; returns how many the backend took
  * (it copies them).  Frames it did not take are counted as tx_drop_backend
@@ -70,6 +99,15 @@ typedef void (*xt_event_fn)(void *ctx, int sock, uint32_t events);
  * Linux does on every sk_data_ready. */
 #define XT_EV_NEW 0x08000000u
 
+/* xt_stack_cfg.tx_csum_offload: the engine computes every checksum (NONE);
+ * the backend fills the IPv4 and TCP ones (FULL, a verbs device); or the
+ * engine fills the IPv4 one and leaves in the TCP field the pseudo-header
+ * sum, which the backend completes over the segment (PARTIAL: Linux
+ * CHECKSUM_PARTIAL, a virtio_net_hdr with VIRTIO_NET_HDR_F_NEEDS_CSUM). */
+#define XT_TX_CSUM_NONE 0
+#define XT_TX_CSUM_FULL 1
+#define XT_TX_CSUM_PARTIAL 2
+
 struct xt_stack_cfg {
 	uint8_t mac[6];
 	uint32_t ip;      /* our IPv4 address */
@@ -78,7 +116,9 @@ struct xt_stack_cfg {
 	uint16_t mtu;     /* IP MTU (default 1500) */
 	uint8_t no_link_header; /* 1: frames are bare IPv4 (tun, ARPHRD_NONE) */
 	uint8_t rx_csum_verified; /* 1: backend verified IP/TCP checksums */
-	uint8_t tx_csum_offload;  /* 1: backend fills IP/TCP checksums */
+	uint8_t tx_csum_offload;  /* XT_TX_CSUM_*: who fills IP/TCP checksums */
+	uint8_t tx_gather;        /* 1: TCP payload goes to the backend in place
+				   * (XT_FRAME_GATHER), not copied into the frame */
 	uint32_t tso_max;         /* 0: none; else the most TCP payload of one segment
 				   * the backend cuts into MSS-sized ones (XT_FRAME_GSO_SIZE);
 				   * capped to what one IPv4 datagram carries */
@@ -218,7 +258,7 @@ struct xt_tcp_info {
 	X(tcp_abort_on_close) X(tcp_abort_on_linger) X(tcp_icmp_pmtu)           \
 	X(tcp_icmp_soft_err) X(tcp_icmp_hard_err) X(tcp_dsack_rx)                \
 	X(tcp_syncookies_sent) X(tcp_syncookies_recv) X(tcp_syncookies_failed)   \
-	X(tcp_lost_retrans) X(tcp_tw_recycled) X(tcp_tso_segs)
+	X(tcp_lost_retrans) X(tcp_tw_recycled) X(tcp_tso_segs) X(tcp_tx_gathered)
 
 struct xt_counters {
 #define XT_CNT_FIELD(name) uint64_t name;
@@ -250,6 +290,9 @@ void xt_stack_flush(struct xt_stack *st);
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on);
 /* A new backend behind the engine (a fork child's): its TSO limit (0: none). */
 void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max);
+/* ... and its checksum offload (XT_TX_CSUM_*) and whether it takes gathered
+ * frames, as in xt_stack_cfg.  Queued frames go out first. */
+void xt_stack_set_tx_offload(struct xt_stack *st, uint8_t csum, uint8_t gather);
 /* Absolute time of the next timer, or XT_TIME_NEVER. */
 xt_time_t xt_stack_next_deadline(struct xt_stack *st);
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st);

@@ -74,6 +74,7 @@ struct ncase {
 	uint64_t bytes;   /* each way */
 	int cc;           /* XT_CC_* (default CUBIC) */
 	bool no_sack;     /* negotiate no SACK */
+	bool copy_tx;     /* payload copied into each frame, not gathered from the send ring */
 	uint64_t burst_start, burst_len; /* frames A->B dropped in a row (0: none) */
 };
 
@@ -224,7 +225,7 @@ static int sim_tx(void *ctx, const struct xt_frame *frames, int n)
 	for (int i = 0; i < n; i++) {
 		/* Fingerprint of the output for the determinism check: when,
 		 * who, how long, and the headers (TCP seq/ack/flags included). */
-		uint64_t h = sim->trace ^ sim->now ^ ((uint64_t)frames[i].len << 48) ^ sd->ip;
+		uint64_t h = sim->trace ^ sim->now ^ ((uint64_t)xt_frame_wire_len(&frames[i]) << 48) ^ sd->ip;
 		uint32_t k = frames[i].len < 66 ? frames[i].len : 66;
 		for (uint32_t j = 0; j + 8 <= k; j += 8) {
 			uint64_t w;
@@ -326,6 +327,7 @@ static struct sim *sim_new(const struct ncase *c)
 		cfg.tcp_sack = !c->no_sack;
 		cfg.secret[0] = mix64(c->seed + 100 + (uint64_t)i);
 		cfg.secret[1] = mix64(c->seed + 200 + (uint64_t)i);
+		cfg.tx_gather = !c->copy_tx && sd->nic->caps.tx_gather;
 		cfg.tx = sim_tx;
 		cfg.tx_ctx = sd;
 		sd->st = xt_stack_new(&cfg, sim->now);
@@ -734,10 +736,12 @@ static void run_case(void **state)
 }
 
 /* The same case twice gives the same frames at the same instants. */
-static void determinism(void **state)
+/* Runs case c again and checks it sent exactly what the first run of
+ * first_case sent: the same frames (length, headers and TCP checksum, which
+ * covers the payload) at the same virtual times. */
+static void rerun_same(const struct ncase *c, const struct ncase *first_case, const char *what)
 {
-	const struct ncase *c = *state;
-	const struct nresult *first = &results[c - cases];
+	const struct nresult *first = &results[first_case - cases];
 	if (!first->done)
 		skip();
 	struct sim *sim = sim_new(c);
@@ -749,14 +753,31 @@ static void determinism(void **state)
 	assert_int_equal(xt_tcp_connect(A->st, A->sock, IP_B, PORT_B, sim->now), -EINPROGRESS);
 	bool ok = sim_run(sim, false);
 	if (!ok)
-		fprintf(stderr, "netsim determinism %s: %s\n", c->name, sim->err);
+		fprintf(stderr, "netsim %s %s: %s\n", what, c->name, sim->err);
 	assert_true(ok);
 	double vt = (double)(sim->now - sim->start) / 1e9;
-	printf("  netsim determinism %s: vtime %.6f s vs %.6f s, trace %016" PRIx64 " vs %016" PRIx64
-	       "\n", c->name, vt, first->vtime_total_s, sim->trace, first->trace_hash);
+	printf("  netsim %s %s: vtime %.6f s vs %.6f s, trace %016" PRIx64 " vs %016" PRIx64
+	       "\n", what, c->name, vt, first->vtime_total_s, sim->trace, first->trace_hash);
 	assert_true(sim->trace == first->trace_hash);
 	assert_true(vt == first->vtime_total_s);
 	sim_free(sim);
+}
+
+/* The same seed must give the same run. */
+static void determinism(void **state)
+{
+	const struct ncase *c = *state;
+	rerun_same(c, c, "determinism");
+}
+
+/* Frames whose payload is gathered from the send ring must be the very
+ * frames that copying builds, under loss, reordering, corruption and ARP. */
+static void gather_matches_copy(void **state)
+{
+	const struct ncase *c = *state;
+	struct ncase v = *c;
+	v.copy_tx = !c->copy_tx;
+	rerun_same(&v, c, c->copy_tx ? "gathered-tx" : "copied-tx");
 }
 
 static void add_case(double loss, uint64_t seed, uint32_t rcvbuf, bool dyn_arp, double corrupt,
@@ -773,8 +794,9 @@ static void add_case(double loss, uint64_t seed, uint32_t rcvbuf, bool dyn_arp, 
 	c->rcvbuf = rcvbuf;
 	c->dyn_arp = dyn_arp;
 	c->bytes = bytes;
-	snprintf(c->name, sizeof(c->name), "loss%g%%_seed%" PRIu64 "%s", loss * 100, seed,
-		 rcvbuf ? "_rcvbuf64k_arp" : "");
+	c->copy_tx = seed & 1; /* both ways of building frames, under the same faults */
+	snprintf(c->name, sizeof(c->name), "loss%g%%_seed%" PRIu64 "%s%s", loss * 100, seed,
+		 rcvbuf ? "_rcvbuf64k_arp" : "", c->copy_tx ? "_copytx" : "");
 }
 
 static const char *results_path(void)
@@ -940,7 +962,7 @@ int main(void)
 	burst_case->burst_len = 30;
 	burst_case->corrupt = 0;
 
-	struct CMUnitTest tests[MAX_CASES + 1];
+	struct CMUnitTest tests[MAX_CASES + 3];
 	int nt = 0;
 	for (int i = 0; i < fixed; i++) {
 		if (only && *only && !strstr(cases[i].name, only))
@@ -957,6 +979,21 @@ int main(void)
 	tests[nt].test_func = determinism;
 	tests[nt].initial_state = &cases[small];
 	nt++;
+	/* The small case (ARP queue) and a corrupting 5% loss one, each built
+	 * the other way. */
+	int other[2] = { small, -1 };
+	for (int i = 0; i < small; i++)
+		if (cases[i].loss == 0.05 && cases[i].copy_tx == !cases[small].copy_tx)
+			other[1] = i;
+	for (int k = 0; k < 2; k++) {
+		if (other[k] < 0 || (only && *only && !strstr(cases[other[k]].name, only)))
+			continue;
+		memset(&tests[nt], 0, sizeof(tests[nt]));
+		tests[nt].name = k ? "gather_matches_copy_loss5" : "gather_matches_copy_arp";
+		tests[nt].test_func = gather_matches_copy;
+		tests[nt].initial_state = &cases[other[k]];
+		nt++;
+	}
 	if (!only || !*only || strstr("sack_cubic_vs_newreno", only)) {
 		memset(&tests[nt], 0, sizeof(tests[nt]));
 		tests[nt].name = "sack_cubic_vs_newreno";

@@ -44,7 +44,7 @@ static uint32_t frame_idx(const uint8_t *buf)
 static void send_one(struct xt_nic *nic, uint32_t len, uint32_t idx, xt_time_t now)
 {
 	uint8_t buf[2048];
-	struct xt_frame f = { buf, make_frame(buf, len, idx), 0 };
+	struct xt_frame f = { .data = buf, .len = make_frame(buf, len, idx), .flags = 0 };
 	assert_int_equal(xt_nic_tx(nic, &f, 1, now), 1);
 }
 
@@ -152,7 +152,7 @@ static void loop_tail_drop_queue(void **state)
 
 	pair(&cfg, &a, &b);
 	for (uint32_t i = 0; i < 10; i++)
-		f[i] = (struct xt_frame){ buf[i], make_frame(buf[i], 100, i), 0 };
+		f[i] = (struct xt_frame){ .data = buf[i], .len = make_frame(buf[i], 100, i), .flags = 0 };
 	/* Dropped frames count as taken: a full link queue loses them silently. */
 	assert_int_equal(xt_nic_tx(a, f, 10, T0), 10);
 	assert_int_equal(xt_loop_stats(a)->tx_frames, 4);
@@ -686,7 +686,7 @@ static void pcap_tcpdump_reads(void **state)
 	assert_non_null(pa);
 	for (uint16_t i = 0; i < 5; i++) {
 		uint8_t buf[64];
-		struct xt_frame f = { buf, udp_frame(buf, i), 0 };
+		struct xt_frame f = { .data = buf, .len = udp_frame(buf, i), .flags = 0 };
 		assert_int_equal(xt_nic_tx(pa, &f, 1, XT_SEC(1) + XT_MS(i)), 1);
 	}
 	xt_nic_close(pa);

@@ -529,6 +529,8 @@ static void eng_open(struct eng *e, const char *ifname, uint32_t ip, int tx_mode
 	cfg.mtu = e->nic->caps.mtu;
 	cfg.no_link_header = e->nic->caps.no_link_header;
 	cfg.tso_max = e->nic->caps.tso_max;
+	cfg.tx_csum_offload = e->nic->caps.tx_csum;
+	cfg.tx_gather = e->nic->caps.tx_gather;
 	cfg.max_sockets = 64;
 	cfg.secret[0] = 0x0123456789abcdefull ^ (uint64_t)getpid();
 	cfg.secret[1] = (uint64_t)mono();
@@ -1134,6 +1136,11 @@ static void big_echo(bool big)
 	assert_int_equal(ps.rx_truncated, 0);
 	assert_int_equal(ps.tx_oversize, 0);
 	assert_int_equal(ps.tx_gso, xt_stack_counters(e.st)->tcp_tso_segs);
+	/* every TCP frame through the offload socket, its checksum left to the
+	 * kernel; payload straight from the send ring (no engine copy) */
+	assert_int_equal(e.nic->caps.tx_csum, XT_TX_CSUM_PARTIAL);
+	assert_true(e.nic->caps.tx_gather);
+	assert_true(xt_stack_counters(e.st)->tcp_tx_gathered > 0);
 	if (big) {
 		assert_true(ps.rx_big > 0);
 		assert_int_equal(ps.rx_copied, 0);

@@ -341,7 +341,7 @@ static uint32_t nic_ip(const struct xt_nic *nic) { return nic->caps.mac[5] == 0 
 static void send_frames(struct xt_nic *from, struct xt_nic *to, int n, uint32_t plen, int expect_taken)
 {
 	uint8_t b[2048];
-	struct xt_frame f = { b, 0, 0 };
+	struct xt_frame f = { .data = b, .len = 0, .flags = 0 };
 
 	for (int i = 0; i < n; i++) {
 		f.len = tcp_frame(b, to->caps.mac, from->caps.mac, nic_ip(from), nic_ip(to), 40000, 80,
@@ -1084,7 +1084,7 @@ static void test_checksum_offload(void **state)
 	struct xt_verbs_stats s;
 	struct xt_frame got[4];
 	uint8_t copy[4][2048], fr[2048];
-	struct xt_frame f = { fr, 0, 0 };
+	struct xt_frame f = { .data = fr, .len = 0, .flags = 0 };
 	struct xt_verbs_cfg cfg;
 	uint32_t len;
 
@@ -1153,7 +1153,7 @@ static void test_inline_and_signalling(void **state)
 	struct xt_verbs_info ia;
 	struct xtd_stats d0, d1;
 	uint8_t runt[16] = { 0 };
-	struct xt_frame rf = { runt, sizeof(runt), 0 };
+	struct xt_frame rf = { .data = runt, .len = sizeof(runt), .flags = 0 };
 
 	(void)state;
 	cfg_init(&cfg, DEV_A, XT_VERBS_STEER_IP);
@@ -1246,7 +1246,7 @@ static void test_tso(void **state)
 {
 	struct xt_nic *a = vopen(DEV_A, XT_VERBS_STEER_IP), *b = vopen(DEV_B, XT_VERBS_STEER_IP);
 	static uint8_t big[9100];
-	struct xt_frame f = { big, 0, 0 }, got[16];
+	struct xt_frame f = { .data = big, .len = 0, .flags = 0 }, got[16];
 	static uint8_t copy[16][2048];
 	struct xt_verbs_stats s;
 	struct xt_verbs_info ia;

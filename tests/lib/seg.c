@@ -79,6 +79,22 @@ void fx_fail_(const struct fx *fx, const char *file, int line, const char *fmt, 
 /* ------------------------------------------------------------------ */
 /* capture */
 
+/* What a device does for a frame flagged XT_FRAME_CSUM_PARTIAL: sums the TCP
+ * segment, whose checksum field holds the pseudo-header sum, and stores the
+ * result there.  A wrong pseudo-header sum then fails seg_parse's check. */
+static void device_finish_csum(uint8_t *f, uint32_t len)
+{
+	if (len < 14 + 20 || f[12] != 0x08 || f[13] != 0x00)
+		return;
+	uint8_t *ip = f + 14;
+	uint32_t ihl = (ip[0] & 0xfu) * 4u, tot = (uint32_t)(ip[2] << 8 | ip[3]);
+	if (ip[9] != XT_IPPROTO_TCP || tot > len - 14 || tot < ihl + 20)
+		return;
+	uint16_t c = fx_csum(ip + ihl, tot - ihl, 0);
+	ip[ihl + 16] = (uint8_t)(c >> 8);
+	ip[ihl + 17] = (uint8_t)c;
+}
+
 static int fx_tx(void *ctx, const struct xt_frame *frames, int n)
 {
 	struct fx *fx = ctx;
@@ -96,11 +112,14 @@ static int fx_tx(void *ctx, const struct xt_frame *frames, int n)
 			fx->qhead = 0;
 		}
 		struct fx_frame *f = &fx->q[(fx->qhead + fx->qlen) % fx->qcap];
-		f->data = malloc(frames[i].len ? frames[i].len : 1);
+		uint32_t len = xt_frame_wire_len(&frames[i]);
+		f->data = malloc(len ? len : 1);
 		if (!f->data)
 			abort();
-		memcpy(f->data, frames[i].data, frames[i].len);
-		f->len = frames[i].len;
+		xt_frame_copy(&frames[i], f->data);
+		f->len = len;
+		if (frames[i].flags & XT_FRAME_CSUM_PARTIAL)
+			device_finish_csum(f->data, len);
 		f->t = fx->now;
 		fx->qlen++;
 		fx->total_tx++;
@@ -130,7 +149,7 @@ bool fx_pop(struct fx *fx, struct seg *out)
 	if (!fx->qlen)
 		return false;
 	struct fx_frame *f = &fx->q[fx->qhead];
-	seg_parse(f->data, f->len, !fx->cfg.tx_csum_offload, out);
+	seg_parse(f->data, f->len, fx->cfg.tx_csum_offload != XT_TX_CSUM_FULL, out);
 	out->t = f->t;
 	free(f->data);
 	f->data = NULL;
@@ -163,7 +182,7 @@ void fx_dump(const struct fx *fx)
 		const struct fx_frame *f = &fx->q[(fx->qhead + k) % fx->qcap];
 		struct seg s;
 		char buf[512];
-		seg_parse(f->data, f->len, !fx->cfg.tx_csum_offload, &s);
+		seg_parse(f->data, f->len, fx->cfg.tx_csum_offload != XT_TX_CSUM_FULL, &s);
 		s.t = f->t;
 		print_error("  pending[%zu]: %s\n", k, seg_str(&s, buf, sizeof buf));
 	}
@@ -491,7 +510,7 @@ void seg_inject(struct fx *fx, xt_time_t t, const struct seg_spec *sp)
 	}
 	size_t n = seg_build(buf, sizeof buf, &s);
 	if (s.csum_offloaded) {
-		struct xt_frame f = { buf, (uint32_t)n, XT_FRAME_CSUM_OK };
+		struct xt_frame f = { .data = buf, .len = (uint32_t)n, .flags = XT_FRAME_CSUM_OK };
 
 		fx_run_(fx, t, __FILE__, __LINE__);
 		xt_stack_input_frame(fx->st, &f, FX_T0 + t);
