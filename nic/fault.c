@@ -317,6 +317,9 @@ static void fault_close(struct xt_nic *nic)
 	fault_free(f);
 }
 
+static void fault_rx_hold(struct xt_nic *nic, uint64_t ref) { xt_nic_rx_hold(to_fault(nic)->inner, ref); }
+static void fault_rx_release(struct xt_nic *nic, uint64_t ref) { xt_nic_rx_release(to_fault(nic)->inner, ref); }
+
 static const struct xt_nic_ops fault_ops = {
 	.name = "fault",
 	.rx_burst = fault_rx,
@@ -325,6 +328,8 @@ static const struct xt_nic_ops fault_ops = {
 	.arm_wake = fault_arm_wake,
 	.next_deadline = fault_deadline,
 	.close = fault_close,
+	.rx_hold = fault_rx_hold,
+	.rx_release = fault_rx_release,
 };
 
 /* Returns NULL (and leaves inner to the caller) when memory is short. */

@@ -14,6 +14,7 @@
  * until the next rx_burst), so the ring has room for the queue, the frames in
  * flight and the frames lent to the receiver.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -27,6 +28,7 @@
 #define LOOP_ETH_HLEN 14
 #define LOOP_MIN_FRAME 60        /* shortest Ethernet frame without FCS */
 #define LOOP_LEND_MAX 256        /* frames one rx_burst may lend out */
+#define LOOP_HOLD_WINDOW 32      /* caps.rx_hold_window: a receiver keeps frames in place */
 #define LOOP_INFLIGHT_MAX 65536  /* cap on slots for frames in flight */
 #define LOOP_QUEUE_MAX (1u << 20)
 
@@ -35,11 +37,14 @@ struct loop_dir {
 	xt_time_t *arrive;    /* per slot */
 	xt_time_t *depart;    /* per slot: when serialization ends */
 	uint32_t *len;        /* per slot */
+	uint8_t *held;        /* per slot: kept by the receiver (rx_hold) */
 	uint32_t nslots, slot_size;
 	/* Monotonic indexes, slot = index % nslots, lent <= head <= tail and
-	 * ser_head <= tail.  [lent, head): delivered, data lent to the receiver;
-	 * [head, tail): not yet delivered; [ser_head, tail): still serializing. */
-	uint64_t lent, head, ser_head, tail;
+	 * ser_head <= tail.  [lent, head): delivered, data lent to the receiver
+	 * (from lend_from on by the last rx_burst; before it, only up to a slot
+	 * still held, which blocks the wire like a full ring); [head, tail): not
+	 * yet delivered; [ser_head, tail): still serializing. */
+	uint64_t lent, lend_from, head, ser_head, tail;
 	xt_time_t link_free_at;  /* when the link finishes the last frame */
 	xt_time_t last_arrive;
 	struct xt_loop_stats stats;
@@ -164,6 +169,29 @@ static int loop_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_
 	return n;
 }
 
+static void dir_return(struct loop_dir *d, uint64_t upto)
+{
+	while (d->lent < upto && !d->held[slot_of(d, d->lent)])
+		d->lent++;
+}
+
+static void loop_rx_hold(struct xt_nic *nic, uint64_t ref)
+{
+	struct loop_dir *d = rx_dir(to_end(nic));
+
+	assert(ref > d->lent && ref <= d->head);
+	d->held[slot_of(d, ref - 1)] = 1;
+}
+
+static void loop_rx_release(struct xt_nic *nic, uint64_t ref)
+{
+	struct loop_dir *d = rx_dir(to_end(nic));
+
+	assert(ref > d->lent && ref <= d->head && d->held[slot_of(d, ref - 1)]);
+	d->held[slot_of(d, ref - 1)] = 0;
+	dir_return(d, d->lend_from);
+}
+
 static int loop_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t now)
 {
 	struct loop_dir *d = rx_dir(to_end(nic));
@@ -171,14 +199,18 @@ static int loop_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t
 
 	if (n < 0)
 		return -EINVAL;
-	/* The frames lent by the previous call are returned now. */
-	d->lent = d->head;
+	/* The frames lent by the previous call are returned now, but for kept
+	 * ones (and what follows them). */
+	dir_return(d, d->head);
+	d->lend_from = d->head;
 	if (n > LOOP_LEND_MAX)
 		n = LOOP_LEND_MAX;
 	while (got < n && d->head < d->tail && d->arrive[slot_of(d, d->head)] <= now) {
 		frames[got].data = slot_data(d, d->head);
 		frames[got].len = d->len[slot_of(d, d->head)];
 		frames[got].flags = 0;
+		frames[got].ref = d->head + 1;
+		frames[got].pos = d->head;
 		d->stats.rx_frames++;
 		d->stats.rx_bytes += frames[got].len;
 		d->head++;
@@ -216,6 +248,7 @@ static void dir_free(struct loop_dir *d)
 	free(d->arrive);
 	free(d->depart);
 	free(d->len);
+	free(d->held);
 }
 
 static void loop_close(struct xt_nic *nic)
@@ -239,6 +272,8 @@ static const struct xt_nic_ops loop_ops = {
 	.arm_wake = loop_arm_wake,
 	.next_deadline = loop_deadline,
 	.close = loop_close,
+	.rx_hold = loop_rx_hold,
+	.rx_release = loop_rx_release,
 };
 
 const struct xt_loop_stats *xt_loop_stats(struct xt_nic *nic)
@@ -258,7 +293,8 @@ static int dir_init(struct loop_dir *d, uint32_t nslots, uint32_t max_frame)
 	d->arrive = calloc(nslots, sizeof(*d->arrive));
 	d->depart = calloc(nslots, sizeof(*d->depart));
 	d->len = calloc(nslots, sizeof(*d->len));
-	if (!d->mem || !d->arrive || !d->depart || !d->len)
+	d->held = calloc(nslots, 1);
+	if (!d->mem || !d->arrive || !d->depart || !d->len || !d->held)
 		return -ENOMEM;
 	return 0;
 }
@@ -276,6 +312,7 @@ static void end_init(struct loop_wire *w, int idx, const uint8_t mac[6], uint16_
 	e->nic.ops = &loop_ops;
 	e->nic.caps.mtu = mtu;
 	e->nic.caps.tx_gather = 1; /* it copies each frame anyway */
+	e->nic.caps.rx_hold_window = LOOP_HOLD_WINDOW;
 	if (mac_is_zero(mac)) {
 		/* Locally administered unicast: 02:00:00:00:00:01 and :02. */
 		uint8_t def[6] = { 0x02, 0, 0, 0, 0, (uint8_t)(idx + 1) };
@@ -311,7 +348,7 @@ int xt_loop_pair(const struct xt_loop_cfg *cfg, struct xt_nic **a, struct xt_nic
 	w->bandwidth_bps = cfg->bandwidth_bps;
 	w->queue_frames = cfg->queue_frames ? cfg->queue_frames : LOOP_DEFAULT_QUEUE;
 	w->max_frame = (uint32_t)mtu + LOOP_ETH_HLEN;
-	nslots = w->queue_frames + inflight_slots(w) + LOOP_LEND_MAX;
+	nslots = w->queue_frames + inflight_slots(w) + LOOP_LEND_MAX + LOOP_HOLD_WINDOW;
 	for (int i = 0; i < 2; i++) {
 		if (dir_init(&w->dir[i], nslots, w->max_frame) < 0) {
 			dir_free(&w->dir[0]);

@@ -25,6 +25,9 @@ struct xt_nic_caps {
 	uint8_t rx_csum;       /* backend verifies checksums on receive */
 	uint8_t tx_csum;       /* XT_TX_CSUM_*: which checksums the backend fills on send */
 	uint8_t tx_gather;     /* takes frames whose payload follows in pieces (XT_FRAME_GATHER) */
+	uint32_t rx_hold_window; /* > 0: received frames carry ref and pos, and a frame may be
+				  * kept (rx_hold) while fewer than this many newer ones
+				  * arrived; see xt_stack_cfg.rx_hold_window */
 	uint8_t no_link_header;/* frames are bare IP (tun) */
 	uint32_t tso_max;      /* > 0: takes TCP segments of up to this much payload
 				* flagged XT_FRAME_GSO_SIZE and cuts them (TSO/GSO) */
@@ -53,6 +56,11 @@ struct xt_nic_ops {
 	 * for flow_del, or -errno.  Wrappers forward both to their inner nic. */
 	int (*flow_add)(struct xt_nic *nic, const struct xt_flow *flow);
 	int (*flow_del)(struct xt_nic *nic, int id);
+	/* Zero-copy receive (caps.rx_hold_window > 0): the frame of ref, lent
+	 * by rx_burst, stays the caller's past the next rx_burst (rx_hold),
+	 * until rx_release.  Wrappers forward both. */
+	void (*rx_hold)(struct xt_nic *nic, uint64_t ref);
+	void (*rx_release)(struct xt_nic *nic, uint64_t ref);
 };
 
 struct xt_nic {
@@ -64,6 +72,8 @@ static inline int xt_nic_rx(struct xt_nic *n, struct xt_frame *f, int cnt, xt_ti
 { return n->ops->rx_burst(n, f, cnt, now); }
 static inline int xt_nic_tx(struct xt_nic *n, const struct xt_frame *f, int cnt, xt_time_t now)
 { return n->ops->tx_burst(n, f, cnt, now); }
+static inline void xt_nic_rx_hold(struct xt_nic *n, uint64_t ref) { n->ops->rx_hold(n, ref); }
+static inline void xt_nic_rx_release(struct xt_nic *n, uint64_t ref) { n->ops->rx_release(n, ref); }
 static inline xt_time_t xt_nic_deadline(struct xt_nic *n) { return n->ops->next_deadline(n); }
 static inline void xt_nic_close(struct xt_nic *n) { n->ops->close(n); }
 /* -EOPNOTSUPP when the backend has no steering (nothing to do). */

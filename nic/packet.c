@@ -83,6 +83,7 @@
 #define PK_BIG_FRAMES 64             /* big-frame ring: 4.25 MiB */
 #define PK_MARK_SNAP 128             /* bytes of a big frame left in the main ring */
 #define PK_MARK_WAIT XT_MS(1)        /* longest wait for a marker's big frame */
+#define PK_HOLD_WINDOW 32            /* caps.rx_hold_window, at most half the big ring */
 
 struct pk_ring {
 	uint8_t *base;          /* first slot */
@@ -113,6 +114,16 @@ struct pk_nic {
 	uint32_t blent[PK_LEND_MAX];
 	int nblent;
 	uint32_t small_cap;     /* longest frame (from the link header) a main slot holds */
+	/* Zero-copy receive: big-ring slots the engine keeps past the next
+	 * rx_burst (rx_hold), and the receive position: one more for each main
+	 * slot taken and each big slot skipped, so the big ring moves no
+	 * further than the position does and a slot kept for fewer than
+	 * rx_hold_window positions is never in the kernel's way.  Frames in the
+	 * main ring are not kept: the wake fd stays readable while the newest
+	 * main slot is ours, and a kept one would keep every sleeper awake
+	 * (a big frame's slot there is its marker, given back at once). */
+	uint8_t *big_held; /* per big slot: SLOT_* bits */
+	uint64_t rx_pos;
 	xt_time_t mark_since;   /* a marker waits for its big frame since (0: none) */
 	/* TSO: a send-only packet socket with PACKET_VNET_HDR (gfd < 0: none) */
 	int gfd;
@@ -159,14 +170,52 @@ static void status_set(struct tpacket2_hdr *h, uint32_t v)
 
 /* --- receive ------------------------------------------------------------- */
 
+#define SLOT_LENT 1u /* lent by the last rx_burst: the next one gives it back */
+#define SLOT_KEPT 2u /* kept: rx_release gives it back */
+
+static void give_back(struct pk_ring *r, uint8_t *flags, uint32_t slot)
+{
+	if (flags) {
+		flags[slot] &= (uint8_t)~SLOT_LENT;
+		if (flags[slot] & SLOT_KEPT)
+			return;
+	}
+	status_set(slot_hdr(r, slot), TP_STATUS_KERNEL);
+}
+
 static void rx_release_lent(struct pk_nic *p)
 {
 	for (int i = 0; i < p->nlent; i++)
-		status_set(slot_hdr(&p->rx, p->lent[i]), TP_STATUS_KERNEL);
+		give_back(&p->rx, NULL, p->lent[i]);
 	p->nlent = 0;
 	for (int i = 0; i < p->nblent; i++)
-		status_set(slot_hdr(&p->big, p->blent[i]), TP_STATUS_KERNEL);
+		give_back(&p->big, p->big_held, p->blent[i]);
 	p->nblent = 0;
+}
+
+/* A kept frame's ref: its big-ring slot plus one. */
+static void pk_rx_hold(struct xt_nic *nic, uint64_t ref)
+{
+	to_pk(nic)->big_held[ref - 1] |= SLOT_KEPT;
+}
+
+/* A slot still lent by the last rx_burst goes back with the others at the
+ * next; one given back twice could hand the kernel a slot it has refilled
+ * meanwhile. */
+static void pk_rx_release(struct xt_nic *nic, uint64_t ref)
+{
+	struct pk_nic *p = to_pk(nic);
+	uint32_t slot = (uint32_t)(ref - 1);
+
+	p->big_held[slot] &= (uint8_t)~SLOT_KEPT;
+	if (!(p->big_held[slot] & SLOT_LENT))
+		status_set(slot_hdr(&p->big, slot), TP_STATUS_KERNEL);
+}
+
+/* A big slot holding a frame for us to take: the kernel's, not one kept. */
+static bool big_ours(const struct pk_nic *p, uint32_t i)
+{
+	return (status_get(slot_hdr(&p->big, i)) & TP_STATUS_USER) && !(p->big_held && p->big_held[i]);
 }
 
 static uint8_t *slot_data(const struct pk_nic *p, struct tpacket2_hdr *h)
@@ -193,7 +242,7 @@ static int big_take(struct pk_nic *p, const struct tpacket2_hdr *mh, const uint8
 	for (uint32_t k = 0; k < p->big.nframes; k++) {
 		struct tpacket2_hdr *bh = slot_hdr(&p->big, i);
 
-		if (!(status_get(bh) & TP_STATUS_USER)) {
+		if (!big_ours(p, i)) {
 			*wait = k == 0; /* nothing ours at all: it may be on its way */
 			return -1;
 		}
@@ -202,6 +251,7 @@ static int big_take(struct pk_nic *p, const struct tpacket2_hdr *mh, const uint8
 			while (p->big.head != i) {
 				status_set(slot_hdr(&p->big, p->big.head), TP_STATUS_KERNEL);
 				p->big.head = ring_next(&p->big, p->big.head);
+				p->rx_pos++;
 			}
 			p->big.head = ring_next(&p->big, i);
 			return (int)i;
@@ -211,13 +261,14 @@ static int big_take(struct pk_nic *p, const struct tpacket2_hdr *mh, const uint8
 	/* Not there, though big frames are: those that arrived before the
 	 * marker lost their own markers and will never be asked for; give them
 	 * back, or a big ring full of them would refuse every later frame. */
-	while (status_get(slot_hdr(&p->big, p->big.head)) & TP_STATUS_USER) {
+	while (big_ours(p, p->big.head)) {
 		struct tpacket2_hdr *bh = slot_hdr(&p->big, p->big.head);
 
 		if (bh->tp_sec > mh->tp_sec || (bh->tp_sec == mh->tp_sec && bh->tp_nsec > mh->tp_nsec))
 			break;
 		status_set(bh, TP_STATUS_KERNEL);
 		p->big.head = ring_next(&p->big, p->big.head);
+		p->rx_pos++;
 	}
 	return -1;
 }
@@ -257,6 +308,7 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 		uint32_t status = status_get(h), len;
 		uint8_t *data;
 		bool in_slot = true;
+		uint64_t ref = 0;
 
 		if (!(status & TP_STATUS_USER))
 			break;
@@ -275,6 +327,7 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 			}
 			p->mark_since = 0;
 			p->rx.head = ring_next(&p->rx, idx);
+			p->rx_pos++;
 			status_set(h, TP_STATUS_KERNEL);
 			if (b < 0) {
 				p->st.rx_big_lost++;
@@ -282,10 +335,13 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 			}
 			struct tpacket2_hdr *bh = slot_hdr(&p->big, (uint32_t)b);
 			p->blent[p->nblent++] = (uint32_t)b;
+			if (p->big_held)
+				p->big_held[b] = SLOT_LENT;
 			p->st.rx_big++;
 			data = slot_data(p, bh);
 			len = bh->tp_len;
 			status = status_get(bh);
+			ref = p->big_held ? (uint64_t)b + 1 : 0;
 			goto deliver;
 		}
 		if (status & TP_STATUS_COPY) {
@@ -303,10 +359,12 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 			len = 0;
 		}
 		p->rx.head = ring_next(&p->rx, idx);
-		if (len == 0 || !in_slot)
+		p->rx_pos++;
+		if (len == 0 || !in_slot) {
 			status_set(h, TP_STATUS_KERNEL); /* nothing of the slot is lent */
-		else
+		} else {
 			p->lent[p->nlent++] = idx;
+		}
 		if (len == 0)
 			continue;
 deliver:
@@ -321,6 +379,8 @@ deliver:
 		}
 		frames[got].data = data;
 		frames[got].len = len;
+		frames[got].ref = ref; /* kept: only big frames */
+		frames[got].pos = p->rx_pos;
 		p->st.rx_frames++;
 		p->st.rx_bytes += len;
 		got++;
@@ -559,6 +619,7 @@ static void pk_free(struct pk_nic *p)
 		close(p->gfd);
 	for (int i = 0; i < PK_COPY_BUFS; i++)
 		free(p->copybuf[i]);
+	free(p->big_held);
 	free(p);
 }
 
@@ -572,6 +633,8 @@ static const struct xt_nic_ops packet_ops = {
 	.arm_wake = pk_arm_wake,
 	.next_deadline = pk_deadline,
 	.close = pk_close,
+	.rx_hold = pk_rx_hold,
+	.rx_release = pk_rx_release,
 };
 
 int xt_packet_stats(struct xt_nic *nic, struct xt_packet_stats *out)
@@ -854,6 +917,25 @@ static void setup_tso(struct pk_nic *p, const struct xt_packet_cfg *cfg)
 		p->nic.caps.tso_max = 65535u - XT_IP_HLEN - 60u; /* an IPv4 datagram's worth */
 }
 
+/* Zero-copy receive of big frames: without a big ring, or the flags' memory,
+ * every frame is copied. */
+static void setup_hold(struct pk_nic *p)
+{
+	uint32_t w = PK_HOLD_WINDOW;
+
+	if (p->bfd < 0 || !p->big.nframes)
+		return;
+	if (w > p->big.nframes / 2)
+		w = p->big.nframes / 2;
+	p->big_held = calloc(p->big.nframes, 1);
+	if (!w || !p->big_held) {
+		free(p->big_held);
+		p->big_held = NULL;
+		return;
+	}
+	p->nic.caps.rx_hold_window = w;
+}
+
 static void drop_big(struct pk_nic *p)
 {
 	if (p->bmap)
@@ -986,6 +1068,7 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 		}
 	}
 	setup_tso(p, cfg);
+	setup_hold(p);
 	*out = &p->nic;
 	return 0;
 fail:

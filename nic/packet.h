@@ -21,7 +21,11 @@
  * into a side buffer.  The engine takes segments up to 64 KiB.  Frames whose
  * checksum the kernel left to offload (TP_STATUS_CSUMNOTREADY: locally made
  * packets crossing a veth, with only the pseudo-header sum) or verified
- * (TP_STATUS_CSUM_VALID) reach the engine flagged XT_FRAME_CSUM_OK.
+ * (TP_STATUS_CSUM_VALID) reach the engine flagged XT_FRAME_CSUM_OK.  A big
+ * frame carries a ref (caps.rx_hold_window, 32): the engine may keep its
+ * slot past the next rx_burst (rx_hold) until the program has read it
+ * (rx_release); frames in the main ring are never kept, as the wake fd stays
+ * readable while the newest of them is ours.
  *
  * Transmit: one sendmmsg() per burst straight from the caller's buffers (the
  * default), or a TX ring: frames copied into ring slots and one send() per

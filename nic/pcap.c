@@ -254,6 +254,18 @@ static int pcap_flow_del(struct xt_nic *nic, int id)
 	return in->ops->flow_del(in, id);
 }
 
+static void pcap_rx_hold(struct xt_nic *nic, uint64_t ref)
+{
+	struct xt_nic *in = ((struct pcap_nic *)nic)->inner;
+	in->ops->rx_hold(in, ref);
+}
+
+static void pcap_rx_release(struct xt_nic *nic, uint64_t ref)
+{
+	struct xt_nic *in = ((struct pcap_nic *)nic)->inner;
+	in->ops->rx_release(in, ref);
+}
+
 static const struct xt_nic_ops pcap_ops = {
 	.name = "pcap",
 	.rx_burst = pcap_rx,
@@ -279,6 +291,8 @@ struct xt_nic *xt_pcap_open(struct xt_nic *inner, const struct xt_pcap_cfg *cfg)
 	p->ops.name = inner->ops->name;
 	if (inner->ops->flow_add)
 		p->ops.flow_add = pcap_flow_add, p->ops.flow_del = pcap_flow_del;
+	if (inner->caps.rx_hold_window)
+		p->ops.rx_hold = pcap_rx_hold, p->ops.rx_release = pcap_rx_release;
 	p->nic.ops = &p->ops;
 	p->nic.caps = inner->caps;
 	p->max_bytes = cfg->max_bytes;

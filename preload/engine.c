@@ -121,6 +121,21 @@ static int eng_tx(void *ctx, const struct xt_frame *frames, int n)
 	return xt_nic_tx(xp_eng.nic, frames, n, xp_eng.now);
 }
 
+/* Zero-copy receive: the engine keeps a frame, and gives it back. */
+static void eng_rx_hold(void *ctx, uint64_t ref)
+{
+	(void)ctx;
+	if (xp_eng.nic)
+		xt_nic_rx_hold(xp_eng.nic, ref);
+}
+
+static void eng_rx_release(void *ctx, uint64_t ref)
+{
+	(void)ctx;
+	if (xp_eng.nic)
+		xt_nic_rx_release(xp_eng.nic, ref);
+}
+
 static void wake_waiters(struct xp_sock *s)
 {
 	uint64_t one = 1;
@@ -379,9 +394,13 @@ static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&xp_eng.mu);
 	/* Frames a send left queued (XTCP_TX_BATCH) leave now, from the parent,
-	 * not later as copies from the child. */
-	if (xp_eng.st && xp_eng.nic && !xp_eng.forked_child)
+	 * not later as copies from the child; and received frames the engine
+	 * keeps are copied into its socket buffers, since the child's copy of
+	 * the engine loses the parent's rings. */
+	if (xp_eng.st && xp_eng.nic && !xp_eng.forked_child) {
 		xt_stack_flush(xp_eng.st);
+		xt_stack_rx_unhold_all(xp_eng.st);
+	}
 }
 
 static void atfork_parent(void)
@@ -475,6 +494,8 @@ int xp_engine_reopen(void)
 	xp_eng.nic = nic;
 	xt_stack_set_tso_max(xp_eng.st, xp_cfg.tso ? nic->caps.tso_max : 0); /* this child's NIC */
 	xt_stack_set_tx_offload(xp_eng.st, nic->caps.tx_csum, nic->caps.tx_gather);
+	(void)xt_stack_set_rx_hold(xp_eng.st, xp_cfg.rx_zerocopy ? nic->caps.rx_hold_window : 0, eng_rx_hold,
+				   eng_rx_release, NULL); /* without memory: copies */
 	xp_eng.wake_fd = nic->ops->wake_fd ? nic->ops->wake_fd(nic) : -1;
 	xp_eng.prog_evfd = evfd;
 	xp_eng.now = xp_clock();
@@ -535,6 +556,11 @@ static int attach(void)
 	sc.rx_csum_verified = nic->caps.rx_csum;
 	sc.tx_csum_offload = nic->caps.tx_csum;
 	sc.tx_gather = nic->caps.tx_gather;
+	if (xp_cfg.rx_zerocopy && nic->caps.rx_hold_window) {
+		sc.rx_hold_window = nic->caps.rx_hold_window;
+		sc.rx_hold = eng_rx_hold;
+		sc.rx_release = eng_rx_release;
+	}
 	sc.tso_max = xp_cfg.tso ? nic->caps.tso_max : 0;
 	sc.max_sockets = xp_cfg.max_sockets;
 	sc.somaxconn = xp_cfg.somaxconn;

@@ -123,6 +123,7 @@ struct xp_config {
 	uint64_t exit_drain_ns; /* XTCP_EXIT_DRAIN_MS */
 	bool tx_batch;          /* XTCP_TX_BATCH: a send leaves its frames for the next call */
 	bool tso;               /* XTCP_TSO: segments of up to 64 KiB, cut by the kernel/NIC */
+	bool rx_zerocopy;       /* XTCP_RX_ZEROCOPY: reads copy from the NIC's frames */
 };
 extern struct xp_config xp_cfg;
 extern int xp_log_level;

@@ -88,6 +88,7 @@ struct xt_stack *xt_stack_new(const struct xt_stack_cfg *cfg, xt_time_t now)
 		st->free_next[i] = i + 1 < st->sock_cap ? (int32_t)(i + 1) : -1;
 	st->free_head = 0;
 	st->port_hint = (uint32_t)xt_siphash(cfg->secret, "port", 4);
+	(void)xt_rxhold_init(st); /* without memory: every payload is copied */
 	return st;
 }
 
@@ -99,12 +100,17 @@ void xt_stack_free(struct xt_stack *st)
 	if (st->socks) {
 		for (uint32_t i = 0; i < st->sock_cap; i++)
 			if (st->socks[i]) {
+				/* kept frames die with the engine, not given back to
+				 * a backend that may be gone */
+				st->socks[i]->held_head = -1;
+				st->socks[i]->held_bytes = 0;
 				xt_sock_bufs_free(st, st->socks[i]);
 				free(st->socks[i]);
 			}
 	}
 	if (st->arp)
 		xt_arp_free(st);
+	xt_rxhold_free(st);
 	free(st->txmem);
 	free(st->txbig);
 	free(st->socks);
@@ -287,10 +293,19 @@ void xt_stack_input_frame(struct xt_stack *st, const struct xt_frame *fr, xt_tim
 		return;
 	}
 	st->rx_csum_ok = st->cfg.rx_csum_verified || (fr->flags & XT_FRAME_CSUM_OK);
+	st->rx_cur = NULL;
+	if (fr->ref && st->held) {
+		if (fr->pos > st->rx_pos)
+			st->rx_pos = fr->pos;
+		xt_rx_evict(st);
+		st->rx_cur = fr;
+		st->rx_cur_held = false;
+	}
 	if (st->cfg.no_link_header)
 		xt_ip_input(st, frame, len, now);
 	else
 		xt_eth_input(st, frame, len, now);
+	st->rx_cur = NULL;
 }
 
 /* Min-heap of sockets keyed on their earliest timer. */
@@ -538,6 +553,7 @@ void xt_sock_init(struct xt_stack *st, struct xt_sock *s)
 	for (int i = 0; i < XT_T_NUM; i++)
 		s->tmr[i] = XT_TIME_NEVER;
 	s->deadline = XT_TIME_NEVER;
+	s->held_head = s->held_tail = -1;
 	s->rcvbuf = st->cfg.rcvbuf;
 	s->sndbuf = st->cfg.sndbuf;
 	s->rcvlowat = 1;
@@ -591,6 +607,7 @@ void xt_sock_bufs_free(struct xt_stack *st, struct xt_sock *s)
 	if (!s->rq.buf)
 		return;
 	xt_tx_unref(st, s, s->snd_una + s->sq.cap);
+	xt_rx_drop(st, s);
 	st->mem_used -= (uint64_t)s->rq.cap + s->sq.cap;
 	xt_ring_free(&s->rq);
 	xt_ring_free(&s->sq);

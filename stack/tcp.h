@@ -152,6 +152,10 @@ struct xt_sock {
 	 * batch holds frames whose payload is read from sq at or above
 	 * tx_ref_seq, so those bytes must stay put until the flush. */
 	uint32_t tx_ref_gen, tx_ref_seq;
+	/* Received payload still in the backend's frames (rxhold.c): it follows
+	 * the rq bytes in the stream.  Only while no out-of-order data is held. */
+	int32_t held_head, held_tail; /* st->held records, -1: none */
+	uint32_t held_bytes;
 	uint32_t sndbuf, rcvbuf, rcvlowat;
 	struct xt_range reass[XT_REASS_MAX];
 	uint8_t nreass;
@@ -269,6 +273,26 @@ uint32_t xt_tcp_cur_mss(const struct xt_sock *s);
 uint16_t xt_tcp_wire_mss(const struct xt_stack *st, const struct xt_sock *s);
 void xt_tcp_update_mss(struct xt_stack *st, struct xt_sock *s);
 uint32_t xt_tcp_ts_now(const struct xt_sock *s, xt_time_t now);
+/* rxhold.c: zero-copy receive. */
+int xt_rxhold_init(struct xt_stack *st);
+void xt_rxhold_free(struct xt_stack *st);
+/* Before a frame is input: copies kept frames the backend needs back. */
+void xt_rx_evict(struct xt_stack *st);
+/* Queues len in-order payload bytes at p (in st->rx_cur) on s without a
+ * copy; false when it may not (then the caller copies). */
+bool xt_rx_try_hold(struct xt_stack *st, struct xt_sock *s, const uint8_t *p, uint32_t len);
+/* Moves s's kept payload into its receive ring, releasing the frames. */
+void xt_rx_compact(struct xt_stack *st, struct xt_sock *s);
+/* Releases s's kept frames, their bytes dropped (the buffers go). */
+void xt_rx_drop(struct xt_stack *st, struct xt_sock *s);
+/* Copies up to n kept bytes of s to dst (after the ring's bytes), consuming
+ * them unless peek; returns the count. */
+uint32_t xt_rx_read(struct xt_stack *st, struct xt_sock *s, uint8_t *dst, uint32_t n, bool peek);
+/* Readable bytes: the ring's and the kept ones. */
+static inline uint32_t xt_rq_avail(const struct xt_sock *s) { return s->rq.len + s->held_bytes; }
+/* Receive buffer room left. */
+static inline uint32_t xt_rq_room(const struct xt_sock *s) { return s->rq.cap - s->rq.len - s->held_bytes; }
+
 static inline uint32_t xt_tcp_flight(const struct xt_sock *s) { return s->snd_nxt - s->snd_una; }
 uint32_t xt_tcp_pipe(const struct xt_sock *s);
 void xt_tcp_sack_send(struct xt_stack *st, struct xt_sock *s, xt_time_t now);

@@ -708,7 +708,7 @@ static bool data_input(struct xt_stack *st, struct xt_sock *s, const struct xt_s
 		seq = s->rcv_nxt;
 	}
 	uint32_t off = seq - s->rcv_nxt;
-	uint32_t room = xt_ring_free_space(&s->rq);
+	uint32_t room = xt_rq_room(s);
 	uint32_t wnd = SEQ_GT(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
 	if (wnd < room)
 		room = wnd; /* beyond the window we announced: Linux TCPZEROWINDOWDROP */
@@ -728,15 +728,21 @@ static bool data_input(struct xt_stack *st, struct xt_sock *s, const struct xt_s
 		s->quickack = (uint8_t)(q < XT_MAX_QUICKACKS ? q : XT_MAX_QUICKACKS);
 	}
 	if (off == 0) {
-		xt_ring_write_at(&s->rq, 0, p, len);
 		bool had_holes = s->nreass != 0;
-		s->rq.len += len;
+		if (!xt_rx_try_hold(st, s, p, len)) {
+			if (s->held_bytes)
+				xt_rx_compact(st, s); /* the stream's order: ring, then kept */
+			xt_ring_write_at(&s->rq, 0, p, len);
+			s->rq.len += len;
+		}
 		s->rcv_nxt += len;
 		s->ev_new = 1; /* an edge for EPOLLET even if already readable */
 		reass_merge(s);
 		return had_holes;
 	}
 	st->cnt.tcp_ooo_segs++;
+	if (s->held_bytes)
+		xt_rx_compact(st, s); /* out-of-order room follows the ring's bytes */
 	if (!reass_add(s, seq, seq + len)) {
 		st->cnt.drop_tcp_reass_full++;
 		return true;

@@ -51,7 +51,7 @@ uint32_t xt_tcp_cur_mss(const struct xt_sock *s)
  * more; and it never moves left (RFC 9293 3.8.6.2.2), so we round up. */
 uint32_t xt_tcp_window_now(const struct xt_sock *s)
 {
-	uint32_t free = s->rq.buf ? s->rq.cap - s->rq.len : s->rcvbuf;
+	uint32_t free = s->rq.buf ? xt_rq_room(s) : s->rcvbuf;
 	uint32_t cur = SEQ_GT(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
 	uint32_t maxw = 65535u << s->rcv_ws;
 	uint32_t wnd = free < maxw ? free : maxw;

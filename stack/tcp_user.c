@@ -102,7 +102,7 @@ uint32_t xt_tcp_events_of(const struct xt_sock *s)
 		m |= XT_EV_IN | XT_EV_RDNORM | XT_EV_RDHUP;
 	if (state != XT_SYN_SENT && state != XT_SYN_RECV) {
 		uint32_t lowat = s->rcvlowat ? s->rcvlowat : 1;
-		if (s->rq.buf && s->rq.len >= lowat)
+		if (s->rq.buf && xt_rq_avail(s) >= lowat)
 			m |= XT_EV_IN | XT_EV_RDNORM;
 		if (!(s->shut & XT_SEND_SHUTDOWN)) {
 			if (writeable(s))
@@ -391,12 +391,16 @@ long xt_tcp_recv(struct xt_stack *st, int id, void *buf, size_t len, int flags, 
 		return -ENOTCONN;
 	if (len == 0)
 		return 0;
-	uint32_t avail = s->rq.buf ? s->rq.len : 0;
+	uint32_t avail = s->rq.buf ? xt_rq_avail(s) : 0;
 	if (avail) {
 		uint32_t n = len < avail ? (uint32_t)len : avail;
-		xt_ring_peek(&s->rq, 0, buf, n);
-		if (!(flags & XT_MSG_PEEK)) {
-			xt_ring_consume(&s->rq, n);
+		uint32_t from_ring = n < s->rq.len ? n : s->rq.len;
+		bool peek = flags & XT_MSG_PEEK;
+		xt_ring_peek(&s->rq, 0, buf, from_ring);
+		if (n > from_ring) /* then straight from the kept frames */
+			(void)xt_rx_read(st, s, (uint8_t *)buf + from_ring, n - from_ring, peek);
+		if (!peek) {
+			xt_ring_consume(&s->rq, from_ring);
 			window_update(st, s, now);
 			xt_sock_wake(st, s);
 			xt_stack_flush(st);
@@ -535,7 +539,7 @@ int xt_tcp_close(struct xt_stack *st, int id, xt_time_t now)
 		xt_tw_add(st, s);
 		return 0;
 	}
-	if (s->rq.buf && s->rq.len) { /* RFC 2525 2.17: unread data means RST */
+	if (s->rq.buf && xt_rq_avail(s)) { /* RFC 2525 2.17: unread data means RST */
 		st->cnt.tcp_abort_on_close++;
 		abort_conn(st, s, now);
 	} else if (s->linger == 0) {
@@ -788,7 +792,7 @@ long xt_tcp_inq(struct xt_stack *st, int id)
 		return -EBADF;
 	if (s->state == XT_LISTEN)
 		return -EINVAL;
-	return s->rq.buf ? s->rq.len : 0;
+	return s->rq.buf ? xt_rq_avail(s) : 0;
 }
 
 long xt_tcp_outq(struct xt_stack *st, int id)
@@ -852,7 +856,7 @@ static void tcp_info_of(const struct xt_sock *s, struct xt_tcp_info *ti, xt_time
 	uint32_t flight = xt_tcp_flight(s);
 	uint32_t q = s->sq.buf ? s->sq.len : 0;
 	ti->notsent_bytes = q > flight ? q - flight : 0;
-	ti->rcv_queue = s->state == XT_LISTEN ? s->aq_len : s->rq.buf ? s->rq.len : 0;
+	ti->rcv_queue = s->state == XT_LISTEN ? s->aq_len : s->rq.buf ? xt_rq_avail(s) : 0;
 	ti->snd_queue = s->state == XT_LISTEN ? s->backlog : q;
 }
 

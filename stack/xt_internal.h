@@ -31,6 +31,16 @@ struct xt_ip_rx {
 	uint16_t l4len;
 };
 
+/* A received frame kept in place (cfg.rx_hold_window): its TCP payload, not
+ * yet read, queued on its socket behind the bytes in the socket's buffer. */
+struct xt_held {
+	const uint8_t *p; /* unread payload */
+	uint32_t len;
+	int32_t sock;     /* the owner's id; -1: free */
+	int32_t next;     /* next of the owner's queue, or of the free list; -1: none */
+	uint64_t ref, pos;
+};
+
 struct xt_stack {
 	struct xt_stack_cfg cfg;
 	struct xt_counters cnt;
@@ -60,6 +70,15 @@ struct xt_stack {
 	uint16_t ip_id;
 
 	struct xt_arp *arp;
+
+	/* Zero-copy receive (rxhold.c): a pool of cfg.rx_hold_window records. */
+	struct xt_held *held;
+	int32_t held_free;      /* free list */
+	uint32_t held_n;        /* records in use */
+	uint64_t rx_pos;        /* newest frame position seen */
+	uint64_t held_min_pos;  /* <= the oldest kept frame's position */
+	const struct xt_frame *rx_cur; /* the frame being input, if it may be kept */
+	bool rx_cur_held;
 
 	/* Sockets: handle -> socket; free handles chained through free_next. */
 	struct xt_sock **socks;

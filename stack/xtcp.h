@@ -38,6 +38,11 @@ struct xt_frame {
 	 * pieces when that ring wraps).  Borrowed like data. */
 	const uint8_t *pay[2];
 	uint32_t pay_len[2];
+	/* Input, with xt_stack_cfg.rx_hold_window: ref nonzero means the engine
+	 * may keep the frame past the call (payload read in place by the
+	 * application, see rx_hold) until it calls rx_release(ref); pos is the
+	 * backend's receive position, which grows by at least one per frame. */
+	uint64_t ref, pos;
 };
 /* The IPv4 and TCP checksums need no check: the frame was made on this host
  * with checksum offload (Linux CHECKSUM_PARTIAL, e.g. from a veth peer), so
@@ -146,6 +151,18 @@ struct xt_stack_cfg {
 
 	xt_tx_fn tx;
 	void *tx_ctx;
+	/* Zero-copy receive (0: every payload is copied into the socket's
+	 * buffer on arrival).  A frame with a ref whose in-order payload fills
+	 * no hole may stay where the backend put it, queued on its socket, until
+	 * the application has read it; rx_hold(ref) says so, rx_release(ref)
+	 * gives it back.  The backend's ring must not wait for a frame long: a
+	 * kept frame is copied into its socket's buffer, and released, once a
+	 * frame at pos + rx_hold_window or later arrives (or before fork, see
+	 * xt_stack_rx_unhold_all), so at most rx_hold_window frames are kept. */
+	uint32_t rx_hold_window;
+	void (*rx_hold)(void *ctx, uint64_t ref);
+	void (*rx_release)(void *ctx, uint64_t ref);
+	void *rx_ctx;
 	xt_event_fn on_event; /* may be NULL */
 	void *event_ctx;
 
@@ -258,7 +275,8 @@ struct xt_tcp_info {
 	X(tcp_abort_on_close) X(tcp_abort_on_linger) X(tcp_icmp_pmtu)           \
 	X(tcp_icmp_soft_err) X(tcp_icmp_hard_err) X(tcp_dsack_rx)                \
 	X(tcp_syncookies_sent) X(tcp_syncookies_recv) X(tcp_syncookies_failed)   \
-	X(tcp_lost_retrans) X(tcp_tw_recycled) X(tcp_tso_segs) X(tcp_tx_gathered)
+	X(tcp_lost_retrans) X(tcp_tw_recycled) X(tcp_tso_segs) X(tcp_tx_gathered)  \
+	X(tcp_rx_held) X(tcp_rx_hold_copied)
 
 struct xt_counters {
 #define XT_CNT_FIELD(name) uint64_t name;
@@ -293,6 +311,13 @@ void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max);
 /* ... and its checksum offload (XT_TX_CSUM_*) and whether it takes gathered
  * frames, as in xt_stack_cfg.  Queued frames go out first. */
 void xt_stack_set_tx_offload(struct xt_stack *st, uint8_t csum, uint8_t gather);
+/* Copies every kept received frame (cfg.rx_hold_window) into its socket's
+ * buffer and releases it: before fork, or before the backend goes.  */
+void xt_stack_rx_unhold_all(struct xt_stack *st);
+/* ... and sets a new window (0: keep none) with new callbacks, for a new
+ * backend.  Returns 0, or -ENOMEM (then no frame is kept). */
+int xt_stack_set_rx_hold(struct xt_stack *st, uint32_t window, void (*hold)(void *, uint64_t),
+			 void (*release)(void *, uint64_t), void *ctx);
 /* Absolute time of the next timer, or XT_TIME_NEVER. */
 xt_time_t xt_stack_next_deadline(struct xt_stack *st);
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st);

@@ -75,6 +75,7 @@ struct ncase {
 	int cc;           /* XT_CC_* (default CUBIC) */
 	bool no_sack;     /* negotiate no SACK */
 	bool copy_tx;     /* payload copied into each frame, not gathered from the send ring */
+	bool copy_rx;     /* payload copied on arrival, no frame kept in place */
 	uint64_t burst_start, burst_len; /* frames A->B dropped in a row (0: none) */
 };
 
@@ -241,6 +242,9 @@ static int sim_tx(void *ctx, const struct xt_frame *frames, int n)
 	return r < 0 ? 0 : r;
 }
 
+static void side_rx_hold(void *ctx, uint64_t ref) { xt_nic_rx_hold(((struct side *)ctx)->nic, ref); }
+static void side_rx_release(void *ctx, uint64_t ref) { xt_nic_rx_release(((struct side *)ctx)->nic, ref); }
+
 static void side_free(struct side *sd)
 {
 	if (sd->st)
@@ -328,6 +332,12 @@ static struct sim *sim_new(const struct ncase *c)
 		cfg.secret[0] = mix64(c->seed + 100 + (uint64_t)i);
 		cfg.secret[1] = mix64(c->seed + 200 + (uint64_t)i);
 		cfg.tx_gather = !c->copy_tx && sd->nic->caps.tx_gather;
+		if (!c->copy_rx) {
+			cfg.rx_hold_window = sd->nic->caps.rx_hold_window;
+			cfg.rx_hold = side_rx_hold;
+			cfg.rx_release = side_rx_release;
+			cfg.rx_ctx = sd;
+		}
 		cfg.tx = sim_tx;
 		cfg.tx_ctx = sd;
 		sd->st = xt_stack_new(&cfg, sim->now);
@@ -739,7 +749,8 @@ static void run_case(void **state)
 /* Runs case c again and checks it sent exactly what the first run of
  * first_case sent: the same frames (length, headers and TCP checksum, which
  * covers the payload) at the same virtual times. */
-static void rerun_same(const struct ncase *c, const struct ncase *first_case, const char *what)
+static void rerun_same(const struct ncase *c, const struct ncase *first_case, const char *what,
+		       struct xt_counters *cnt)
 {
 	const struct nresult *first = &results[first_case - cases];
 	if (!first->done)
@@ -760,6 +771,8 @@ static void rerun_same(const struct ncase *c, const struct ncase *first_case, co
 	       "\n", what, c->name, vt, first->vtime_total_s, sim->trace, first->trace_hash);
 	assert_true(sim->trace == first->trace_hash);
 	assert_true(vt == first->vtime_total_s);
+	if (cnt)
+		*cnt = *xt_stack_counters(B->st);
 	sim_free(sim);
 }
 
@@ -767,7 +780,7 @@ static void rerun_same(const struct ncase *c, const struct ncase *first_case, co
 static void determinism(void **state)
 {
 	const struct ncase *c = *state;
-	rerun_same(c, c, "determinism");
+	rerun_same(c, c, "determinism", NULL);
 }
 
 /* Frames whose payload is gathered from the send ring must be the very
@@ -777,7 +790,25 @@ static void gather_matches_copy(void **state)
 	const struct ncase *c = *state;
 	struct ncase v = *c;
 	v.copy_tx = !c->copy_tx;
-	rerun_same(&v, c, c->copy_tx ? "gathered-tx" : "copied-tx");
+	rerun_same(&v, c, c->copy_tx ? "gathered-tx" : "copied-tx", NULL);
+}
+
+/* Keeping received frames in place, until read or until the wire needs them
+ * back, must not change what either side sends, nor (sim_run checks every
+ * byte) what the application reads. */
+static void hold_matches_copy(void **state)
+{
+	const struct ncase *c = *state;
+	struct ncase v = *c;
+	v.copy_rx = !c->copy_rx;
+	struct xt_counters cnt;
+	rerun_same(&v, c, c->copy_rx ? "held-rx" : "copied-rx", &cnt);
+	printf("  receiver: %" PRIu64 " segments kept in place, %" PRIu64 " of them copied later\n",
+	       cnt.tcp_rx_held, cnt.tcp_rx_hold_copied);
+	if (v.copy_rx)
+		assert_int_equal(cnt.tcp_rx_held, 0);
+	else
+		assert_true(cnt.tcp_rx_held > 1000);
 }
 
 static void add_case(double loss, uint64_t seed, uint32_t rcvbuf, bool dyn_arp, double corrupt,
@@ -795,8 +826,9 @@ static void add_case(double loss, uint64_t seed, uint32_t rcvbuf, bool dyn_arp, 
 	c->dyn_arp = dyn_arp;
 	c->bytes = bytes;
 	c->copy_tx = seed & 1; /* both ways of building frames, under the same faults */
-	snprintf(c->name, sizeof(c->name), "loss%g%%_seed%" PRIu64 "%s%s", loss * 100, seed,
-		 rcvbuf ? "_rcvbuf64k_arp" : "", c->copy_tx ? "_copytx" : "");
+	c->copy_rx = (seed >> 1) & 1; /* and of receiving them */
+	snprintf(c->name, sizeof(c->name), "loss%g%%_seed%" PRIu64 "%s%s%s", loss * 100, seed,
+		 rcvbuf ? "_rcvbuf64k_arp" : "", c->copy_tx ? "_copytx" : "", c->copy_rx ? "_copyrx" : "");
 }
 
 static const char *results_path(void)
@@ -962,7 +994,7 @@ int main(void)
 	burst_case->burst_len = 30;
 	burst_case->corrupt = 0;
 
-	struct CMUnitTest tests[MAX_CASES + 3];
+	struct CMUnitTest tests[MAX_CASES + 5];
 	int nt = 0;
 	for (int i = 0; i < fixed; i++) {
 		if (only && *only && !strstr(cases[i].name, only))
@@ -991,6 +1023,11 @@ int main(void)
 		memset(&tests[nt], 0, sizeof(tests[nt]));
 		tests[nt].name = k ? "gather_matches_copy_loss5" : "gather_matches_copy_arp";
 		tests[nt].test_func = gather_matches_copy;
+		tests[nt].initial_state = &cases[other[k]];
+		nt++;
+		memset(&tests[nt], 0, sizeof(tests[nt]));
+		tests[nt].name = k ? "hold_matches_copy_loss5" : "hold_matches_copy_arp";
+		tests[nt].test_func = hold_matches_copy;
 		tests[nt].initial_state = &cases[other[k]];
 		nt++;
 	}

@@ -507,6 +507,9 @@ static int eng_tx(void *ctx, const struct xt_frame *f, int n)
 	return xt_nic_tx(e->nic, f, n, e->now);
 }
 
+static void eng_rx_hold(void *ctx, uint64_t ref) { xt_nic_rx_hold(((struct eng *)ctx)->nic, ref); }
+static void eng_rx_release(void *ctx, uint64_t ref) { xt_nic_rx_release(((struct eng *)ctx)->nic, ref); }
+
 static int open_no_big; /* the next eng_open: cfg.no_big_ring and no_tso */
 
 static void eng_open(struct eng *e, const char *ifname, uint32_t ip, int tx_mode)
@@ -531,6 +534,10 @@ static void eng_open(struct eng *e, const char *ifname, uint32_t ip, int tx_mode
 	cfg.tso_max = e->nic->caps.tso_max;
 	cfg.tx_csum_offload = e->nic->caps.tx_csum;
 	cfg.tx_gather = e->nic->caps.tx_gather;
+	cfg.rx_hold_window = e->nic->caps.rx_hold_window;
+	cfg.rx_hold = eng_rx_hold;
+	cfg.rx_release = eng_rx_release;
+	cfg.rx_ctx = e;
 	cfg.max_sockets = 64;
 	cfg.secret[0] = 0x0123456789abcdefull ^ (uint64_t)getpid();
 	cfg.secret[1] = (uint64_t)mono();
@@ -1141,7 +1148,12 @@ static void big_echo(bool big)
 	assert_int_equal(e.nic->caps.tx_csum, XT_TX_CSUM_PARTIAL);
 	assert_true(e.nic->caps.tx_gather);
 	assert_true(xt_stack_counters(e.st)->tcp_tx_gathered > 0);
+	fprintf(stderr, "%s: %" PRIu64 " segments read in place from the big ring, %" PRIu64
+		" of them copied later\n", what, xt_stack_counters(e.st)->tcp_rx_held,
+		xt_stack_counters(e.st)->tcp_rx_hold_copied);
 	if (big) {
+		assert_true(e.nic->caps.rx_hold_window > 0);
+		assert_true(xt_stack_counters(e.st)->tcp_rx_held > 0);
 		assert_true(ps.rx_big > 0);
 		assert_int_equal(ps.rx_copied, 0);
 		assert_true(ps.tx_gso > 0);
@@ -1332,6 +1344,7 @@ static void rate_run(int tx_mode, int bypass, const char *label)
 	p = (struct pollfd){ rdy[0], POLLIN, 0 };
 	assert_int_equal(poll(&p, 1, 5000), 1);
 	assert_int_equal(read(rdy[0], &ch, 1), 1);
+	memset(f, 0, sizeof(f));
 	for (int i = 0; i < RX_BURST; i++) {
 		f[i].data = frames[i];
 		f[i].len = 60;

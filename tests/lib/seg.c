@@ -488,6 +488,58 @@ void frame_in(struct fx *fx, xt_time_t t, const void *frame, size_t len)
 	xt_stack_flush(fx->st);
 }
 
+static void rx_give_back(struct fx *fx, uint64_t ref)
+{
+	memset(fx->rx_buf[ref], 0xdb, FX_BUILD_MAX); /* a late read sees garbage */
+	free(fx->rx_buf[ref]);
+	fx->rx_buf[ref] = NULL;
+}
+
+static void fx_rx_hold(void *ctx, uint64_t ref)
+{
+	struct fx *fx = ctx;
+	if (ref == 0 || ref >= fx->rx_next_ref || !fx->rx_buf[ref] || fx->rx_kept[ref])
+		fx_fail(fx, "rx_hold(%" PRIu64 ") out of turn", ref);
+	fx->rx_kept[ref] = 1;
+	fx->rx_holds++;
+}
+
+static void fx_rx_release(void *ctx, uint64_t ref)
+{
+	struct fx *fx = ctx;
+	if (ref == 0 || ref >= fx->rx_next_ref || !fx->rx_kept[ref])
+		fx_fail(fx, "rx_release(%" PRIu64 ") of a frame not kept", ref);
+	fx->rx_kept[ref] = 0;
+	fx->rx_releases++;
+	rx_give_back(fx, ref);
+}
+
+/* A frame the engine may keep: its own buffer, ref and pos. */
+static void rx_frame_in(struct fx *fx, xt_time_t t, const uint8_t *data, size_t n, uint32_t flags)
+{
+	uint64_t ref = fx->rx_next_ref++;
+	if (ref >= fx->rx_cap) {
+		size_t cap = fx->rx_cap ? fx->rx_cap * 2 : 1024;
+		fx->rx_buf = realloc(fx->rx_buf, cap * sizeof(*fx->rx_buf));
+		fx->rx_kept = realloc(fx->rx_kept, cap);
+		if (!fx->rx_buf || !fx->rx_kept)
+			abort();
+		memset(fx->rx_buf + fx->rx_cap, 0, (cap - fx->rx_cap) * sizeof(*fx->rx_buf));
+		memset(fx->rx_kept + fx->rx_cap, 0, cap - fx->rx_cap);
+		fx->rx_cap = cap;
+	}
+	fx->rx_buf[ref] = malloc(FX_BUILD_MAX);
+	if (!fx->rx_buf[ref])
+		abort();
+	memcpy(fx->rx_buf[ref], data, n);
+	struct xt_frame f = { .data = fx->rx_buf[ref], .len = (uint32_t)n, .flags = flags, .ref = ref, .pos = ref };
+	fx_run_(fx, t, __FILE__, __LINE__);
+	xt_stack_input_frame(fx->st, &f, FX_T0 + t);
+	xt_stack_flush(fx->st);
+	if (!fx->rx_kept[ref])
+		rx_give_back(fx, ref);
+}
+
 void seg_inject(struct fx *fx, xt_time_t t, const struct seg_spec *sp)
 {
 	static uint8_t buf[FX_BUILD_MAX];
@@ -509,6 +561,10 @@ void seg_inject(struct fx *fx, xt_time_t t, const struct seg_spec *sp)
 		s.tsecr = fx->our_tsval;
 	}
 	size_t n = seg_build(buf, sizeof buf, &s);
+	if (fx->cfg.rx_hold_window) {
+		rx_frame_in(fx, t, buf, n, s.csum_offloaded ? XT_FRAME_CSUM_OK : 0);
+		return;
+	}
 	if (s.csum_offloaded) {
 		struct xt_frame f = { .data = buf, .len = (uint32_t)n, .flags = XT_FRAME_CSUM_OK };
 
@@ -671,6 +727,12 @@ static void fx_start(struct fx *fx, const struct xt_stack_cfg *cfg)
 	fx->cfg.netmask = FX_NETMASK;
 	fx->cfg.tx = fx_tx;
 	fx->cfg.tx_ctx = fx;
+	if (fx->cfg.rx_hold_window) {
+		fx->cfg.rx_hold = fx_rx_hold;
+		fx->cfg.rx_release = fx_rx_release;
+		fx->cfg.rx_ctx = fx;
+		fx->rx_next_ref = 1;
+	}
 	if (!fx->cfg.on_event) {
 		fx->cfg.on_event = fx_on_event;
 		fx->cfg.event_ctx = fx;
@@ -711,6 +773,14 @@ static void fx_stop(struct fx *fx)
 	if (fx->st)
 		xt_stack_free(fx->st);
 	fx->st = NULL;
+	for (size_t i = 0; i < fx->rx_cap; i++)
+		free(fx->rx_buf[i]);
+	free(fx->rx_buf);
+	free(fx->rx_kept);
+	fx->rx_buf = NULL;
+	fx->rx_kept = NULL;
+	fx->rx_cap = 0;
+	fx->rx_holds = fx->rx_releases = 0;
 	while (fx->qlen) {
 		free(fx->q[fx->qhead].data);
 		fx->qhead = (fx->qhead + 1) % fx->qcap;

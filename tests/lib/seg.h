@@ -150,6 +150,16 @@ struct fx {
 	struct fx_frame *q;
 	size_t qhead, qlen, qcap;
 	uint64_t total_tx; /* frames captured since start */
+
+	/* Zero-copy receive (cfg.rx_hold_window > 0): every injected frame gets
+	 * ref = pos = 1, 2, ... in a buffer of its own, which the harness
+	 * poisons and frees as soon as the engine may no longer read it (after
+	 * the input call, or at rx_release when the engine kept it); a hold or
+	 * release out of turn fails the test. */
+	uint8_t **rx_buf;     /* by ref; NULL: given back */
+	uint8_t *rx_kept;     /* by ref */
+	size_t rx_cap;
+	uint64_t rx_next_ref, rx_holds, rx_releases;
 	struct seg last;   /* last popped */
 
 	/* the followed connection */
