@@ -12,7 +12,10 @@
  * The input is then a program.  Byte 0 picks the setup variant (bits 0-2:
  * engine without timestamps/SACK/window scaling; bits 3-5: the peer offers
  * none of them; bits 6-7: MTU 1500, 1500 with SYN cookies always, 1280,
- * 576); then each operation starts with one
+ * 576; the parity of bits 0-3 gathers sent payload from the send ring, that
+ * of bits 2-5 keeps received frames in place (each frame then has a buffer of
+ * its own, poisoned when the engine gives it back)); then each operation
+ * starts with one
  * byte (op % 8):
  *   0-3  inject a TCP segment towards a connection: flags, seq, ack, window,
  *        options and payload length come from the input; seq/ack are mostly
@@ -63,6 +66,7 @@
 #define LPORT 80
 #define NCONN 7
 #define FRAME_MAX 4096
+#define HOLD_WINDOW 8 /* frames the engine may keep (cfg.rx_hold_window) */
 
 static const uint8_t US_MAC[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x01 };
 static const uint8_t PEER_MAC[6] = { 0x02, 0x00, 0x00, 0x00, 0x00, 0x02 };
@@ -149,10 +153,64 @@ struct fz {
 	struct conn c[NCONN];
 	uint8_t frame[FRAME_MAX];
 	uint8_t buf[70000];
+	uint8_t txcopy[70000]; /* a gathered frame, whole */
 	uint32_t ts_base;
+	/* received frames kept by the engine (rx_hold), by ref */
+	bool hold;
+	uint64_t next_ref;
+	uint8_t *cur;          /* the buffer of the frame being input */
+	uint64_t kept_ref[HOLD_WINDOW];
+	uint8_t *kept_buf[HOLD_WINDOW];
 };
 
 static struct fz Z;
+
+static void rx_hold_cb(void *ctx, uint64_t ref)
+{
+	(void)ctx;
+	for (int i = 0; i < HOLD_WINDOW; i++)
+		if (!Z.kept_buf[i]) {
+			Z.kept_ref[i] = ref;
+			Z.kept_buf[i] = Z.cur;
+			Z.cur = NULL;
+			return;
+		}
+	abort(); /* more kept than the window allows */
+}
+
+static void rx_release_cb(void *ctx, uint64_t ref)
+{
+	(void)ctx;
+	for (int i = 0; i < HOLD_WINDOW; i++)
+		if (Z.kept_buf[i] && Z.kept_ref[i] == ref) {
+			memset(Z.kept_buf[i], 0xdb, FRAME_MAX); /* a late read sees garbage */
+			free(Z.kept_buf[i]);
+			Z.kept_buf[i] = NULL;
+			return;
+		}
+	abort(); /* released what was not kept */
+}
+
+/* Every frame towards the engine: with hold, in a buffer of its own. */
+static void feed(const uint8_t *f, uint32_t len)
+{
+	if (!Z.hold) {
+		xt_stack_input(Z.st, f, len, Z.now);
+		return;
+	}
+	Z.cur = malloc(FRAME_MAX);
+	if (!Z.cur)
+		abort();
+	memcpy(Z.cur, f, len);
+	uint64_t ref = ++Z.next_ref;
+	struct xt_frame fr = { .data = Z.cur, .len = len, .flags = 0, .ref = ref, .pos = ref };
+	xt_stack_input_frame(Z.st, &fr, Z.now);
+	if (Z.cur) { /* not kept */
+		memset(Z.cur, 0xdb, len);
+		free(Z.cur);
+		Z.cur = NULL;
+	}
+}
 static int trace = -1; /* FUZZ_TRACE=1: print every TCP segment in and out */
 
 static void trace_seg(const char *dir, const uint8_t *f, uint32_t len)
@@ -397,8 +455,16 @@ static int tx_cb(void *ctx, const struct xt_frame *frames, int n)
 {
 	(void)ctx;
 	for (int i = 0; i < n; i++) {
-		trace_seg("out", frames[i].data, frames[i].len);
-		engine_frame(frames[i].data, frames[i].len);
+		const uint8_t *d = frames[i].data;
+		uint32_t len = xt_frame_wire_len(&frames[i]);
+		if (frames[i].flags & XT_FRAME_GATHER) {
+			if (len > sizeof(Z.txcopy))
+				die("%s", "gathered frame too long", d, frames[i].len);
+			xt_frame_copy(&frames[i], Z.txcopy);
+			d = Z.txcopy;
+		}
+		trace_seg("out", d, len);
+		engine_frame(d, len);
 	}
 	return n;
 }
@@ -500,7 +566,7 @@ static void inject_seg(struct conn *c, struct seg *s)
 	int before = c->sock >= 0 ? xt_tcp_state(Z.st, c->sock) : -1;
 	uint64_t cookies = xt_stack_counters(Z.st)->tcp_syncookies_recv;
 	trace_seg(s->bad_csum ? "in(bad csum)" : "in ", f, off + l4len);
-	xt_stack_input(Z.st, f, off + l4len, Z.now);
+	feed(f, off + l4len);
 	if (xt_stack_counters(Z.st)->tcp_syncookies_recv != cookies) {
 		/* Any (seq + d, ack + d) passes a cookie check: the connection's
 		 * sequence spaces start where this ACK says, not at our SYN. */
@@ -654,6 +720,14 @@ static void setup(uint8_t v)
 	cfg.secret[0] = 0x1111222233334444ull;
 	cfg.secret[1] = 0x5555666677778888ull;
 	cfg.tx = tx_cb;
+	cfg.tx_gather = (uint8_t)(__builtin_popcount(v & 0x0fu) & 1);
+	Z.hold = __builtin_popcount(v & 0x3cu) & 1;
+	Z.cur = NULL;
+	if (Z.hold) {
+		cfg.rx_hold_window = HOLD_WINDOW;
+		cfg.rx_hold = rx_hold_cb;
+		cfg.rx_release = rx_release_cb;
+	}
 	Z.st = xt_stack_new(&cfg, Z.now);
 	if (!Z.st)
 		setup_fail("xt_stack_new");
@@ -744,6 +818,10 @@ static void teardown(void)
 	if (Z.lsock >= 0)
 		xt_tcp_close(Z.st, Z.lsock, Z.now);
 	xt_stack_poll(Z.st, Z.now);
+	xt_stack_rx_unhold_all(Z.st); /* gives back every kept frame: none may be left */
+	for (int i = 0; i < HOLD_WINDOW; i++)
+		if (Z.kept_buf[i])
+			abort();
 	xt_stack_free(Z.st);
 	Z.st = NULL;
 }
@@ -1187,7 +1265,7 @@ static void op_icmp(struct rd *r)
 	if ((g8(r) & 15) == 0)
 		cs ^= 1;
 	xt_wr16(ic + XT_ICMP_CSUM_be16, cs);
-	xt_stack_input(Z.st, f, off + l4len, Z.now);
+	feed(f, off + l4len);
 	xt_stack_flush(Z.st);
 }
 
