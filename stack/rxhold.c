@@ -18,9 +18,6 @@
  */
 #include "tcp.h"
 
-/* Shorter payloads are copied: the record would cost more than the copy. */
-#define XT_HOLD_MIN 512u
-
 int xt_rxhold_init(struct xt_stack *st)
 {
 	uint32_t n = st->cfg.rx_hold_window;
@@ -64,7 +61,7 @@ static void rec_free(struct xt_stack *st, int32_t i)
 	st->held_n--;
 }
 
-bool xt_rx_try_hold(struct xt_stack *st, struct xt_sock *s, const uint8_t *p, uint32_t len)
+bool xt_rx_hold_seg(struct xt_stack *st, struct xt_sock *s, const uint8_t *p, uint32_t len)
 {
 	const struct xt_frame *f = st->rx_cur;
 	int32_t i = st->held_free;

@@ -203,12 +203,12 @@ void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 		st->big_at = (int8_t)i;
 	if (st->build_gso)
 		st->txflags[i] = st->build_gso << XT_FRAME_GSO_SHIFT;
-	st->txpay_len[i][0] = st->build_pay_len[0];
-	st->txpay_len[i][1] = st->build_pay_len[1];
 	if (pay) {
 		st->txflags[i] |= XT_FRAME_GATHER;
 		st->txpay[i][0] = st->build_pay[0];
 		st->txpay[i][1] = st->build_pay[1];
+		st->txpay_len[i][0] = st->build_pay_len[0];
+		st->txpay_len[i][1] = st->build_pay_len[1];
 	}
 	if (st->build_csum_partial)
 		st->txflags[i] |= XT_FRAME_CSUM_PARTIAL;
@@ -216,12 +216,6 @@ void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 	st->txlen[st->ntx++] = frame_len - pay;
 	st->cnt.tx_frames++;
 	st->cnt.tx_bytes += frame_len;
-}
-
-void xt_tx_unref(struct xt_stack *st, struct xt_sock *s, uint32_t seq)
-{
-	if (st->ntx && s->tx_ref_gen == st->tx_gen && SEQ_LT(s->tx_ref_seq, seq))
-		xt_stack_flush(st);
 }
 
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on) { st->tx_defer = on; }
@@ -256,10 +250,12 @@ void xt_stack_flush(struct xt_stack *st)
 		f[i].data = i == st->big_at ? st->txbig : st->txmem + (size_t)i * XT_FRAME_MAX;
 		f[i].len = st->txlen[i];
 		f[i].flags = st->txflags[i];
-		f[i].pay_len[0] = st->txpay_len[i][0];
-		f[i].pay_len[1] = st->txpay_len[i][1];
-		f[i].pay[0] = f[i].pay_len[0] ? st->txpay[i][0] : NULL;
-		f[i].pay[1] = f[i].pay_len[1] ? st->txpay[i][1] : NULL;
+		if (f[i].flags & XT_FRAME_GATHER) { /* the pieces are read only then */
+			f[i].pay[0] = st->txpay[i][0];
+			f[i].pay[1] = st->txpay[i][1];
+			f[i].pay_len[0] = st->txpay_len[i][0];
+			f[i].pay_len[1] = st->txpay_len[i][1];
+		}
 	}
 	st->big_at = -1;
 	st->tx_gen++; /* no frame points into a send ring any more */

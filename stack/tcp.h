@@ -273,14 +273,28 @@ uint32_t xt_tcp_cur_mss(const struct xt_sock *s);
 uint16_t xt_tcp_wire_mss(const struct xt_stack *st, const struct xt_sock *s);
 void xt_tcp_update_mss(struct xt_stack *st, struct xt_sock *s);
 uint32_t xt_tcp_ts_now(const struct xt_sock *s, xt_time_t now);
+/* Before the send-ring bytes of s below seq are freed or reused: flushes the
+ * batch if a frame in it still reads from them (cfg.tx_gather). */
+static inline void xt_tx_unref(struct xt_stack *st, struct xt_sock *s, uint32_t seq)
+{
+	if (st->ntx && s->tx_ref_gen == st->tx_gen && SEQ_LT(s->tx_ref_seq, seq))
+		xt_stack_flush(st);
+}
+
 /* rxhold.c: zero-copy receive. */
 int xt_rxhold_init(struct xt_stack *st);
 void xt_rxhold_free(struct xt_stack *st);
 /* Before a frame is input: copies kept frames the backend needs back. */
 void xt_rx_evict(struct xt_stack *st);
 /* Queues len in-order payload bytes at p (in st->rx_cur) on s without a
- * copy; false when it may not (then the caller copies). */
-bool xt_rx_try_hold(struct xt_stack *st, struct xt_sock *s, const uint8_t *p, uint32_t len);
+ * copy; false when it may not (then the caller copies).  Shorter payloads
+ * are copied: the record would cost more than the copy. */
+#define XT_HOLD_MIN 512u
+bool xt_rx_hold_seg(struct xt_stack *st, struct xt_sock *s, const uint8_t *p, uint32_t len);
+static inline bool xt_rx_try_hold(struct xt_stack *st, struct xt_sock *s, const uint8_t *p, uint32_t len)
+{
+	return st->rx_cur && len >= XT_HOLD_MIN && xt_rx_hold_seg(st, s, p, len);
+}
 /* Moves s's kept payload into its receive ring, releasing the frames. */
 void xt_rx_compact(struct xt_stack *st, struct xt_sock *s);
 /* Releases s's kept frames, their bytes dropped (the buffers go). */

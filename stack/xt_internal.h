@@ -139,9 +139,6 @@ static inline uint32_t xt_tx_pay_len(const struct xt_stack *st)
 void xt_tx_set_gso(struct xt_stack *st, uint32_t mss);
 /* Forgets the frame being built (not committed: lost). */
 void xt_tx_drop_build(struct xt_stack *st);
-/* Before the send-ring bytes of s below seq are freed or reused: flushes the
- * batch if a frame in it still reads from them (cfg.tx_gather). */
-void xt_tx_unref(struct xt_stack *st, struct xt_sock *s, uint32_t seq);
 /* Makes the frame being built (frame_len bytes on the wire, not TSO) whole in
  * its buffer, for a frame that must outlive the batch (the ARP queue): copies
  * in the gathered payload and finishes a TCP checksum left to the backend. */
