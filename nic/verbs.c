@@ -15,9 +15,12 @@
  *
  * RX slot life: FREE (queued for posting) -> POSTED (owned by the device) ->
  * LENT (returned by rx_burst, the caller reads it) -> FREE at the next
- * rx_burst.  A flushed or failed receive goes straight back to FREE.  There
- * are rx_depth + VB_LEND_MAX slots, so the receive queue stays full while a
- * burst is lent.
+ * rx_burst.  A flushed or failed receive goes straight back to FREE.  A lent
+ * slot the engine keeps (rx_hold: the program reads the payload from it)
+ * becomes KEPT_LENT, KEPT at the next rx_burst, and FREE at rx_release
+ * (KEPT_LENT goes back to LENT, for the next rx_burst to free).  There are
+ * rx_depth + VB_LEND_MAX + VB_HOLD_WINDOW slots, so the receive queue stays
+ * full while a burst is lent and a window's worth of frames is kept.
  *
  * Send queue: entries [sq_tail, sq_head) are outstanding.  Entry i uses TX
  * slot i % tx_depth (unless it was inline) and maybe one large TSO slot.  A
@@ -64,6 +67,7 @@
 #define VB_MAX_DEPTH 32768
 #define VB_MAX_BATCH 256
 #define VB_LEND_MAX 256        /* frames one rx_burst may lend */
+#define VB_HOLD_WINDOW 32      /* caps.rx_hold_window: frames the engine may keep */
 #define VB_STASH 64            /* RX completions arm_wake may hold */
 #define VB_POLL 32             /* completions per ibv_poll_cq */
 #define VB_TSO_SLOTS 8
@@ -667,7 +671,7 @@ static size_t rule_build(struct vb_rule *r, uint8_t port, uint16_t prio, uint32_
 
 /* --- the nic ---------------------------------------------------------------- */
 
-enum { RX_FREE, RX_POSTED, RX_LENT };
+enum { RX_FREE, RX_POSTED, RX_LENT, RX_KEPT_LENT, RX_KEPT };
 
 struct vb_flow {
 	struct ibv_flow *f;
@@ -735,6 +739,7 @@ struct vb_nic {
 	int steer;
 	int qp_state;
 	unsigned int rx_calls;
+	uint64_t rx_pos;       /* frames lent so far (xt_frame.pos) */
 	xt_time_t last_now;
 
 	struct vb_flow *flows;
@@ -821,10 +826,41 @@ static void rx_post(struct vb_nic *v, bool force)
 static void rx_release_lent(struct vb_nic *v)
 {
 	for (int i = 0; i < v->nlent; i++) {
+		if (v->rx_state[v->lent[i]] == RX_KEPT_LENT) {
+			v->rx_state[v->lent[i]] = RX_KEPT;
+			continue;
+		}
 		v->rx_state[v->lent[i]] = RX_FREE;
 		v->rx_free[v->nfree++] = v->lent[i];
 	}
 	v->nlent = 0;
+}
+
+/* Zero-copy receive: ref is the slot plus one. */
+static void vb_rx_hold(struct xt_nic *nic, uint64_t ref)
+{
+	struct vb_nic *v = to_vb(nic);
+	uint32_t s = (uint32_t)(ref - 1);
+
+	if (s < (uint32_t)v->nrx && v->rx_state[s] == RX_LENT) {
+		v->rx_state[s] = RX_KEPT_LENT;
+		v->st.rx_kept++;
+	}
+}
+
+static void vb_rx_release(struct xt_nic *nic, uint64_t ref)
+{
+	struct vb_nic *v = to_vb(nic);
+	uint32_t s = (uint32_t)(ref - 1);
+
+	if (s >= (uint32_t)v->nrx)
+		return;
+	if (v->rx_state[s] == RX_KEPT_LENT) {
+		v->rx_state[s] = RX_LENT; /* still in this burst's lent list */
+	} else if (v->rx_state[s] == RX_KEPT) {
+		v->rx_state[s] = RX_FREE;
+		v->rx_free[v->nfree++] = s;
+	}
 }
 
 static void rx_slot_free(struct vb_nic *v, uint32_t s)
@@ -927,6 +963,8 @@ static bool rx_completion(struct vb_nic *v, const struct ibv_wc *wc, struct xt_f
 	f->data = data;
 	f->len = wc->byte_len;
 	f->flags = 0; /* with rx_csum the engine trusts every frame (caps) */
+	f->ref = (uint64_t)s + 1;
+	f->pos = ++v->rx_pos;
 	v->st.rx_frames++;
 	v->st.rx_bytes += wc->byte_len;
 	return true;
@@ -1245,20 +1283,21 @@ static int tx_prepare(struct vb_nic *v, struct tx_plan *p, const struct xt_frame
 	struct ibv_send_wr *wr = &p->wr[p->nwr];
 	struct ibv_sge *sge = &p->sge[p->nwr];
 	uint32_t slot = (uint32_t)(idx % (uint64_t)v->tx_depth);
+	uint32_t wl = xt_frame_wire_len(f); /* the headers are in data; payload may be gathered */
 	bool sig;
 
 	memset(wr, 0, sizeof(*wr));
-	if (f->len < VB_MIN_SGE) {
+	if (wl < VB_MIN_SGE) {
 		v->st.tx_oversize++; /* a runt: not an Ethernet frame */
 		return 0;
 	}
 	wr->opcode = IBV_WR_SEND;
-	if (f->len > v->max_frame) {
+	if (wl > v->max_frame) {
 		uint32_t hl = tcp_hdr_len(f->data, f->len);
 		uint8_t *b;
 
-		if (!v->tso_max || !hl || hl > VB_TSO_HDR_MAX || f->len - hl > v->tso_max ||
-		    f->len > VB_TSO_CAP + VB_TSO_HDR_MAX) {
+		if (!v->tso_max || !hl || hl > VB_TSO_HDR_MAX || wl - hl > v->tso_max ||
+		    wl > VB_TSO_CAP + VB_TSO_HDR_MAX) {
 			v->st.tx_oversize++;
 			return 0;
 		}
@@ -1266,30 +1305,36 @@ static int tx_prepare(struct vb_nic *v, struct tx_plan *p, const struct xt_frame
 			return -1;
 		int big = v->big_free[--v->nbig_free];
 		b = v->big_base + (size_t)big * (VB_TSO_CAP + VB_TSO_HDR_MAX);
-		memcpy(b, f->data, f->len);
+		xt_frame_copy(f, b);
 		v->tx_big[slot] = (int8_t)(big + 1);
 		wr->opcode = IBV_WR_TSO;
 		wr->tso.hdr = b;
 		wr->tso.hdr_sz = (uint16_t)hl;
 		wr->tso.mss = (uint16_t)(v->max_frame - 4 - hl);
 		sge->addr = (uintptr_t)(b + hl);
-		sge->length = f->len - hl;
+		sge->length = wl - hl;
 		sge->lkey = v->mr->lkey;
 		v->st.tx_tso++;
-	} else if (f->len <= v->inline_max) {
+	} else if (wl <= v->inline_max && !(f->flags & XT_FRAME_GATHER)) {
 		/* Inline: the device copies at post time, so the caller's
 		 * buffer is used directly. */
 		sge->addr = (uintptr_t)f->data;
-		sge->length = f->len;
+		sge->length = wl;
 		sge->lkey = v->mr->lkey;
 		wr->send_flags |= IBV_SEND_INLINE;
 		v->st.tx_inline++;
 	} else {
+		/* The one copy of a gathered frame: its pieces, straight from
+		 * the socket's send ring into the slot. */
 		uint8_t *b = v->tx_base + (size_t)slot * v->slot_size;
-		memcpy(b, f->data, f->len);
+		xt_frame_copy(f, b);
 		sge->addr = (uintptr_t)b;
-		sge->length = f->len;
+		sge->length = wl;
 		sge->lkey = v->mr->lkey;
+		if (wl <= v->inline_max) {
+			wr->send_flags |= IBV_SEND_INLINE;
+			v->st.tx_inline++;
+		}
 	}
 	if (v->tx_csum && is_ipv4(f->data, f->len)) {
 		wr->send_flags |= IBV_SEND_IP_CSUM;
@@ -1533,6 +1578,8 @@ static const struct xt_nic_ops verbs_ops = {
 	.close = vb_close,
 	.flow_add = vb_flow_add,
 	.flow_del = vb_flow_del,
+	.rx_hold = vb_rx_hold,
+	.rx_release = vb_rx_release,
 };
 
 /* --- flows ------------------------------------------------------------------- */
@@ -1709,7 +1756,7 @@ static int setup_pool(struct vb_nic *v)
 	v->slot_size = (v->max_frame + 63u) & ~63u;
 	if (v->slot_size < 2048)
 		v->slot_size = 2048;
-	v->nrx = v->rx_depth + VB_LEND_MAX;
+	v->nrx = v->rx_depth + VB_LEND_MAX + VB_HOLD_WINDOW;
 	v->nbig = v->tso_max ? VB_TSO_SLOTS : 0;
 	rx_bytes = (size_t)v->nrx * v->slot_size;
 	tx_bytes = (size_t)v->tx_depth * v->slot_size;
@@ -1949,6 +1996,8 @@ int xt_verbs_open(const struct xt_verbs_cfg *cfg, struct xt_nic **out)
 			 : v->kernel_owns_ip ? XT_VERBS_STEER_FLOWS : XT_VERBS_STEER_IP;
 	v->tx_csum = dc.csum && !cfg->no_csum_offload;
 	v->nic.caps.tx_csum = v->tx_csum;
+	v->nic.caps.tx_gather = 1;      /* pieces copied into the TX slot: the only copy */
+	v->nic.caps.rx_hold_window = VB_HOLD_WINDOW;
 	v->nic.caps.rx_csum = v->tx_csum;
 	v->tso_max = cfg->no_tso ? 0 : dc.tso_max;
 	if (v->tso_max > VB_TSO_CAP)
@@ -2107,7 +2156,7 @@ static void pset(struct xt_verbs_probe *p, int c, int status, int err, const cha
 /* Bytes the backend pins with its defaults at MTU 1500. */
 static size_t default_pool_bytes(void)
 {
-	return (size_t)(VB_DEFAULT_RX_DEPTH + VB_LEND_MAX + VB_DEFAULT_TX_DEPTH) * 2048u +
+	return (size_t)(VB_DEFAULT_RX_DEPTH + VB_LEND_MAX + VB_HOLD_WINDOW + VB_DEFAULT_TX_DEPTH) * 2048u +
 	       VB_TSO_SLOTS * (VB_TSO_CAP + VB_TSO_HDR_MAX);
 }
 

@@ -196,6 +196,7 @@ struct xt_verbs_stats {
 	uint64_t async_events;
 	uint64_t port_down, port_up;
 	uint64_t flows_added, flows_removed, flow_errors;
+	uint64_t rx_kept;           /* frames the engine kept past the next rx_burst (read in place) */
 };
 int xt_verbs_stats(struct xt_nic *nic, struct xt_verbs_stats *out);
 

@@ -300,7 +300,7 @@ static const char *const verbs_names[] = {
 	"rx_kernel_arp", "rx_kernel_icmp", "tx_frames", "tx_bytes", "tx_inline", "tx_signalled",
 	"tx_csum_offload", "tx_tso", "tx_full", "tx_oversize", "tx_post_errors", "tx_link_down",
 	"tx_qp_error", "cq_events", "cq_errors", "flush_errors", "qp_recoveries", "qp_recovery_failures",
-	"async_events", "port_down", "port_up", "flows_added", "flows_removed", "flow_errors",
+	"async_events", "port_down", "port_up", "flows_added", "flows_removed", "flow_errors", "rx_kept",
 };
 _Static_assert(sizeof(struct xt_verbs_stats) == sizeof(verbs_names) / sizeof(verbs_names[0]) * sizeof(uint64_t),
 	       "verbs counter names");

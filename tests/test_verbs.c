@@ -380,6 +380,9 @@ static int eng_tx(void *ctx, const struct xt_frame *f, int n)
 	return xt_nic_tx(e->nic, f, n, vnow);
 }
 
+static void eng_rx_hold(void *ctx, uint64_t ref) { xt_nic_rx_hold(((struct eng *)ctx)->nic, ref); }
+static void eng_rx_release(void *ctx, uint64_t ref) { xt_nic_rx_release(((struct eng *)ctx)->nic, ref); }
+
 static void eng_init(struct eng *e, int dev, int steer)
 {
 	struct xt_stack_cfg sc;
@@ -393,6 +396,11 @@ static void eng_init(struct eng *e, int dev, int steer)
 	sc.mtu = e->nic->caps.mtu;
 	sc.rx_csum_verified = e->nic->caps.rx_csum;
 	sc.tx_csum_offload = e->nic->caps.tx_csum;
+	sc.tx_gather = e->nic->caps.tx_gather;
+	sc.rx_hold_window = e->nic->caps.rx_hold_window;
+	sc.rx_hold = eng_rx_hold;
+	sc.rx_release = eng_rx_release;
+	sc.rx_ctx = e;
 	sc.secret[0] = 0x1234u + (uint64_t)dev;
 	sc.secret[1] = 0x9876u;
 	sc.tx = eng_tx;
@@ -570,6 +578,10 @@ static void test_transfer(void **state)
 	assert_true(sa.rx_csum_hw > 1000 && sb.rx_csum_hw > 1000);
 	assert_int_equal(sa.rx_csum_bad + sb.rx_csum_bad, 0);
 	assert_true(sa.tx_inline > 0 && sb.tx_inline > 0);
+	/* Payload gathered from the send rings, read in place from the RX slots. */
+	assert_true(xt_stack_counters(a.st)->tcp_tx_gathered > 1000 && xt_stack_counters(b.st)->tcp_tx_gathered > 1000);
+	assert_true(sa.rx_kept > 100 && sb.rx_kept > 100);
+	assert_int_equal(sb.rx_kept, xt_stack_counters(b.st)->tcp_rx_held);
 	/* Selective signalling: exactly one WR in 32. */
 	assert_int_equal(sa.tx_signalled, sa.tx_frames / 32);
 	assert_int_equal(da.send_signalled, sa.tx_signalled);
