@@ -759,6 +759,7 @@ static void test_post_send_failure(void **state)
 	struct xt_frame f[4];
 
 	(void)state;
+	memset(f, 0, sizeof(f));
 	for (int i = 0; i < 4; i++) {
 		f[i].data = buf[i];
 		f[i].len = tcp_frame(buf[i], b->caps.mac, a->caps.mac, IP_A, IP_B, 1, 2, (uint32_t)i, XT_TH_ACK, 500);
