@@ -1607,7 +1607,7 @@ static void test_packet_wire(void **state)
 	(void)state;
 	(void)name;
 	if (!ns_enter("test_packet_wire"))
-		skip();
+		fail_msg("cannot make the test's network namespace (needs root and iproute2)");
 	assert_int_equal(D.set_wire("packet:xtpk0"), 0);
 	assert_int_equal(D.ndevs(), 1);
 
@@ -1767,7 +1767,7 @@ static void test_shared_address(void **state)
 
 	(void)state;
 	if (!ns_enter("test_shared_address"))
-		skip();
+		fail_msg("cannot make the test's network namespace (needs root and iproute2)");
 	assert_int_equal(run_ip("link add xtdn1 address 02:00:00:00:d0:01 type veth peer name xtdn1p"), 0);
 	assert_int_equal(run_ip("addr add 10.9.0.2/24 dev xtdn1"), 0);
 	assert_int_equal(run_ip("link set xtdn1p up"), 0);
