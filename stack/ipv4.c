@@ -166,8 +166,7 @@ int xt_ip_output(struct xt_stack *st, uint8_t *buf, uint32_t l4len, uint32_t src
 {
 	uint32_t l3 = xt_l3_off(st), tot = XT_IP_HLEN + l4len, nexthop;
 
-	assert(l3 + tot - xt_tx_pay_len(st) <= (st->building_big ? XT_TSO_FRAME_MAX : XT_FRAME_MAX) &&
-	       tot <= 65535);
+	assert(l3 + tot - xt_tx_pay_len(st) <= XT_FRAME_MAX && tot <= 65535);
 	if (st->cfg.no_link_header) {
 		/* Point-to-point: everything leaves through the one link. */
 		ip_build(st, buf, tot, src, dst, proto);

@@ -68,7 +68,6 @@ struct xt_stack *xt_stack_new(const struct xt_stack_cfg *cfg, xt_time_t now)
 	st->now = now;
 	st->sock_cap = cfg->max_sockets;
 	st->txmem = malloc((size_t)XT_TX_BATCH * XT_FRAME_MAX);
-	st->big_at = -1;
 	st->tx_gen = 1; /* a new socket's tx_ref_gen (0) matches no batch */
 	xt_stack_set_tso_max(st, cfg->tso_max);
 	st->socks = calloc(st->sock_cap, sizeof(*st->socks));
@@ -112,7 +111,6 @@ void xt_stack_free(struct xt_stack *st)
 		xt_arp_free(st);
 	xt_rxhold_free(st);
 	free(st->txmem);
-	free(st->txbig);
 	free(st->socks);
 	free(st->free_next);
 	free(st->ehash);
@@ -143,7 +141,6 @@ uint64_t xt_stack_mem_used(const struct xt_stack *st) { return st->mem_used; }
 
 static void build_reset(struct xt_stack *st)
 {
-	st->building_big = false;
 	st->build_csum_partial = false;
 	st->build_gso = 0;
 	st->build_pay_len[0] = st->build_pay_len[1] = 0;
@@ -157,21 +154,7 @@ uint8_t *xt_tx_buf(struct xt_stack *st)
 	return st->txmem + (size_t)st->ntx * XT_FRAME_MAX;
 }
 
-uint8_t *xt_tx_buf_big(struct xt_stack *st, uint32_t mss)
-{
-	if (!st->txbig)
-		return NULL;
-	if (st->ntx == XT_TX_BATCH || st->big_at >= 0)
-		xt_stack_flush(st);
-	build_reset(st);
-	st->building_big = true;
-	st->build_gso = mss;
-	return st->txbig;
-}
-
 void xt_tx_drop_build(struct xt_stack *st) { build_reset(st); }
-
-void xt_tx_set_gso(struct xt_stack *st, uint32_t mss) { st->build_gso = mss; }
 
 void xt_tx_materialize(struct xt_stack *st, uint8_t *frame, uint32_t frame_len)
 {
@@ -197,12 +180,8 @@ void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 	uint32_t pay = xt_tx_pay_len(st), i = (uint32_t)st->ntx;
 
 	assert(st->ntx < XT_TX_BATCH && frame_len >= pay &&
-	       frame_len - pay <= (st->building_big ? XT_TSO_FRAME_MAX : XT_FRAME_MAX));
-	st->txflags[i] = 0;
-	if (st->building_big)
-		st->big_at = (int8_t)i;
-	if (st->build_gso)
-		st->txflags[i] = st->build_gso << XT_FRAME_GSO_SHIFT;
+	       frame_len - pay <= XT_FRAME_MAX);
+	st->txflags[i] = st->build_gso << XT_FRAME_GSO_SHIFT;
 	if (pay) {
 		st->txflags[i] |= XT_FRAME_GATHER;
 		st->txpay[i][0] = st->build_pay[0];
@@ -221,15 +200,12 @@ void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on) { st->tx_defer = on; }
 
 /* Also at creation.  The limit is what one IPv4 datagram carries after the
- * largest headers; without the TSO buffer (no memory) there is no TSO, and
- * still a working engine. */
+ * largest headers. */
 void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max)
 {
 	const uint32_t ip_max = 65535u - XT_IP_HLEN - 60u; /* 60: TCP header with every option */
 
 	xt_stack_flush(st);
-	if (max && !st->txbig && !(st->txbig = malloc(XT_TSO_FRAME_MAX)))
-		max = 0;
 	st->cfg.tso_max = max > ip_max ? ip_max : max;
 }
 
@@ -247,7 +223,7 @@ void xt_stack_flush(struct xt_stack *st)
 	if (!n)
 		return;
 	for (int i = 0; i < n; i++) {
-		f[i].data = i == st->big_at ? st->txbig : st->txmem + (size_t)i * XT_FRAME_MAX;
+		f[i].data = st->txmem + (size_t)i * XT_FRAME_MAX;
 		f[i].len = st->txlen[i];
 		f[i].flags = st->txflags[i];
 		if (f[i].flags & XT_FRAME_GATHER) { /* the pieces are read only then */
@@ -257,7 +233,6 @@ void xt_stack_flush(struct xt_stack *st)
 			f[i].pay_len[1] = st->txpay_len[i][1];
 		}
 	}
-	st->big_at = -1;
 	st->tx_gen++; /* no frame points into a send ring any more */
 	int sent = st->cfg.tx(st->cfg.tx_ctx, f, n);
 	if (sent < 0)

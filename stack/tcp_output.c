@@ -204,11 +204,11 @@ static void tcp_xmit(struct xt_stack *st, struct xt_sock *s, uint32_t seq, uint8
 {
 	uint32_t mss = xt_tcp_cur_mss(s);
 	bool gather = len && st->cfg.tx_gather;
-	uint8_t *buf = len > mss && !gather ? xt_tx_buf_big(st, mss) : xt_tx_buf(st);
+	uint8_t *buf = xt_tx_buf(st);
+	assert(gather || len <= mss); /* TSO segments are gathered (send_data) */
 	if (len > mss) {
 		st->cnt.tcp_tso_segs++;
-		if (gather)
-			xt_tx_set_gso(st, mss);
+		st->build_gso = mss; /* cut into mss-sized parts by the backend */
 	}
 	uint8_t *th = buf + xt_l4_off(st);
 	uint8_t *o = th + XT_TCP_HLEN;
@@ -435,7 +435,8 @@ void xt_tcp_output(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 		/* TSO: whole MSS-sized parts of new data in one segment, as far
 		 * as both windows and the backend allow (Linux tcp_tso_autosize
 		 * without the pacing part). */
-		if (st->cfg.tso_max && len == mss && !s->in_recovery && !SEQ_LT(s->snd_nxt, s->snd_max)) {
+		if (st->cfg.tso_max && st->cfg.tx_gather && len == mss && !s->in_recovery &&
+		    !SEQ_LT(s->snd_nxt, s->snd_max)) {
 			uint32_t room = avail < rwnd ? avail : rwnd;
 			if (cwnd < room)
 				room = cwnd;

@@ -14,7 +14,6 @@
 
 #define XT_TX_BATCH 64
 #define XT_FRAME_MAX 2048 /* one frame at MTU <= 1500 plus headers, rounded */
-#define XT_TSO_FRAME_MAX (65536u + 256u) /* one TSO segment: IPv4's 64 KiB and a link header */
 
 #define XT_CNT(st, name) ((st)->cnt.name++)
 
@@ -52,10 +51,7 @@ struct xt_stack {
 	uint32_t txlen[XT_TX_BATCH];
 	uint32_t txflags[XT_TX_BATCH]; /* XT_FRAME_* of each queued frame */
 	int ntx;
-	uint8_t *txbig;     /* one XT_TSO_FRAME_MAX buffer (cfg.tso_max), at most once in the batch */
-	int8_t big_at;      /* batch index of txbig, or -1 */
-	bool building_big;  /* the buffer being built is txbig */
-	uint32_t build_gso; /* its MSS, for txflags */
+	uint32_t build_gso; /* the frame being built: a TSO segment of this MSS (0: none) */
 	/* Gathered payload (cfg.tx_gather) of the frame being built, and of each
 	 * queued one: pointers into a socket's send ring.  tx_gen counts
 	 * flushes, so a socket knows whether the batch still points into it
@@ -123,20 +119,14 @@ static inline uint32_t xt_l4_off(const struct xt_stack *st) { return xt_l3_off(s
 /* stack.c: TX batch.  xt_tx_buf returns a free XT_FRAME_MAX buffer (flushing
  * the batch when full); xt_tx_commit queues it with its full frame length. */
 uint8_t *xt_tx_buf(struct xt_stack *st);
-/* The TSO buffer (XT_TSO_FRAME_MAX bytes) for one segment of mss-sized
- * parts; NULL when the backend has no TSO. */
-uint8_t *xt_tx_buf_big(struct xt_stack *st, uint32_t mss);
 void xt_tx_commit(struct xt_stack *st, uint32_t frame_len);
-/* The frame being built is a TSO segment (in the TSO buffer, or gathered). */
+/* The frame being built is a TSO segment (its payload gathered). */
 static inline bool xt_tx_building_big(const struct xt_stack *st) { return st->build_gso != 0; }
 /* Payload bytes of the frame being built that are gathered, not in its buffer. */
 static inline uint32_t xt_tx_pay_len(const struct xt_stack *st)
 {
 	return st->build_pay_len[0] + st->build_pay_len[1];
 }
-/* Makes the TCP segment being built a TSO segment of mss-sized parts whose
- * payload is gathered (with cfg.tx_gather no TSO buffer is needed). */
-void xt_tx_set_gso(struct xt_stack *st, uint32_t mss);
 /* Forgets the frame being built (not committed: lost). */
 void xt_tx_drop_build(struct xt_stack *st);
 /* Makes the frame being built (frame_len bytes on the wire, not TSO) whole in

@@ -52,7 +52,8 @@ struct xt_frame {
 /* Output: a TCP segment longer than one MSS, to be cut by the backend into
  * segments of XT_FRAME_GSO_SIZE(flags) payload bytes each (TSO/GSO); its
  * TCP checksum field holds the pseudo-header sum (Linux CHECKSUM_PARTIAL).
- * Only sent when xt_stack_cfg.tso_max is set. */
+ * Only sent when xt_stack_cfg.tso_max and tx_gather are set (its payload is
+ * always gathered). */
 #define XT_FRAME_GSO_SHIFT 16
 #define XT_FRAME_GSO_SIZE(flags) ((flags) >> XT_FRAME_GSO_SHIFT)
 /* Output: the frame continues in pay[0] and pay[1] (xt_stack_cfg.tx_gather). */
@@ -126,7 +127,8 @@ struct xt_stack_cfg {
 				   * (XT_FRAME_GATHER), not copied into the frame */
 	uint32_t tso_max;         /* 0: none; else the most TCP payload of one segment
 				   * the backend cuts into MSS-sized ones (XT_FRAME_GSO_SIZE);
-				   * capped to what one IPv4 datagram carries */
+				   * capped to what one IPv4 datagram carries; used only
+				   * with tx_gather */
 
 	uint32_t max_sockets;     /* sockets of every state (default 65536) */
 	uint32_t somaxconn;       /* cap on listen backlog (default 4096) */
