@@ -173,23 +173,20 @@ static void status_set(struct tpacket2_hdr *h, uint32_t v)
 #define SLOT_LENT 1u /* lent by the last rx_burst: the next one gives it back */
 #define SLOT_KEPT 2u /* kept: rx_release gives it back */
 
-static void give_back(struct pk_ring *r, uint8_t *flags, uint32_t slot)
-{
-	if (flags) {
-		flags[slot] &= (uint8_t)~SLOT_LENT;
-		if (flags[slot] & SLOT_KEPT)
-			return;
-	}
-	status_set(slot_hdr(r, slot), TP_STATUS_KERNEL);
-}
-
 static void rx_release_lent(struct pk_nic *p)
 {
 	for (int i = 0; i < p->nlent; i++)
-		give_back(&p->rx, NULL, p->lent[i]);
+		status_set(slot_hdr(&p->rx, p->lent[i]), TP_STATUS_KERNEL);
 	p->nlent = 0;
-	for (int i = 0; i < p->nblent; i++)
-		give_back(&p->big, p->big_held, p->blent[i]);
+	for (int i = 0; i < p->nblent; i++) {
+		uint32_t b = p->blent[i];
+		if (p->big_held) {
+			p->big_held[b] &= (uint8_t)~SLOT_LENT;
+			if (p->big_held[b] & SLOT_KEPT)
+				continue; /* rx_release gives it back */
+		}
+		status_set(slot_hdr(&p->big, b), TP_STATUS_KERNEL);
+	}
 	p->nblent = 0;
 }
 
@@ -360,11 +357,10 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 		}
 		p->rx.head = ring_next(&p->rx, idx);
 		p->rx_pos++;
-		if (len == 0 || !in_slot) {
+		if (len == 0 || !in_slot)
 			status_set(h, TP_STATUS_KERNEL); /* nothing of the slot is lent */
-		} else {
+		else
 			p->lent[p->nlent++] = idx;
-		}
 		if (len == 0)
 			continue;
 deliver:
@@ -563,15 +559,10 @@ static int pk_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_ti
 		return -EINVAL;
 	if (n == 0)
 		return 0;
-	if (p->gfd >= 0 && p->nic.caps.tx_csum == XT_TX_CSUM_PARTIAL)
-		return tx_mmsg(p, frames, n, true); /* every TCP frame has its sum left to finish */
-	for (int i = 0; i < n; i++) {
-		if (XT_FRAME_GSO_SIZE(frames[i].flags)) {
-			if (p->gfd >= 0)
-				return tx_mmsg(p, frames, n, true);
-			break; /* no TSO socket: such a segment is dropped below */
-		}
-	}
+	/* With the offload socket every TCP frame has its sum left to finish
+	 * (caps.tx_csum); without it there is no TSO segment either. */
+	if (p->gfd >= 0)
+		return tx_mmsg(p, frames, n, true);
 	return p->tx_ring_mode ? tx_ring(p, frames, n) : tx_mmsg(p, frames, n, false);
 }
 

@@ -254,16 +254,10 @@ static int pcap_flow_del(struct xt_nic *nic, int id)
 	return in->ops->flow_del(in, id);
 }
 
-static void pcap_rx_hold(struct xt_nic *nic, uint64_t ref)
-{
-	struct xt_nic *in = ((struct pcap_nic *)nic)->inner;
-	in->ops->rx_hold(in, ref);
-}
-
+static void pcap_rx_hold(struct xt_nic *nic, uint64_t ref) { xt_nic_rx_hold(((struct pcap_nic *)nic)->inner, ref); }
 static void pcap_rx_release(struct xt_nic *nic, uint64_t ref)
 {
-	struct xt_nic *in = ((struct pcap_nic *)nic)->inner;
-	in->ops->rx_release(in, ref);
+	xt_nic_rx_release(((struct pcap_nic *)nic)->inner, ref);
 }
 
 static const struct xt_nic_ops pcap_ops = {

@@ -136,6 +136,16 @@ static void eng_rx_release(void *ctx, uint64_t ref)
 		xt_nic_rx_release(xp_eng.nic, ref);
 }
 
+/* What the engine takes from its NIC's offloads (at attach, and for a fork
+ * child's new NIC): TSO, checksums, gathered sends, kept receives. */
+static void use_nic_offloads(struct xt_nic *nic)
+{
+	xt_stack_set_tso_max(xp_eng.st, xp_cfg.tso ? nic->caps.tso_max : 0);
+	xt_stack_set_tx_offload(xp_eng.st, nic->caps.tx_csum, nic->caps.tx_gather);
+	(void)xt_stack_set_rx_hold(xp_eng.st, xp_cfg.rx_zerocopy ? nic->caps.rx_hold_window : 0, eng_rx_hold,
+				   eng_rx_release, NULL); /* without memory: copies */
+}
+
 static void wake_waiters(struct xp_sock *s)
 {
 	uint64_t one = 1;
@@ -492,10 +502,7 @@ int xp_engine_reopen(void)
 	}
 	pthread_mutex_lock(&xp_eng.mu);
 	xp_eng.nic = nic;
-	xt_stack_set_tso_max(xp_eng.st, xp_cfg.tso ? nic->caps.tso_max : 0); /* this child's NIC */
-	xt_stack_set_tx_offload(xp_eng.st, nic->caps.tx_csum, nic->caps.tx_gather);
-	(void)xt_stack_set_rx_hold(xp_eng.st, xp_cfg.rx_zerocopy ? nic->caps.rx_hold_window : 0, eng_rx_hold,
-				   eng_rx_release, NULL); /* without memory: copies */
+	use_nic_offloads(nic); /* this child's NIC */
 	xp_eng.wake_fd = nic->ops->wake_fd ? nic->ops->wake_fd(nic) : -1;
 	xp_eng.prog_evfd = evfd;
 	xp_eng.now = xp_clock();
@@ -554,14 +561,6 @@ static int attach(void)
 		sc.mtu = nic->caps.mtu > 1500 ? 1500 : nic->caps.mtu;
 	sc.no_link_header = nic->caps.no_link_header;
 	sc.rx_csum_verified = nic->caps.rx_csum;
-	sc.tx_csum_offload = nic->caps.tx_csum;
-	sc.tx_gather = nic->caps.tx_gather;
-	if (xp_cfg.rx_zerocopy && nic->caps.rx_hold_window) {
-		sc.rx_hold_window = nic->caps.rx_hold_window;
-		sc.rx_hold = eng_rx_hold;
-		sc.rx_release = eng_rx_release;
-	}
-	sc.tso_max = xp_cfg.tso ? nic->caps.tso_max : 0;
 	sc.max_sockets = xp_cfg.max_sockets;
 	sc.somaxconn = xp_cfg.somaxconn;
 	sc.rcvbuf = xp_cfg.rcvbuf;
@@ -577,8 +576,10 @@ static int attach(void)
 	xp_eng.nic = nic;
 	xp_eng.now = xp_now();
 	xp_eng.st = xt_stack_new(&sc, xp_eng.now);
-	if (xp_eng.st)
+	if (xp_eng.st) {
 		xt_stack_set_tx_defer(xp_eng.st, xp_cfg.tx_batch);
+		use_nic_offloads(nic);
+	}
 	if (!xp_eng.st) {
 		xp_log(XP_LOG_ERROR, "engine: invalid configuration or out of memory (XTCP_MAX_SOCKETS=%u); "
 				     "every socket stays on the kernel", xp_cfg.max_sockets);

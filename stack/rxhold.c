@@ -66,7 +66,7 @@ bool xt_rx_hold_seg(struct xt_stack *st, struct xt_sock *s, const uint8_t *p, ui
 	const struct xt_frame *f = st->rx_cur;
 	int32_t i = st->held_free;
 
-	if (!f || st->rx_cur_held || i < 0 || len < XT_HOLD_MIN || s->nreass)
+	if (st->rx_cur_held || i < 0 || s->nreass) /* rx_cur and XT_HOLD_MIN: checked inline */
 		return false;
 	if (p < f->data || p + len > f->data + f->len)
 		return false; /* not in the frame (cannot happen; be sure) */
@@ -149,32 +149,13 @@ uint32_t xt_rx_read(struct xt_stack *st, struct xt_sock *s, uint8_t *dst, uint32
 	return done;
 }
 
-void xt_rx_evict(struct xt_stack *st)
-{
-	uint64_t win = st->cfg.rx_hold_window, min = UINT64_MAX;
-
-	if (!st->held_n || st->held_min_pos + win > st->rx_pos)
-		return;
-	/* Rare (the application reads late): a scan of the small pool. */
-	for (uint32_t i = 0; i < win; i++) {
-		struct xt_held *h = &st->held[i];
-		if (h->sock >= 0 && h->pos + win <= st->rx_pos) {
-			struct xt_sock *s = xt_sock_get(st, h->sock);
-			assert(s);
-			if (s)
-				xt_rx_compact(st, s);
-		}
-	}
-	for (uint32_t i = 0; i < win; i++)
-		if (st->held[i].sock >= 0 && st->held[i].pos < min)
-			min = st->held[i].pos;
-	st->held_min_pos = min;
-}
-
-void xt_stack_rx_unhold_all(struct xt_stack *st)
+/* Copies the kept frames at positions below end into their sockets'
+ * buffers: all of each owner's, so its stream stays in order.  A scan of the
+ * small pool. */
+static void compact_below(struct xt_stack *st, uint64_t end)
 {
 	for (uint32_t i = 0; st->held_n && i < st->cfg.rx_hold_window; i++) {
-		if (st->held[i].sock >= 0) {
+		if (st->held[i].sock >= 0 && st->held[i].pos < end) {
 			struct xt_sock *s = xt_sock_get(st, st->held[i].sock);
 			assert(s);
 			if (s)
@@ -182,6 +163,21 @@ void xt_stack_rx_unhold_all(struct xt_stack *st)
 		}
 	}
 }
+
+void xt_rx_evict(struct xt_stack *st)
+{
+	uint64_t win = st->cfg.rx_hold_window, min = UINT64_MAX;
+
+	if (!st->held_n || st->held_min_pos + win > st->rx_pos)
+		return;
+	compact_below(st, st->rx_pos - win + 1); /* rare: the application reads late */
+	for (uint32_t i = 0; i < win; i++)
+		if (st->held[i].sock >= 0 && st->held[i].pos < min)
+			min = st->held[i].pos;
+	st->held_min_pos = min;
+}
+
+void xt_stack_rx_unhold_all(struct xt_stack *st) { compact_below(st, UINT64_MAX); }
 
 int xt_stack_set_rx_hold(struct xt_stack *st, uint32_t window, void (*hold)(void *, uint64_t),
 			 void (*release)(void *, uint64_t), void *ctx)

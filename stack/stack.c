@@ -264,8 +264,7 @@ void xt_stack_input_frame(struct xt_stack *st, const struct xt_frame *fr, xt_tim
 		return;
 	}
 	st->rx_csum_ok = st->cfg.rx_csum_verified || (fr->flags & XT_FRAME_CSUM_OK);
-	st->rx_cur = NULL;
-	if (fr->ref && st->held) {
+	if (fr->ref && st->held) { /* rx_cur: NULL between calls */
 		if (fr->pos > st->rx_pos)
 			st->rx_pos = fr->pos;
 		xt_rx_evict(st);

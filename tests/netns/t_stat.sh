@@ -7,7 +7,8 @@
 #     connections, ESTAB with 5000 unread bytes as Recv-Q, ESTAB with unacked
 #     data as Send-Q, addresses, pid and fd; by name too; -i details; -r
 #   - -s: segments in/out, NIC rx/tx non-zero; sockets handed to the kernel
-#     by reason: two rules and "destination not reachable through the engine"
+#     by reason: two rules and "destination not reachable through the engine";
+#     segments gathered from send rings and read in place (the NIC's offloads)
 #   - rules: the ruled connection leaves from the kernel's address; a bad
 #     rule keeps the process on the kernel with one error line naming it;
 #     XTCP_PROGRAMS and XTCP_CONFIG select as documented
@@ -168,6 +169,10 @@ grep -qE '^    1  destination not reachable through the engine$' "$DIR/sum.txt" 
 grep -qE '^  capture: on \(' "$DIR/sum.txt" || fail "-s: capture on"
 "$STAT" -s -z "$PID" | grep -qE "tcp_timewait_reuse 0|tcp_syncookies_failed 0" || fail "-s -z: zero counters"
 grep -qE "tcp_csum 0" "$DIR/sum.txt" || fail "-s: every drop reason, zero ones too"
+# the offloads the engine took from its NIC at attach: sent payload gathered
+# from the send rings, the peer's 5000-byte write read in place from the ring
+grep -qE "tcp_tx_gathered [1-9]" "$DIR/sum.txt" || fail "-s: no segment gathered from a send ring"
+grep -qE "tcp_rx_held [1-9]" "$DIR/sum.txt" || fail "-s: no segment read in place"
 ok "-s: segments, NIC, buffers, hand-offs by reason, capture"
 
 ss_b=$(ip netns exec "$XT_NS_B" ss -Htn state established "( sport = :7202 )")
