@@ -308,7 +308,8 @@ void xt_stack_flush(struct xt_stack *st);
  * round leave in one batch.  The caller then owns the flush: xt_stack_flush,
  * xt_stack_poll or any other call that ends in one, soon.  Off by default. */
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on);
-/* A new backend behind the engine (a fork child's): its TSO limit (0: none). */
+/* The backend's offloads, after xt_stack_new or for a new backend behind the
+ * engine (a fork child's): its TSO limit (0: none; used with tx_gather). */
 void xt_stack_set_tso_max(struct xt_stack *st, uint32_t max);
 /* ... and its checksum offload (XT_TX_CSUM_*) and whether it takes gathered
  * frames, as in xt_stack_cfg.  Queued frames go out first. */
