@@ -394,6 +394,7 @@ deliver:
 static void tx_kick(struct pk_nic *p, int tries)
 {
 	for (int i = 0; i < tries; i++) {
+		p->st.tx_calls++;
 		if (sendto(p->fd, NULL, 0, MSG_DONTWAIT,
 			   p->txaddr_len ? (const struct sockaddr *)&p->txaddr : NULL, p->txaddr_len) >= 0) {
 			p->tx_pending = false;
@@ -523,6 +524,7 @@ static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n, bool 
 		}
 		if (k == 0)
 			continue;
+		p->st.tx_calls++;
 		r = sendmmsg(vnet ? p->gfd : p->fd, m, (unsigned)k, MSG_DONTWAIT);
 		if (r > 0) {
 			for (int i = 0; i < r; i++) {

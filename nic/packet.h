@@ -106,6 +106,7 @@ struct xt_packet_stats {
 	uint64_t rx_copied;      /* larger than a ring slot: read from the socket queue */
 	uint64_t rx_truncated;   /* larger than a ring slot, not queued (queue full): dropped */
 	uint64_t tx_gso;         /* TSO segments handed over with a virtio_net_hdr */
+	uint64_t tx_calls;       /* send system calls (sendmmsg, TX ring kicks): frames / tx_calls is the batch */
 	uint64_t tx_errors;      /* send()/sendmmsg() failures */
 	uint64_t tx_full;        /* frames refused: no free TX slot / socket buffer full */
 	uint64_t tx_oversize;    /* frames larger than a TX slot: dropped */

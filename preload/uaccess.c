@@ -3,7 +3,7 @@
  * with process_vm_readv/writev on our own process (a bad address is EFAULT,
  * not a signal); each thread then remembers up to 1024 pages found readable
  * and 1024 found writable, so the data path of a busy server makes no system
- * call for it.  (A buffer unmapped after it was found good is the one case
+ * call for it (pagecache.h).  (A buffer unmapped after it was found good is the one case
  * that still faults: see man/libxtcp.7.) */
 #define _GNU_SOURCE
 #include <string.h>
@@ -12,21 +12,18 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "pagecache.h"
 #include "shim.h"
 
 #define PAGE 4096ul
-#define PAGE_SHIFT 12
-#define SLOTS 1024 /* pages remembered per thread and kind (direct-mapped) */
 #define MAX_PAGES 256 /* pages checked per call (IOV_MAX-bounded) */
 
-/* Page numbers found readable / writable (writable implies readable), one
- * direct-mapped table each per thread, allocated on first use.  A buffer
- * that spans many pages costs one lookup per page once they are known; a
- * server with thousands of connections keeps its buffers' pages here. */
-struct pages {
-	uintptr_t r[SLOTS], w[SLOTS];
-};
-static XP_TLS struct pages *okp;
+/* Pages found readable / writable, one table per thread, allocated on first
+ * use (pagecache.h: 4-way sets of a hashed page number, 1024 pages of each
+ * kind).  A buffer that spans many pages costs one lookup per page once they
+ * are known; a server with thousands of connections keeps its buffers' pages
+ * here. */
+static XP_TLS struct xp_pagecache *okp;
 
 static bool plausible(const void *p, size_t n)
 {
@@ -46,7 +43,7 @@ static pthread_once_t okp_once = PTHREAD_ONCE_INIT;
 
 static void okp_free(void *p)
 {
-	(void)syscall(SYS_munmap, p, sizeof(struct pages));
+	(void)syscall(SYS_munmap, p, sizeof(struct xp_pagecache));
 	okp = NULL;
 }
 
@@ -57,11 +54,11 @@ static void okp_key_make(void)
 
 /* Allocated with mmap, not malloc: read() and write() may be called from a
  * signal handler. */
-static struct pages *table(void)
+static struct xp_pagecache *table(void)
 {
 	if (XP_UNLIKELY(!okp)) {
 		pthread_once(&okp_once, okp_key_make);
-		void *m = (void *)syscall(SYS_mmap, NULL, sizeof(struct pages), PROT_READ | PROT_WRITE,
+		void *m = (void *)syscall(SYS_mmap, NULL, sizeof(struct xp_pagecache), PROT_READ | PROT_WRITE,
 					  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (m == MAP_FAILED)
 			return NULL;
@@ -71,27 +68,16 @@ static struct pages *table(void)
 	return okp;
 }
 
-/* Are all pages of [lo, hi) known good? */
 static bool known(uintptr_t lo, uintptr_t hi, bool write)
 {
-	struct pages *t = okp;
-	if (!t)
-		return false;
-	for (uintptr_t pg = lo >> PAGE_SHIFT; pg <= (hi - 1) >> PAGE_SHIFT; pg++) {
-		size_t i = pg & (SLOTS - 1);
-		if (t->w[i] != pg && (write || t->r[i] != pg))
-			return false;
-	}
-	return true;
+	return okp && xp_pc_known(okp, lo, hi, write);
 }
 
 static void remember(uintptr_t lo, uintptr_t hi, bool write)
 {
-	struct pages *t = table();
-	if (!t || hi - lo > (uintptr_t)MAX_PAGES * PAGE)
-		return;
-	for (uintptr_t pg = lo >> PAGE_SHIFT; pg <= (hi - 1) >> PAGE_SHIFT; pg++)
-		(write ? t->w : t->r)[pg & (SLOTS - 1)] = pg;
+	struct xp_pagecache *t = table();
+	if (t && hi - lo <= (uintptr_t)MAX_PAGES * PAGE)
+		xp_pc_remember(t, lo, hi, write);
 }
 
 int xp_copy_in(void *dst, const void *usrc, size_t n)
