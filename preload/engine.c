@@ -82,7 +82,7 @@ void xp_unlock(void)
 	unlock_kick();
 }
 
-void xp_unlock_sent(void)
+void xp_unlock_lazy(void)
 {
 	/* Deferring needs someone to look soon: the progress thread while it
 	 * sleeps at most a lease (the application is busy calling in). */
@@ -299,7 +299,7 @@ static void *progress_main(void *arg)
 			arm_nic(now);
 			xp_drive(now);
 		} else if (xp_eng.st) {
-			xt_stack_flush(xp_eng.st); /* frames a send left (xp_unlock_sent) */
+			xt_stack_flush(xp_eng.st); /* frames a send left (xp_unlock_lazy) */
 		}
 		xt_time_t dl = next_deadline();
 		/* The application handles the NIC itself while a thread of it

@@ -184,7 +184,7 @@ ssize_t xp_recv(struct xp_sock *s, const struct iovec *iov, int iovcnt, int flag
 			break;
 		}
 	}
-	xp_unlock();
+	xp_unlock_lazy(); /* a window update waits for the round's other frames */
 	return r;
 }
 
@@ -242,7 +242,7 @@ ssize_t xp_send(struct xp_sock *s, const struct iovec *iov, int iovcnt, int flag
 			break;
 		}
 	}
-	xp_unlock_sent();
+	xp_unlock_lazy();
 	if (r == -EPIPE && !(flags & MSG_NOSIGNAL))
 		raise_sigpipe();
 	return r;

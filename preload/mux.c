@@ -348,7 +348,7 @@ void xp_mux_release(struct xp_sock *s)
 			xp_lock();
 			while (ep->all)
 				epi_free(ep->all, false); /* kfd is closed already */
-			xp_unlock();
+			xp_unlock_lazy();
 		}
 		if (ep->evfd >= 0)
 			(void)syscall(SYS_close, ep->evfd);
@@ -361,7 +361,7 @@ void xp_mux_release(struct xp_sock *s)
 	xp_lock();
 	while (s->epis) /* its fd is closed: the kernel has dropped its registrations */
 		epi_free(s->epis, false);
-	xp_unlock();
+	xp_unlock_lazy();
 }
 
 void xp_mux_handoff(struct xp_sock *s)
@@ -403,7 +403,7 @@ static void expose(struct xp_epoll *ep)
 		else
 			ev_drain(ep);
 	}
-	xp_unlock();
+	xp_unlock_lazy();
 }
 
 /* The xp_epoll behind fd, reference taken on its xp_sock, or NULL. */
@@ -496,7 +496,7 @@ static int ctl_engine(struct xp_epoll *ep, int op, int fd, struct xp_sock *s, co
 	default:
 		r = -EINVAL;
 	}
-	xp_unlock();
+	xp_unlock_lazy();
 	return r;
 }
 

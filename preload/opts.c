@@ -213,7 +213,7 @@ static bool fast_tcp_opt(struct xp_sock *s, int level, int name, const void *val
 	*r = engine_set(s, find_opt(level, name)->xt, ival);
 	if (*r == 0)
 		record(s, level, name, &ival, sizeof(ival));
-	xp_unlock();
+	xp_unlock_lazy(); /* TCP_CORK off, TCP_NODELAY on: what they push joins the round */
 	return true;
 }
 
@@ -290,7 +290,7 @@ int xp_setsockopt(int fd, struct xp_sock *s, int level, int name, const void *va
 	}
 	if (r == 0 && atomic_load(&s->mode) != XP_KERNEL)
 		record(s, level, name, v, vl);
-	xp_unlock();
+	xp_unlock_lazy();
 	return r;
 }
 
@@ -314,12 +314,12 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 		xp_lock();
 		if (s->esock >= 0)
 			xt_tcp_getopt(xp_eng.st, s->esock, XT_SO_ERROR, &x);
-		xp_unlock();
+		xp_unlock_lazy();
 		put_int(val, len, x);
 	} else if (level == SOL_SOCKET && name == SO_ACCEPTCONN) {
 		xp_lock();
 		x = s->esock >= 0 && xt_tcp_state(xp_eng.st, s->esock) == XT_LISTEN;
-		xp_unlock();
+		xp_unlock_lazy();
 		put_int(val, len, x);
 	} else if (level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK)) {
 		int xt = find_opt(level, name)->xt; /* set on the engine only (fast_tcp_opt) */
@@ -327,13 +327,13 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 		x = (s->eopt_set >> xt) & 1u ? s->eopt[xt] != 0 : 0;
 		if (s->esock >= 0)
 			xt_tcp_getopt(xp_eng.st, s->esock, xt, &x);
-		xp_unlock();
+		xp_unlock_lazy();
 		put_int(val, len, x);
 	} else if (level == IPPROTO_TCP && name == TCP_MAXSEG) {
 		xp_lock();
 		if (s->esock >= 0 && xt_tcp_getopt(xp_eng.st, s->esock, XT_TCP_MAXSEG, &x) == 0)
 			put_int(val, len, x);
-		xp_unlock();
+		xp_unlock_lazy();
 	} else if (level == IPPROTO_TCP && name == TCP_INFO) {
 		r = xp_tcp_info(fd, s, val, len);
 	} else if (level == IPPROTO_TCP && name == TCP_CONGESTION) {
@@ -342,7 +342,7 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 		if (s->esock >= 0 && xt_tcp_getopt(xp_eng.st, s->esock, XT_TCP_CONGESTION, &x) == 0 &&
 		    xt_cc_name(x))
 			snprintf(cc, sizeof(cc), "%s", xt_cc_name(x));
-		xp_unlock();
+		xp_unlock_lazy();
 		if (cc[0]) {
 			socklen_t l = *len < sizeof(cc) ? *len : sizeof(cc);
 			memcpy(val, cc, l);
@@ -421,7 +421,7 @@ int xp_ioctl(int fd, struct xp_sock *s, unsigned long req, void *arg)
 		v = xt_tcp_state(xp_eng.st, s->esock) == XT_LISTEN ? -EINVAL
 			: xt_tcp_info(xp_eng.st, s->esock, &ti, xp_clock()) < 0 ? 0 : (long)ti.notsent_bytes;
 	}
-	xp_unlock();
+	xp_unlock_lazy();
 	if (v < 0)
 		return (int)v;
 	return put_user_int(arg, (int)v);

@@ -241,12 +241,13 @@ bool xp_engine_ready(void);
 void xp_lock(void);
 /* Unlocks; first hands the engine's queued frames to the NIC. */
 void xp_unlock(void);
-/* Unlocks at the end of a send: with XTCP_TX_BATCH the frames it queued may
- * stay queued for the next call into the library (the next write adds to the
- * batch; anything else, a wait included, sends it), or for the progress
- * thread, which looks within XP_PROG_LEASE.  When the progress thread sleeps
- * longer than that they go out now. */
-void xp_unlock_sent(void);
+/* Unlocks at the end of a call that does not wait (a send, a read, a close,
+ * shutdown, a socket option): with XTCP_TX_BATCH the frames it queued may
+ * stay queued until a call waits or looks for events (epoll, poll, select, a
+ * blocking call), so an event loop's round leaves in one send to the NIC, or
+ * until the progress thread looks, within XP_PROG_LEASE.  When the progress
+ * thread sleeps longer than that they go out now. */
+void xp_unlock_lazy(void);
 xt_time_t xp_now(void);
 /* Engine time for a call into the engine: engine lock held. */
 xt_time_t xp_clock(void);

@@ -362,7 +362,7 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 		if (r < 0)
 			break;
 	}
-	xp_unlock();
+	xp_unlock_lazy();
 	if (stale)
 		xp_sock_put(stale);
 	if (r < 0 || !addr)
@@ -499,7 +499,7 @@ int xp_getname(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len,
 	/* an owned socket past TIME_WAIT entry is TCP_CLOSE to Linux */
 	if (r == 0 && peer && xt_tcp_state(xp_eng.st, s->esock) == XT_TIME_WAIT)
 		r = -ENOTCONN;
-	xp_unlock();
+	xp_unlock_lazy();
 	if (r < 0)
 		return r;
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(ip) };
@@ -523,7 +523,7 @@ int xp_shutdown(int fd, struct xp_sock *s, int how)
 	bool k = s->klisten && how != SHUT_WR;
 	if (k)
 		s->klisten = false;
-	xp_unlock();
+	xp_unlock_lazy(); /* the FIN joins the round's other frames */
 	if (k)
 		(void)xp_real.shutdown(fd, how);
 	return r;
@@ -573,7 +573,7 @@ void xp_sock_release(struct xp_sock *s)
 	}
 	engine_socket_drop(s);
 	s->waiters = NULL;
-	xp_unlock();
+	xp_unlock_lazy(); /* the FIN (or RST) joins the round's other frames */
 	dbg_fd(s, "released");
 }
 

@@ -18,7 +18,7 @@ int xp_tcp_info(int fd, struct xp_sock *s, void *val, socklen_t *len)
 	xp_lock();
 	if (s->esock >= 0)
 		r = xt_tcp_info(xp_eng.st, s->esock, &t, xp_clock());
-	xp_unlock();
+	xp_unlock_lazy();
 	if (r < 0)
 		return 0; /* keep the kernel's answer */
 	memset(&li, 0, sizeof(li));

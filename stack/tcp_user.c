@@ -124,6 +124,14 @@ uint32_t xt_tcp_events(struct xt_stack *st, int id)
 
 /* --- the API --- */
 
+/* The end of a call from the application: its frames go out now, or with
+ * tx_defer wait for the caller's flush (xt_stack_set_tx_defer). */
+static void user_flush(struct xt_stack *st)
+{
+	if (!st->tx_defer)
+		xt_stack_flush(st);
+}
+
 int xt_tcp_open(struct xt_stack *st)
 {
 	struct xt_sock *s = xt_sock_new(st);
@@ -328,7 +336,7 @@ int xt_tcp_connect(struct xt_stack *st, int id, uint32_t ip, uint16_t port, xt_t
 	xt_tcp_send_syn(st, s, now);
 	xt_tcp_rearm_rto(st, s, now);
 	xt_sock_wake(st, s);
-	xt_stack_flush(st);
+	user_flush(st);
 	return -EINPROGRESS;
 }
 
@@ -362,8 +370,7 @@ long xt_tcp_send(struct xt_stack *st, int id, const void *buf, size_t len, int f
 	s->more = (flags & XT_MSG_MORE) ? 1 : 0;
 	xt_tcp_output(st, s, now);
 	xt_sock_wake(st, s);
-	if (!st->tx_defer)
-		xt_stack_flush(st);
+	user_flush(st);
 	return n;
 }
 
@@ -403,7 +410,7 @@ long xt_tcp_recv(struct xt_stack *st, int id, void *buf, size_t len, int flags, 
 			xt_ring_consume(&s->rq, from_ring);
 			window_update(st, s, now);
 			xt_sock_wake(st, s);
-			xt_stack_flush(st);
+			user_flush(st);
 		}
 		return n;
 	}
@@ -501,7 +508,7 @@ int xt_tcp_shutdown(struct xt_stack *st, int id, int how, xt_time_t now)
 		break;
 	}
 	xt_sock_wake(st, s);
-	xt_stack_flush(st);
+	user_flush(st);
 	return ret;
 }
 
@@ -525,12 +532,12 @@ int xt_tcp_close(struct xt_stack *st, int id, xt_time_t now)
 	if (s->state == XT_LISTEN) {
 		listener_stop(st, s, now);
 		xt_sock_free(st, s);
-		xt_stack_flush(st);
+		user_flush(st);
 		return 0;
 	}
 	if (s->state == XT_CLOSE || s->state == XT_SYN_SENT) {
 		xt_sock_free(st, s);
-		xt_stack_flush(st);
+		user_flush(st);
 		return 0;
 	}
 	if (s->state == XT_TIME_WAIT) {
@@ -551,7 +558,7 @@ int xt_tcp_close(struct xt_stack *st, int id, xt_time_t now)
 		if (s->state == XT_FIN_WAIT2 && s->tmr[XT_T_2MSL] == XT_TIME_NEVER)
 			xt_timer_set(st, s, XT_T_2MSL, now + XT_MS(st->cfg.fin_timeout_ms));
 	}
-	xt_stack_flush(st);
+	user_flush(st);
 	return 0;
 }
 
@@ -592,7 +599,7 @@ int xt_tcp_disconnect(struct xt_stack *st, int id, xt_time_t now)
 	s->rto_us = XT_RTO_INIT_US;
 	s->srtt_us = s->rttvar_us = 0;
 	xt_sock_wake(st, s);
-	xt_stack_flush(st);
+	user_flush(st);
 	return 0;
 }
 
@@ -610,7 +617,7 @@ int xt_tcp_abort(struct xt_stack *st, int id, xt_time_t now)
 	} else {
 		abort_conn(st, s, now);
 	}
-	xt_stack_flush(st);
+	user_flush(st);
 	return 0;
 }
 
@@ -724,7 +731,7 @@ int xt_tcp_setopt(struct xt_stack *st, int id, int opt, int val, xt_time_t now)
 	default: return -ENOPROTOOPT;
 	}
 	xt_sock_wake(st, s);
-	xt_stack_flush(st);
+	user_flush(st);
 	return ret;
 }
 

@@ -62,7 +62,7 @@ struct xt_stack {
 	uint32_t txpay_len[XT_TX_BATCH][2];
 	uint32_t tx_gen;
 	bool build_csum_partial; /* the frame being built leaves its TCP sum to the backend */
-	bool tx_defer; /* xt_tcp_send leaves its frames for the caller's flush */
+	bool tx_defer; /* application calls leave their frames for the caller's flush */
 	uint16_t ip_id;
 
 	struct xt_arp *arp;

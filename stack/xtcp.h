@@ -302,10 +302,11 @@ void xt_stack_input_frame(struct xt_stack *st, const struct xt_frame *f, xt_time
 void xt_stack_poll(struct xt_stack *st, xt_time_t now);
 /* Pushes out frames batched during input. */
 void xt_stack_flush(struct xt_stack *st);
-/* Deferred transmission: with on, xt_tcp_send queues its frames in the
- * engine's TX batch (up to 64; a full batch goes out by itself) and returns
- * without handing them to the backend, so that the writes of one event-loop
- * round leave in one batch.  The caller then owns the flush: xt_stack_flush,
+/* Deferred transmission: with on, the calls of the application (xt_tcp_send,
+ * _recv, _connect, _shutdown, _close, _disconnect, _abort, _setopt) queue
+ * their frames in the engine's TX batch (up to 64; a full batch goes out by
+ * itself) and return without handing them to the backend, so that what one
+ * event-loop round sends leaves in one batch.  The caller then owns the flush: xt_stack_flush,
  * xt_stack_poll or any other call that ends in one, soon.  Off by default. */
 void xt_stack_set_tx_defer(struct xt_stack *st, bool on);
 /* The backend's offloads, after xt_stack_new or for a new backend behind the

@@ -280,6 +280,54 @@ static void test_wscale_peer_window_scaled(void **state)
 	assert_int_equal(bytes, 5000);
 }
 
+/* XTCP_TX_BATCH's engine half: with tx_defer, the application's calls that
+ * send (uncorking, shutdown, close) leave their frames in the TX batch until
+ * the caller flushes, so one event-loop round's frames leave together;
+ * without it each call sends at once. */
+static void test_deferred_calls_wait_for_flush(void **state)
+{
+	struct fx *fx = *state;
+	uint8_t a[100], b[100];
+	pat_fill(a, sizeof a, 0, PAT_OURS);
+	pat_fill(b, sizeof b, sizeof a, PAT_OURS);
+	for (int defer = 0; defer < 2; defer++) {
+		fx_restart(fx, NULL);
+		xt_time_t now = FX_T0 + established(fx);
+		fx_drain(fx);
+		xt_stack_set_tx_defer(fx->st, defer);
+		/* no Nagle for the second write; the cork still holds the first */
+		assert_int_equal(xt_tcp_setopt(fx->st, fx->s, XT_TCP_NODELAY, 1, now), 0);
+		assert_int_equal(xt_tcp_setopt(fx->st, fx->s, XT_TCP_CORK, 1, now), 0);
+		assert_int_equal(xt_tcp_send(fx->st, fx->s, a, sizeof a, 0, now), (long)sizeof a);
+		assert_int_equal(fx_pending(fx), 0); /* corked: a part segment waits */
+		assert_int_equal(xt_tcp_setopt(fx->st, fx->s, XT_TCP_CORK, 0, now), 0);
+		assert_int_equal(fx_pending(fx), defer ? 0 : 1);
+		xt_stack_flush(fx->st);
+		expect_data(fx, fx->our_iss + 1, sizeof a);
+		assert_int_equal(xt_tcp_send(fx->st, fx->s, b, sizeof b, 0, now), (long)sizeof b);
+		assert_int_equal(fx_pending(fx), defer ? 0 : 1);
+		assert_int_equal(xt_tcp_shutdown(fx->st, fx->s, XT_SHUT_WR, now), 0);
+		assert_int_equal(fx_pending(fx), defer ? 0 : 2);
+		xt_stack_flush(fx->st);
+		expect_data(fx, fx->our_iss + 1 + sizeof a, sizeof a);
+		const struct seg *sg = expect_next(fx);
+		assert_true(sg->flags & F_FIN);
+		assert_int_equal(sg->seq, fx->our_iss + 1 + 2 * sizeof a);
+		assert_int_equal(xt_tcp_close(fx->st, fx->s, now), 0);
+		assert_int_equal(fx_pending(fx), 0); /* the FIN is out already */
+	}
+	/* close: the FIN waits for the flush too */
+	fx_restart(fx, NULL);
+	xt_time_t now = FX_T0 + established(fx);
+	fx_drain(fx);
+	xt_stack_set_tx_defer(fx->st, true);
+	assert_int_equal(xt_tcp_close(fx->st, fx->s, now), 0);
+	assert_int_equal(fx_pending(fx), 0);
+	xt_stack_flush(fx->st);
+	const struct seg *sg = expect_next(fx);
+	assert_true(sg->flags & F_FIN);
+}
+
 /* Every way of building data segments gives the same valid segments: the
  * payload copied into the frame or gathered from the send ring (split where
  * the 4 KiB ring wraps, at odd offsets too), with the TCP checksum computed
@@ -1762,6 +1810,7 @@ int main(void)
 		T(test_icmp_frag_needed_lowers_mss),
 		T(test_icmp_out_of_window_ignored),
 		T(test_tx_gather_and_csum_ways),
+		T(test_deferred_calls_wait_for_flush),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

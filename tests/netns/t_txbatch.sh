@@ -10,7 +10,13 @@
 #     strace -c: with XTCP_TX_BATCH=1 the process makes fewer sendmmsg calls
 #     than half its 3200 writes; with XTCP_TX_BATCH=0 at least one per write
 #     (so the check can fail).
-#  2. txb_client writes one record, then computes for 2 s without a system
+#  2. Not only writes: txb_client writes a record on each of 16 connections
+#     and closes each, as an event loop answers and closes in one round.
+#     Between the round's two stderr markers strace must see fewer sendmmsg
+#     calls than connections with XTCP_TX_BATCH=1 (the records and FINs wait
+#     for the progress thread), and at least one per write and one per close
+#     with XTCP_TX_BATCH=0; the kernel peer checks every record and EOF.
+#  3. txb_client writes one record, then computes for 2 s without a system
 #     call; the record must reach the peer well before the computing ends
 #     (bound 1 s; the progress thread sends it within its 2 ms lease).
 #
@@ -78,6 +84,49 @@ elif ((on * 2 >= WRITES)); then
 	fail=1
 elif ((off < WRITES)); then
 	echo "t_txbatch: FAIL: with XTCP_TX_BATCH=0 fewer sends than writes ($off < $WRITES): the count proves nothing"
+	fail=1
+fi
+
+# closes BATCH: prints the sendmmsg count between the markers, or "fail"
+closes() {
+	local batch=$1 dir=$OUT/closes-$1
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	netns_up || { echo fail; return; }
+	run_bg B "$dir/peer.out" "$dir/peer.err" python3 "$HERE/txb_peer.py" closes "$XT_ADDR_B" "$PORT" \
+		"$NCONN" "$dir/ready"
+	local ppid=$XT_LAST_PID
+	wait_file "$dir/ready" 10 || { echo fail; return; }
+	_xt_xtcp_env
+	run_in A strace -f -qq -o "$dir/strace" -e trace=sendmmsg,write \
+		env "${XT_XTCP_ENV[@]}" XTCP_TX_BATCH="$batch" "$BIN/txb_client" closes "$XT_ADDR_B" "$PORT" \
+		"$NCONN" >"$dir/out" 2>"$dir/err"
+	local rc=$?
+	wait_pid "$ppid" 20
+	local prc=$?
+	netns_down
+	if ((rc != 0 || prc != 0)) || ! grep -q "^closes: $NCONN done$" "$dir/out" ||
+		! grep -q "^peer: $NCONN records and ends checked$" "$dir/peer.out" ||
+		! grep -q 'phase-end' "$dir/strace"; then
+		echo "t_txbatch: closes, XTCP_TX_BATCH=$batch: client exit $rc, peer exit $prc" >&2
+		cat "$dir/out" "$dir/err" "$dir/peer.out" "$dir/peer.err" >&2
+		echo fail
+		return
+	fi
+	awk '/phase-begin/ { on = 1; next } /phase-end/ { on = 0 } on && /sendmmsg\(/ { n++ } END { print n + 0 }' \
+		"$dir/strace"
+}
+
+con=$(closes 1)
+coff=$(closes 0)
+echo "t_txbatch: $NCONN writes and closes in one round: sendmmsg calls $con batched, $coff unbatched"
+if [[ $con == fail || $coff == fail ]]; then
+	fail=1
+elif ((con >= NCONN)); then
+	echo "t_txbatch: FAIL: with XTCP_TX_BATCH=1 the closes were not batched"
+	fail=1
+elif ((coff < 2 * NCONN)); then
+	echo "t_txbatch: FAIL: with XTCP_TX_BATCH=0 fewer sends than writes and closes ($coff < $((2 * NCONN)))"
 	fail=1
 fi
 

@@ -6,6 +6,15 @@
  *     poll() until the peer has answered one byte on every connection.
  *     Prints "rounds: NCONN x NROUNDS done".
  *
+ *   txb_client closes ADDR PORT NCONN
+ *     NCONN connections; then, between two marker lines written to stderr
+ *     ("phase-begin", "phase-end": t_txbatch.sh counts the sendmmsg calls
+ *     strace sees between them), one record written on each connection and
+ *     every connection closed, as an event loop answers and closes in one
+ *     round; then 300 ms of sleep (nanosleep: no call into libxtcp), so the
+ *     records and FINs leave with the progress thread.  Prints
+ *     "closes: NCONN done".
+ *
  *   txb_client hold ADDR PORT SECS
  *     One connection: writes one record, prints the CLOCK_MONOTONIC time of
  *     the write ("wrote SEC.NSEC"), then computes for SECS seconds without a
@@ -100,6 +109,36 @@ static int rounds(const char *addr, int port, int nconn, int nrounds)
 	return 0;
 }
 
+static int closes(const char *addr, int port, int nconn)
+{
+	int *fd = calloc((size_t)nconn, sizeof(int));
+	static const char begin[] = "phase-begin\n", end[] = "phase-end\n";
+	struct timespec settle = { 0, 100000000 }, after = { 0, 300000000 };
+
+	if (!fd)
+		die("calloc");
+	for (int c = 0; c < nconn; c++)
+		fd[c] = dial(addr, port);
+	nanosleep(&settle, NULL); /* the handshakes' last ACKs are out */
+	if (write(2, begin, sizeof(begin) - 1) < 0)
+		die("write marker");
+	for (int c = 0; c < nconn; c++) {
+		uint8_t rec[16];
+
+		record(rec, (uint32_t)c, 0);
+		if (write(fd[c], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+			die("write");
+		if (close(fd[c]) < 0)
+			die("close");
+	}
+	if (write(2, end, sizeof(end) - 1) < 0)
+		die("write marker");
+	nanosleep(&after, NULL);
+	printf("closes: %d done\n", nconn);
+	free(fd);
+	return 0;
+}
+
 static double mono(void)
 {
 	struct timespec ts;
@@ -137,8 +176,10 @@ int main(int argc, char **argv)
 {
 	if (argc == 6 && strcmp(argv[1], "rounds") == 0)
 		return rounds(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+	if (argc == 5 && strcmp(argv[1], "closes") == 0)
+		return closes(argv[2], atoi(argv[3]), atoi(argv[4]));
 	if (argc == 5 && strcmp(argv[1], "hold") == 0)
 		return hold(argv[2], atoi(argv[3]), atof(argv[4]));
-	fprintf(stderr, "usage: txb_client rounds ADDR PORT NCONN NROUNDS | hold ADDR PORT SECS\n");
+	fprintf(stderr, "usage: txb_client rounds ADDR PORT NCONN NROUNDS | closes ADDR PORT NCONN | hold ADDR PORT SECS\n");
 	return 2;
 }

@@ -4,6 +4,9 @@
     txb_peer.py rounds ADDR PORT NCONN NROUNDS READYFILE
         accepts NCONN connections; per round reads one 16-byte record from
         each, checks it, and answers b"k" on each.
+    txb_peer.py closes ADDR PORT NCONN READYFILE
+        accepts NCONN connections; reads one record from each (any order of
+        connections), then its end (EOF).
     txb_peer.py hold ADDR PORT READYFILE
         accepts one connection, reads one record and answers the
         CLOCK_MONOTONIC time at which it arrived.
@@ -54,6 +57,24 @@ def main():
             for i in range(nconn):
                 order[i].sendall(b"k")
         print(f"peer: {nconn} x {nrounds} records checked")
+    elif mode == "closes":
+        nconn = int(sys.argv[4])
+        conns = []
+        for _ in range(nconn):
+            c, _ = ls.accept()
+            c.settimeout(30)
+            conns.append(c)
+        seen = set()
+        for c in conns:
+            b = c.recv(16, socket.MSG_PEEK | socket.MSG_WAITALL)
+            i = struct.unpack("<I", b[:4])[0]
+            expect(c, i, 0)
+            if c.recv(1) != b"":
+                sys.exit(f"txb_peer: conn {i}: data after the record, no EOF")
+            seen.add(i)
+        if sorted(seen) != list(range(nconn)):
+            sys.exit(f"txb_peer: connections {sorted(seen)}")
+        print(f"peer: {nconn} records and ends checked")
     else:
         c, _ = ls.accept()
         c.settimeout(30)
