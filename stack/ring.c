@@ -1,22 +1,13 @@
-/* Byte rings for socket buffers.  Allocated once per connection, never per
- * packet. */
+/* Byte rings for socket buffers: their memory is the engine's (stack.c,
+ * once per connection, never per packet). */
 #include "tcp.h"
 
-int xt_ring_alloc(struct xt_ring *r, uint32_t cap)
+void xt_ring_init(struct xt_ring *r, uint8_t *buf, uint32_t cap)
 {
-	r->buf = malloc(cap);
-	if (!r->buf)
-		return -ENOMEM;
+	r->buf = buf;
 	r->cap = cap;
 	r->head = 0;
 	r->len = 0;
-	return 0;
-}
-
-void xt_ring_free(struct xt_ring *r)
-{
-	free(r->buf);
-	memset(r, 0, sizeof(*r));
 }
 
 /* Copies n bytes to ring position pos (modulo cap), wrapping once. */

@@ -110,6 +110,8 @@ void xt_stack_free(struct xt_stack *st)
 	if (st->arp)
 		xt_arp_free(st);
 	xt_rxhold_free(st);
+	for (uint32_t i = 0; i < st->bc_n; i++)
+		free(st->bc_buf[i]);
 	free(st->txmem);
 	free(st->socks);
 	free(st->free_next);
@@ -136,6 +138,7 @@ int xt_cc_by_name(const char *name)
 
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st) { return &st->cnt; }
 uint64_t xt_stack_mem_used(const struct xt_stack *st) { return st->mem_used; }
+uint64_t xt_stack_mem_cached(const struct xt_stack *st) { return st->bc_bytes; }
 
 /* --- TX batch --- */
 
@@ -555,6 +558,41 @@ void xt_sock_free(struct xt_stack *st, struct xt_sock *s)
 	free(s);
 }
 
+/* Socket buffers come from a small cache of those freed before, most
+ * recently freed first (their pages are resident and likely cached), so a
+ * short connection costs no malloc and free of two rings, no heap growth and
+ * trimming and no page faults on fresh memory.  The cache is bounded
+ * (XT_BUF_CACHE, XT_BUF_CACHE_BYTES or mem_limit / 16) and outside mem_used,
+ * which counts the buffers of live sockets. */
+static uint8_t *buf_get(struct xt_stack *st, uint32_t cap)
+{
+	for (uint32_t i = st->bc_n; i-- > 0;)
+		if (st->bc_cap[i] == cap) {
+			uint8_t *b = st->bc_buf[i];
+			st->bc_n--;
+			st->bc_buf[i] = st->bc_buf[st->bc_n];
+			st->bc_cap[i] = st->bc_cap[st->bc_n];
+			st->bc_bytes -= cap;
+			return b;
+		}
+	return malloc(cap);
+}
+
+static void buf_put(struct xt_stack *st, uint8_t *b, uint32_t cap)
+{
+	uint64_t max = st->cfg.mem_limit / 16 < XT_BUF_CACHE_BYTES ? st->cfg.mem_limit / 16 : XT_BUF_CACHE_BYTES;
+	if (!b)
+		return;
+	if (st->bc_n == XT_BUF_CACHE || st->bc_bytes + cap > max) {
+		free(b);
+		return;
+	}
+	st->bc_buf[st->bc_n] = b;
+	st->bc_cap[st->bc_n] = cap;
+	st->bc_n++;
+	st->bc_bytes += cap;
+}
+
 int xt_sock_bufs_alloc(struct xt_stack *st, struct xt_sock *s)
 {
 	if (s->rq.buf)
@@ -562,12 +600,15 @@ int xt_sock_bufs_alloc(struct xt_stack *st, struct xt_sock *s)
 	uint64_t need = (uint64_t)s->rcvbuf + s->sndbuf;
 	if (st->mem_used + need > st->cfg.mem_limit)
 		return -ENOBUFS;
-	if (xt_ring_alloc(&s->rq, s->rcvbuf) < 0)
-		return -ENOBUFS;
-	if (xt_ring_alloc(&s->sq, s->sndbuf) < 0) {
-		xt_ring_free(&s->rq);
+	uint8_t *rb = buf_get(st, s->rcvbuf);
+	uint8_t *sb = rb ? buf_get(st, s->sndbuf) : NULL;
+	if (!sb) {
+		if (rb)
+			buf_put(st, rb, s->rcvbuf);
 		return -ENOBUFS;
 	}
+	xt_ring_init(&s->rq, rb, s->rcvbuf);
+	xt_ring_init(&s->sq, sb, s->sndbuf);
 	st->mem_used += need;
 	return 0;
 }
@@ -579,8 +620,10 @@ void xt_sock_bufs_free(struct xt_stack *st, struct xt_sock *s)
 	xt_tx_unref(st, s, s->snd_una + s->sq.cap);
 	xt_rx_drop(st, s);
 	st->mem_used -= (uint64_t)s->rq.cap + s->sq.cap;
-	xt_ring_free(&s->rq);
-	xt_ring_free(&s->sq);
+	buf_put(st, s->rq.buf, s->rq.cap);
+	buf_put(st, s->sq.buf, s->sq.cap);
+	memset(&s->rq, 0, sizeof(s->rq));
+	memset(&s->sq, 0, sizeof(s->sq));
 }
 
 /* Reports a changed event mask to the caller, for handles it still owns. */

@@ -220,8 +220,7 @@ static inline bool xt_state_fin_out(int st)
 }
 
 /* ring.c */
-int xt_ring_alloc(struct xt_ring *r, uint32_t cap);
-void xt_ring_free(struct xt_ring *r);
+void xt_ring_init(struct xt_ring *r, uint8_t *buf, uint32_t cap);
 uint32_t xt_ring_append(struct xt_ring *r, const void *data, uint32_t n);
 /* Writes n bytes at offset off past the end of the readable data (out of order). */
 void xt_ring_write_at(struct xt_ring *r, uint32_t off, const void *data, uint32_t n);

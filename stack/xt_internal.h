@@ -40,6 +40,11 @@ struct xt_held {
 	uint64_t ref, pos;
 };
 
+/* Socket buffers kept after a connection ends, for the next one: at most
+ * this many, and XT_BUF_CACHE_BYTES (or mem_limit / 16 if less) in all. */
+#define XT_BUF_CACHE 64
+#define XT_BUF_CACHE_BYTES (16ull << 20)
+
 struct xt_stack {
 	struct xt_stack_cfg cfg;
 	struct xt_counters cnt;
@@ -94,6 +99,11 @@ struct xt_stack {
 	uint32_t heap_n;
 
 	uint64_t mem_used;
+	/* Freed socket buffers kept for the next connection (stack.c buf_get). */
+	uint8_t *bc_buf[XT_BUF_CACHE];
+	uint32_t bc_cap[XT_BUF_CACHE];
+	uint32_t bc_n;
+	uint64_t bc_bytes;
 	/* RFC 5961 challenge-ACK global limit: count within the current second. */
 	xt_time_t chack_second;
 	uint32_t chack_count;

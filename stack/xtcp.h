@@ -329,6 +329,9 @@ const struct xt_counters *xt_stack_counters(const struct xt_stack *st);
 uint32_t xt_stack_unfinished(const struct xt_stack *st);
 /* Bytes of socket buffer memory in use. */
 uint64_t xt_stack_mem_used(const struct xt_stack *st);
+/* Bytes of freed socket buffers kept for the next connections (bounded by
+ * 16 MiB, or mem_limit / 16 if less, and 64 buffers; not in mem_used). */
+uint64_t xt_stack_mem_cached(const struct xt_stack *st);
 /* Family mode: several engines (one per process of a fork family) share one
  * address and each sees every frame.  On: a segment for no connection of
  * ours is another engine's (dropped as drop_tcp_family, never answered with

@@ -228,6 +228,58 @@ static void test_many_connections_memory_bounded(void **state)
 	assert_int_equal(app_recv(fx, t + XT_MS(3), buf, sizeof(buf), 0), 100);
 }
 
+/* Connections come and go: their freed buffers are kept for the next ones
+ * (no malloc, heap growth or fresh pages per connection), reused, and the
+ * kept bytes stay within mem_limit / 16 (16 MiB at most), outside mem_used. */
+static int handshake(struct fx *fx, xt_time_t t, uint32_t i)
+{
+	uint16_t port = (uint16_t)(30000 + i);
+	uint32_t iss = 0x30000000u + i * 100000u;
+	seg_in(fx, t, .flags = F_SYN, .seq = iss, .sport = port, .dport = FX_LISTEN_PORT, .opts = OPT_MSS,
+	       .mss = 1460);
+	struct seg sa;
+	if (!fx_pop(fx, &sa) || sa.flags != (F_SYN | F_ACK))
+		fail_msg("no SYN-ACK for peer %u", i);
+	fx_drain(fx);
+	seg_in(fx, t, .flags = F_ACK, .seq = iss + 1, .ack = sa.seq + 1, .sport = port, .dport = FX_LISTEN_PORT);
+	fx_drain(fx);
+	return xt_tcp_accept(fx->st, fx->ls, NULL, NULL);
+}
+
+static void test_freed_buffers_kept_bounded(void **state)
+{
+	struct fx *fx = *state;
+	struct xt_stack_cfg cfg;
+	fx_default_cfg(&cfg);
+	cfg.mem_limit = 32u << 20; /* kept: 2 MiB at most */
+	cfg.rcvbuf = cfg.sndbuf = 64u << 10;
+	fx_restart(fx, &cfg);
+	xt_time_t t = established_passive(fx) + XT_MS(1);
+	uint64_t base = xt_stack_mem_used(fx->st);
+	int ids[100];
+	for (uint32_t i = 0; i < 100; i++) {
+		ids[i] = handshake(fx, t, i);
+		assert_true(ids[i] >= 0);
+	}
+	assert_int_equal(xt_stack_mem_cached(fx->st), 0);
+	assert_int_equal(xt_stack_mem_used(fx->st), base + 100u * (128u << 10));
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(xt_tcp_abort(fx->st, ids[i], FX_T0 + t), 0); /* RST, freed */
+		if (i == 0)
+			assert_int_equal(xt_stack_mem_cached(fx->st), 128u << 10);
+		assert_true(xt_stack_mem_cached(fx->st) <= (2u << 20));
+	}
+	fx_drain(fx);
+	assert_int_equal(xt_stack_mem_cached(fx->st), 2u << 20);
+	assert_int_equal(xt_stack_mem_used(fx->st), base);
+	/* the next connection takes two of them */
+	int c = handshake(fx, t + XT_MS(1), 1000);
+	assert_true(c >= 0);
+	assert_int_equal(xt_stack_mem_cached(fx->st), (2u << 20) - (128u << 10));
+	assert_int_equal(xt_stack_mem_used(fx->st), base + (128u << 10));
+	assert_int_equal(xt_tcp_state(fx->st, c), XT_ESTABLISHED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -236,6 +288,7 @@ int main(void)
 		T(test_app_never_reads),
 		T(test_many_connections_memory_bounded),
 		T(test_gather_early_ack),
+		T(test_freed_buffers_kept_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
