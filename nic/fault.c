@@ -319,6 +319,12 @@ static void fault_close(struct xt_nic *nic)
 
 static void fault_rx_hold(struct xt_nic *nic, uint64_t ref) { xt_nic_rx_hold(to_fault(nic)->inner, ref); }
 static void fault_rx_release(struct xt_nic *nic, uint64_t ref) { xt_nic_rx_release(to_fault(nic)->inner, ref); }
+/* Held, duplicated and corrupted frames are copies (not gathered): only the
+ * frames passed on as they are read the send buffers in place. */
+static uint64_t fault_tx_buf_reg(struct xt_nic *nic, void *buf, uint32_t len)
+{ return xt_nic_tx_buf_reg(to_fault(nic)->inner, buf, len); }
+static void fault_tx_buf_unreg(struct xt_nic *nic, uint64_t h) { xt_nic_tx_buf_unreg(to_fault(nic)->inner, h); }
+static int fault_tx_fence(struct xt_nic *nic) { return xt_nic_tx_fence(to_fault(nic)->inner); }
 
 static const struct xt_nic_ops fault_ops = {
 	.name = "fault",
@@ -330,6 +336,9 @@ static const struct xt_nic_ops fault_ops = {
 	.close = fault_close,
 	.rx_hold = fault_rx_hold,
 	.rx_release = fault_rx_release,
+	.tx_buf_reg = fault_tx_buf_reg,
+	.tx_buf_unreg = fault_tx_buf_unreg,
+	.tx_fence = fault_tx_fence,
 };
 
 /* Returns NULL (and leaves inner to the caller) when memory is short. */

@@ -61,6 +61,12 @@ struct xt_nic_ops {
 	 * until rx_release.  Wrappers forward both. */
 	void (*rx_hold)(struct xt_nic *nic, uint64_t ref);
 	void (*rx_release)(struct xt_nic *nic, uint64_t ref);
+	/* Zero-copy send (optional; NULL: gathered payload is copied): the
+	 * engine's xt_stack_cfg.tx_buf_reg, tx_buf_unreg and tx_fence, which
+	 * see.  Wrappers forward all three. */
+	uint64_t (*tx_buf_reg)(struct xt_nic *nic, void *buf, uint32_t len);
+	void (*tx_buf_unreg)(struct xt_nic *nic, uint64_t handle);
+	int (*tx_fence)(struct xt_nic *nic);
 };
 
 struct xt_nic {
@@ -74,6 +80,11 @@ static inline int xt_nic_tx(struct xt_nic *n, const struct xt_frame *f, int cnt,
 { return n->ops->tx_burst(n, f, cnt, now); }
 static inline void xt_nic_rx_hold(struct xt_nic *n, uint64_t ref) { n->ops->rx_hold(n, ref); }
 static inline void xt_nic_rx_release(struct xt_nic *n, uint64_t ref) { n->ops->rx_release(n, ref); }
+static inline uint64_t xt_nic_tx_buf_reg(struct xt_nic *n, void *buf, uint32_t len)
+{ return n->ops->tx_buf_reg ? n->ops->tx_buf_reg(n, buf, len) : 0; }
+static inline void xt_nic_tx_buf_unreg(struct xt_nic *n, uint64_t handle)
+{ if (n->ops->tx_buf_unreg) n->ops->tx_buf_unreg(n, handle); }
+static inline int xt_nic_tx_fence(struct xt_nic *n) { return n->ops->tx_fence ? n->ops->tx_fence(n) : 0; }
 static inline xt_time_t xt_nic_deadline(struct xt_nic *n) { return n->ops->next_deadline(n); }
 static inline void xt_nic_close(struct xt_nic *n) { n->ops->close(n); }
 /* -EOPNOTSUPP when the backend has no steering (nothing to do). */

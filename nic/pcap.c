@@ -255,6 +255,10 @@ static int pcap_flow_del(struct xt_nic *nic, int id)
 }
 
 static void pcap_rx_hold(struct xt_nic *nic, uint64_t ref) { xt_nic_rx_hold(((struct pcap_nic *)nic)->inner, ref); }
+static uint64_t pcap_tx_buf_reg(struct xt_nic *nic, void *buf, uint32_t len)
+{ return xt_nic_tx_buf_reg(((struct pcap_nic *)nic)->inner, buf, len); }
+static void pcap_tx_buf_unreg(struct xt_nic *nic, uint64_t h) { xt_nic_tx_buf_unreg(((struct pcap_nic *)nic)->inner, h); }
+static int pcap_tx_fence(struct xt_nic *nic) { return xt_nic_tx_fence(((struct pcap_nic *)nic)->inner); }
 static void pcap_rx_release(struct xt_nic *nic, uint64_t ref)
 {
 	xt_nic_rx_release(((struct pcap_nic *)nic)->inner, ref);
@@ -287,6 +291,9 @@ struct xt_nic *xt_pcap_open(struct xt_nic *inner, const struct xt_pcap_cfg *cfg)
 		p->ops.flow_add = pcap_flow_add, p->ops.flow_del = pcap_flow_del;
 	if (inner->caps.rx_hold_window)
 		p->ops.rx_hold = pcap_rx_hold, p->ops.rx_release = pcap_rx_release;
+	if (inner->ops->tx_buf_reg)
+		p->ops.tx_buf_reg = pcap_tx_buf_reg, p->ops.tx_buf_unreg = pcap_tx_buf_unreg,
+		p->ops.tx_fence = pcap_tx_fence;
 	p->nic.ops = &p->ops;
 	p->nic.caps = inner->caps;
 	p->max_bytes = cfg->max_bytes;

@@ -78,6 +78,8 @@
 #define VB_ASYNC_EVERY 256     /* rx_bursts between looks at the async fd */
 #define VB_RETRY_NS 100000000ull /* a failed recovery is retried after 100 ms */
 #define VB_DRAIN_SPINS 2000
+#define VB_ZC_SGE 3            /* zero-copy send: headers + two payload pieces */
+#define VB_ZC_MIN 512          /* payload bytes below which a copy is cheaper */
 
 #define PRIO_CONN 0
 #define PRIO_LISTEN 1
@@ -494,7 +496,7 @@ static int check_port(const struct vb_lib *L, struct ibv_context *ctx, const cha
  * gives.  Returns NULL with errno set. */
 static struct ibv_qp *create_qp(const struct vb_lib *L, struct ibv_context *ctx, struct ibv_pd *pd,
 				struct ibv_cq *scq, struct ibv_cq *rcq, int sdepth, int rdepth, uint32_t *inl,
-				bool tso, int *sdepth_out)
+				bool tso, int *sdepth_out, uint32_t sge)
 {
 	struct ibv_qp *qp;
 
@@ -507,7 +509,7 @@ static struct ibv_qp *create_qp(const struct vb_lib *L, struct ibv_context *ctx,
 		ax.recv_cq = rcq;
 		ax.cap.max_send_wr = (uint32_t)sdepth;
 		ax.cap.max_recv_wr = (uint32_t)rdepth;
-		ax.cap.max_send_sge = 1;
+		ax.cap.max_send_sge = sge;
 		ax.cap.max_recv_sge = 1;
 		ax.cap.max_inline_data = *inl;
 		ax.qp_type = IBV_QPT_RAW_PACKET;
@@ -532,7 +534,7 @@ static struct ibv_qp *create_qp(const struct vb_lib *L, struct ibv_context *ctx,
 	a.recv_cq = rcq;
 	a.cap.max_send_wr = (uint32_t)sdepth;
 	a.cap.max_recv_wr = (uint32_t)rdepth;
-	a.cap.max_send_sge = 1;
+	a.cap.max_send_sge = sge;
 	a.cap.max_recv_sge = 1;
 	a.cap.max_inline_data = *inl;
 	a.qp_type = IBV_QPT_RAW_PACKET;
@@ -724,6 +726,9 @@ struct vb_nic {
 	int big_free[VB_TSO_SLOTS], nbig_free, nbig;
 	uint32_t inline_max, tso_max;
 	bool tx_csum;
+	bool zc;               /* sends read registered send buffers in place */
+	uint64_t zc_last;      /* send queue index + 1 of the last zero-copy WR */
+	struct vb_reg *regs;   /* registered send buffers (tx_buf_reg) */
 
 	/* state */
 	bool armed;            /* RX CQ notification requested, its event not yet read */
@@ -1268,9 +1273,28 @@ static uint32_t tcp_hdr_len(const uint8_t *f, uint32_t len)
 	return XT_ETH_HLEN + ihl + thl;
 }
 
+/* A send buffer registered for zero-copy sends (the engine's handle). */
+struct vb_reg {
+	struct ibv_mr *mr;
+	struct vb_reg *prev, *next;
+};
+
+/* May frame f go out with its payload read in place? */
+static bool zc_ok(const struct vb_nic *v, const struct xt_frame *f, uint32_t wl)
+{
+	uint32_t pay = wl - f->len;
+
+	if (!v->zc || !(f->flags & XT_FRAME_GATHER) || !f->pay_key || pay < VB_ZC_MIN || f->len < VB_MIN_SGE)
+		return false;
+	if (wl <= v->max_frame)
+		return true;
+	return v->tso_max && f->len == tcp_hdr_len(f->data, f->len) && f->len <= VB_TSO_HDR_MAX &&
+	       pay <= v->tso_max;
+}
+
 struct tx_plan {
 	struct ibv_send_wr wr[VB_POLL];
-	struct ibv_sge sge[VB_POLL];
+	struct ibv_sge sge[VB_POLL][VB_ZC_SGE];
 	int frame[VB_POLL]; /* index in the caller's frames of each WR */
 	int nwr;
 };
@@ -1281,7 +1305,7 @@ struct tx_plan {
 static int tx_prepare(struct vb_nic *v, struct tx_plan *p, const struct xt_frame *f, int i, uint64_t idx)
 {
 	struct ibv_send_wr *wr = &p->wr[p->nwr];
-	struct ibv_sge *sge = &p->sge[p->nwr];
+	struct ibv_sge *sge = p->sge[p->nwr];
 	uint32_t slot = (uint32_t)(idx % (uint64_t)v->tx_depth);
 	uint32_t wl = xt_frame_wire_len(f); /* the headers are in data; payload may be gathered */
 	bool sig;
@@ -1292,7 +1316,32 @@ static int tx_prepare(struct vb_nic *v, struct tx_plan *p, const struct xt_frame
 		return 0;
 	}
 	wr->opcode = IBV_WR_SEND;
-	if (wl > v->max_frame) {
+	wr->num_sge = 1;
+	if (zc_ok(v, f, wl)) {
+		/* The payload straight from the socket's registered send buffer
+		 * (it stays put until this WR completes: vb_tx_fence); the
+		 * headers from the TX slot, or inline in a TSO WR. */
+		struct vb_reg *r = (struct vb_reg *)(uintptr_t)f->pay_key;
+		int k = 0;
+
+		if (wl > v->max_frame) {
+			wr->opcode = IBV_WR_TSO;
+			wr->tso.hdr = (void *)(uintptr_t)f->data; /* copied into the WQE at post */
+			wr->tso.hdr_sz = (uint16_t)f->len;
+			wr->tso.mss = (uint16_t)(v->max_frame - 4 - f->len);
+			v->st.tx_tso++;
+		} else {
+			uint8_t *b = v->tx_base + (size_t)slot * v->slot_size;
+			memcpy(b, f->data, f->len);
+			sge[k++] = (struct ibv_sge){ .addr = (uintptr_t)b, .length = f->len, .lkey = v->mr->lkey };
+		}
+		for (int j = 0; j < 2; j++)
+			if (f->pay_len[j])
+				sge[k++] = (struct ibv_sge){ .addr = (uintptr_t)f->pay[j], .length = f->pay_len[j],
+							     .lkey = r->mr->lkey };
+		wr->num_sge = k;
+		wr->send_flags |= IBV_SEND_SIGNALED; /* the fence waits for it */
+	} else if (wl > v->max_frame) {
 		uint32_t hl = tcp_hdr_len(f->data, f->len);
 		uint8_t *b;
 
@@ -1343,7 +1392,8 @@ static int tx_prepare(struct vb_nic *v, struct tx_plan *p, const struct xt_frame
 	/* Selective signalling: at most signal_every - 1 unsignalled WRs trail
 	 * a signalled one; a TSO send is signalled so its large slot returns
 	 * soon. */
-	sig = v->unsig_run + 1 >= v->signal_every || wr->opcode == IBV_WR_TSO;
+	sig = v->unsig_run + 1 >= v->signal_every || wr->opcode == IBV_WR_TSO ||
+	      (wr->send_flags & IBV_SEND_SIGNALED);
 	if (sig) {
 		wr->send_flags |= IBV_SEND_SIGNALED;
 		v->unsig_run = 0;
@@ -1352,7 +1402,6 @@ static int tx_prepare(struct vb_nic *v, struct tx_plan *p, const struct xt_frame
 	}
 	wr->wr_id = WR_ID(v->gen, idx);
 	wr->sg_list = sge;
-	wr->num_sge = 1;
 	p->frame[p->nwr] = i;
 	if (p->nwr)
 		p->wr[p->nwr - 1].next = wr;
@@ -1405,8 +1454,15 @@ static int tx_post(struct vb_nic *v, struct tx_plan *p, int unsig_before)
 		if (p->wr[i].send_flags & IBV_SEND_SIGNALED)
 			v->st.tx_signalled++;
 		v->st.tx_frames++;
-		v->st.tx_bytes += p->wr[i].opcode == IBV_WR_TSO ? p->sge[i].length + p->wr[i].tso.hdr_sz
-								 : p->sge[i].length;
+		uint32_t bytes = p->wr[i].opcode == IBV_WR_TSO ? p->wr[i].tso.hdr_sz : 0;
+		for (int k = 0; k < p->wr[i].num_sge; k++)
+			bytes += p->sge[i][k].length;
+		v->st.tx_bytes += bytes;
+		if (p->wr[i].num_sge > 1 || (p->wr[i].opcode == IBV_WR_TSO && v->tx_big[(v->sq_head + (uint64_t)i) %
+									     (uint64_t)v->tx_depth] == 0)) {
+			v->st.tx_zerocopy++;
+			v->zc_last = v->sq_head + (uint64_t)i + 1;
+		}
 	}
 	v->sq_head += (uint64_t)done;
 	return done;
@@ -1467,6 +1523,81 @@ static int vb_tx(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_ti
 	if (taken < n && !v->post_failing)
 		v->st.tx_full += (uint64_t)(n - taken);
 	return taken;
+}
+
+/* --- zero-copy sends: registered send buffers and the fence ---------------------- */
+
+static uint64_t vb_tx_buf_reg(struct xt_nic *nic, void *buf, uint32_t len)
+{
+	struct vb_nic *v = to_vb(nic);
+	struct vb_reg *r;
+
+	if (!v->zc || v->dead || !buf || !len)
+		return 0;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return 0;
+	/* Local read access is all a send needs. */
+	r->mr = v->L->reg_mr(v->pd, buf, len, 0);
+	if (!r->mr) {
+		int e = errno;
+		if (!v->st.tx_buf_reg_failures++)
+			vb_log(v, XT_VERBS_LOG_WARN, "ibv_reg_mr of a %u-byte send buffer: %s; sends from such "
+						      "buffers are copied (raise ulimit -l to send in place)",
+			       len, strerror(e));
+		free(r);
+		return 0;
+	}
+	r->next = v->regs;
+	if (v->regs)
+		v->regs->prev = r;
+	v->regs = r;
+	v->st.tx_buf_regs++;
+	return (uint64_t)(uintptr_t)r;
+}
+
+static void reg_drop(struct vb_nic *v, struct vb_reg *r)
+{
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		v->regs = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	(void)v->L->dereg_mr(r->mr);
+	v->st.tx_buf_deregs++;
+	free(r);
+}
+
+static void vb_tx_buf_unreg(struct xt_nic *nic, uint64_t handle)
+{
+	if (handle)
+		reg_drop(to_vb(nic), (struct vb_reg *)(uintptr_t)handle);
+}
+
+/* Returns once the device reads no send buffer for a WR posted so far: every
+ * zero-copy WR is signalled, so its completion says so; a QP reset ends
+ * them too.  -EIO when that cannot be known (a dead device, completions
+ * that never come): the engine then keeps the buffer for good. */
+static int vb_tx_fence(struct xt_nic *nic)
+{
+	struct vb_nic *v = to_vb(nic);
+	bool waited = v->sq_tail < v->zc_last;
+
+	for (int spin = 0; v->sq_tail < v->zc_last; spin++) {
+		if (v->dead || spin >= VB_DRAIN_SPINS * 16) {
+			v->st.tx_fence_failures++;
+			return -EIO;
+		}
+		tx_poll(v);
+		if (v->need_recover)
+			recover(v); /* the QP goes through RESET: nothing is read after */
+		if (v->sq_tail < v->zc_last && spin >= VB_DRAIN_SPINS)
+			sched_yield();
+	}
+	if (waited)
+		v->st.tx_fence_waits++;
+	return 0;
 }
 
 static int vb_wake_fd(struct xt_nic *nic) { return to_vb(nic)->epfd; }
@@ -1534,6 +1665,8 @@ static void vb_free(struct vb_nic *v)
 		L->destroy_cq(v->tx_cq);
 	if (v->ch)
 		L->destroy_comp_channel(v->ch);
+	while (v->regs) /* the engine's buffers still registered (it outlives us) */
+		reg_drop(v, v->regs);
 	if (v->mr)
 		L->dereg_mr(v->mr);
 	if (v->pd)
@@ -1580,6 +1713,9 @@ static const struct xt_nic_ops verbs_ops = {
 	.flow_del = vb_flow_del,
 	.rx_hold = vb_rx_hold,
 	.rx_release = vb_rx_release,
+	.tx_buf_reg = vb_tx_buf_reg,
+	.tx_buf_unreg = vb_tx_buf_unreg,
+	.tx_fence = vb_tx_fence,
 };
 
 /* --- flows ------------------------------------------------------------------- */
@@ -1707,6 +1843,7 @@ int xt_verbs_info(struct xt_nic *nic, struct xt_verbs_info *o)
 	o->rx_csum = v->nic.caps.rx_csum;
 	o->dead = v->dead;
 	o->inline_max = v->inline_max;
+	o->zerocopy = v->zc;
 	o->tso_max = v->tso_max;
 	o->qp_num = v->qp->qp_num;
 	o->qp_state = v->qp_state;
@@ -1816,21 +1953,28 @@ static int setup_queues(struct vb_nic *v, const struct vb_devcaps *dc)
 	/* A device may refuse the inline size (EINVAL) or the TSO header room
 	 * it advertised: fall back to less, in that order, and keep the errno of
 	 * the first refusal for the message (EPERM, EOPNOTSUPP). */
-	for (int attempt = 0; attempt < 4 && !v->qp; attempt++) {
-		bool tso = v->tso_max > 0 && attempt < 2;
+	/* Zero-copy sends need three gather entries (headers, the payload in
+	 * up to two pieces); a device that refuses them gets one, and copies. */
+	uint32_t tso_want = v->tso_max;
+	for (int sge = VB_ZC_SGE; sge >= 1 && !v->qp; sge -= VB_ZC_SGE - 1) {
+		v->tso_max = tso_want;
+		for (int attempt = 0; attempt < 4 && !v->qp; attempt++) {
+			bool tso = v->tso_max > 0 && attempt < 2;
 
-		if ((attempt == 1 || attempt == 3) && (want == 0 || first_err != EINVAL))
-			continue;
-		if (attempt == 2 && !v->tso_max)
-			continue;
-		inl = attempt & 1 ? 0 : want;
-		errno = 0;
-		v->qp = create_qp(v->L, v->ctx, v->pd, v->tx_cq, v->rx_cq, v->tx_depth, v->rx_depth, &inl, tso,
-				  &sdepth);
-		if (!v->qp && !first_err)
-			first_err = errno ? errno : EIO;
-		if (v->qp && !tso)
-			v->tso_max = 0;
+			if ((attempt == 1 || attempt == 3) && (want == 0 || first_err != EINVAL))
+				continue;
+			if (attempt == 2 && !v->tso_max)
+				continue;
+			inl = attempt & 1 ? 0 : want;
+			errno = 0;
+			v->qp = create_qp(v->L, v->ctx, v->pd, v->tx_cq, v->rx_cq, v->tx_depth, v->rx_depth, &inl,
+					  tso, &sdepth, (uint32_t)sge);
+			if (!v->qp && !first_err)
+				first_err = errno ? errno : EIO;
+			if (v->qp && !tso)
+				v->tso_max = 0;
+		}
+		v->zc = v->qp && sge == VB_ZC_SGE && !v->cfg.no_zerocopy;
 	}
 	if (!v->qp)
 		return qp_error_message(first_err, v->dname);
@@ -2016,6 +2160,9 @@ int xt_verbs_open(const struct xt_verbs_cfg *cfg, struct xt_nic **out)
 	}
 	if ((r = setup_pool(v)) < 0 || (r = setup_queues(v, &dc)) < 0)
 		goto fail;
+	/* TSO sends: the payload from the registered send buffer (zero copy)
+	 * or copied into one of the large slots; either way up to VB_TSO_CAP. */
+	v->nic.caps.tso_max = v->tso_max < VB_TSO_CAP ? v->tso_max : VB_TSO_CAP;
 	v->signal_every = cfg->signal_every ? cfg->signal_every : VB_DEFAULT_SIGNAL;
 	if (v->signal_every > v->tx_depth / 2)
 		v->signal_every = v->tx_depth / 2 > 0 ? v->tx_depth / 2 : 1;
@@ -2190,15 +2337,15 @@ static void probe_qp(const struct vb_lib *L, struct ibv_context *ctx, struct xt_
 		goto out;
 	}
 	errno = 0;
-	qp = create_qp(L, ctx, pd, cq, cq, 16, 16, &inl, tso, &sd);
+	qp = create_qp(L, ctx, pd, cq, cq, 16, 16, &inl, tso, &sd, 1);
 	if (!qp && tso) {
 		p->tso_max = 0;
 		inl = VB_DEFAULT_INLINE;
-		qp = create_qp(L, ctx, pd, cq, cq, 16, 16, &inl, false, &sd);
+		qp = create_qp(L, ctx, pd, cq, cq, 16, 16, &inl, false, &sd, 1);
 	}
 	if (!qp && errno == EINVAL) {
 		inl = 0;
-		qp = create_qp(L, ctx, pd, cq, cq, 16, 16, &inl, false, &sd);
+		qp = create_qp(L, ctx, pd, cq, cq, 16, 16, &inl, false, &sd, 1);
 	}
 	if (!qp) {
 		e = errno ? errno : EIO;

@@ -110,6 +110,7 @@ struct xt_verbs_cfg {
 	int no_csum_offload;  /* 1: software checksums even if the device offers them */
 	int no_tso;           /* 1: no TSO QP */
 	int no_arp_rule;      /* 1: no ARP rule (neighbours from the kernel) */
+	int no_zerocopy;      /* 1: sent payload is always copied into TX slots */
 	xt_verbs_log_fn log;  /* one line per failure and recovery; NULL: none */
 	void *log_ctx;
 };
@@ -162,6 +163,7 @@ struct xt_verbs_info {
 	uint8_t dead;           /* device fatal */
 	uint32_t inline_max;    /* bytes sent inline (0: none) */
 	uint32_t tso_max;       /* largest TSO send (0: no TSO) */
+	uint8_t zerocopy;       /* sends read registered send buffers in place */
 	uint32_t qp_num;
 	int qp_state;           /* enum ibv_qp_state as last known */
 	int rx_depth, tx_depth, signal_every, rx_batch;
@@ -197,6 +199,12 @@ struct xt_verbs_stats {
 	uint64_t port_down, port_up;
 	uint64_t flows_added, flows_removed, flow_errors;
 	uint64_t rx_kept;           /* frames the engine kept past the next rx_burst (read in place) */
+	uint64_t tx_zerocopy;       /* WRs whose payload the device read from the send buffer */
+	uint64_t tx_buf_regs;       /* send buffers registered (ibv_reg_mr) */
+	uint64_t tx_buf_reg_failures; /* ... refused (locked-memory limit): those copy */
+	uint64_t tx_buf_deregs;
+	uint64_t tx_fence_waits;    /* fences that found zero-copy WRs not completed yet, and waited */
+	uint64_t tx_fence_failures; /* fences that could not confirm (the buffer is kept) */
 };
 int xt_verbs_stats(struct xt_nic *nic, struct xt_verbs_stats *out);
 

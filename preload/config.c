@@ -268,6 +268,10 @@ int xp_config_load(bool *off)
 	if (load_num("XTCP_RX_ZEROCOPY", 0, 1, &x) < 0)
 		return -1;
 	c->rx_zerocopy = x != 0;
+	x = 1;
+	if (load_num("XTCP_TX_ZEROCOPY", 0, 1, &x) < 0)
+		return -1;
+	c->tx_zerocopy = x != 0;
 	return xp_rules_load(off);
 }
 

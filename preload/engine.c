@@ -138,8 +138,33 @@ static void eng_rx_release(void *ctx, uint64_t ref)
 
 /* What the engine takes from its NIC's offloads (at attach, and for a fork
  * child's new NIC): TSO, checksums, gathered sends, kept receives. */
+/* Zero-copy send: the NIC registers send buffers and says when it no
+ * longer reads them. */
+static uint64_t eng_tx_buf_reg(void *ctx, void *buf, uint32_t len)
+{
+	(void)ctx;
+	return xp_eng.nic ? xt_nic_tx_buf_reg(xp_eng.nic, buf, len) : 0;
+}
+
+static void eng_tx_buf_unreg(void *ctx, uint64_t handle)
+{
+	(void)ctx;
+	if (xp_eng.nic)
+		xt_nic_tx_buf_unreg(xp_eng.nic, handle);
+}
+
+static int eng_tx_fence(void *ctx)
+{
+	(void)ctx;
+	return xp_eng.nic ? xt_nic_tx_fence(xp_eng.nic) : 0;
+}
+
 static void use_nic_offloads(struct xt_nic *nic)
 {
+	if (nic->ops->tx_buf_reg && xp_cfg.tx_zerocopy)
+		xt_stack_set_tx_bufs(xp_eng.st, eng_tx_buf_reg, eng_tx_buf_unreg, eng_tx_fence, NULL);
+	else
+		xt_stack_set_tx_bufs(xp_eng.st, NULL, NULL, NULL, NULL);
 	xt_stack_set_tso_max(xp_eng.st, xp_cfg.tso ? nic->caps.tso_max : 0);
 	xt_stack_set_tx_offload(xp_eng.st, nic->caps.tx_csum, nic->caps.tx_gather);
 	(void)xt_stack_set_rx_hold(xp_eng.st, xp_cfg.rx_zerocopy ? nic->caps.rx_hold_window : 0, eng_rx_hold,

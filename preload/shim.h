@@ -124,6 +124,7 @@ struct xp_config {
 	bool tx_batch;          /* XTCP_TX_BATCH: a send leaves its frames for the next call */
 	bool tso;               /* XTCP_TSO: segments of up to 64 KiB, cut by the kernel/NIC */
 	bool rx_zerocopy;       /* XTCP_RX_ZEROCOPY: reads copy from the NIC's frames */
+	bool tx_zerocopy;       /* XTCP_TX_ZEROCOPY: the verbs NIC sends from the send buffers */
 };
 extern struct xp_config xp_cfg;
 extern int xp_log_level;

@@ -302,6 +302,7 @@ static const char *const verbs_names[] = {
 	"tx_csum_offload", "tx_tso", "tx_full", "tx_oversize", "tx_post_errors", "tx_link_down",
 	"tx_qp_error", "cq_events", "cq_errors", "flush_errors", "qp_recoveries", "qp_recovery_failures",
 	"async_events", "port_down", "port_up", "flows_added", "flows_removed", "flow_errors", "rx_kept",
+	"tx_zerocopy", "tx_buf_regs", "tx_buf_reg_failures", "tx_buf_deregs", "tx_fence_waits", "tx_fence_failures",
 };
 _Static_assert(sizeof(struct xt_verbs_stats) == sizeof(verbs_names) / sizeof(verbs_names[0]) * sizeof(uint64_t),
 	       "verbs counter names");
@@ -453,10 +454,12 @@ static void exit_summary(void)
 	struct xt_packet_stats ps;
 	struct xt_verbs_stats vs;
 	if (xt_verbs_stats(xp_nic_base(xp_eng.nic), &vs) == 0)
-		xp_log(XP_LOG_INFO, "exit summary: nic %s (verbs): rx %llu frames, tx %llu frames, rx bad checksum %llu, "
+		xp_log(XP_LOG_INFO, "exit summary: nic %s (verbs): rx %llu frames, tx %llu frames (%llu sent in place from "
+				    "the send buffers), rx bad checksum %llu, "
 				    "tx full %llu, tx oversize %llu, tx post errors %llu, error completions %llu, "
 				    "QP recoveries %llu, flow errors %llu",
 		       xp_cfg.iface, (unsigned long long)vs.rx_frames, (unsigned long long)vs.tx_frames,
+		       (unsigned long long)vs.tx_zerocopy,
 		       (unsigned long long)vs.rx_csum_bad, (unsigned long long)vs.tx_full,
 		       (unsigned long long)vs.tx_oversize, (unsigned long long)vs.tx_post_errors,
 		       (unsigned long long)vs.cq_errors, (unsigned long long)vs.qp_recoveries,

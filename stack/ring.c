@@ -2,9 +2,10 @@
  * once per connection, never per packet). */
 #include "tcp.h"
 
-void xt_ring_init(struct xt_ring *r, uint8_t *buf, uint32_t cap)
+void xt_ring_init(struct xt_ring *r, uint8_t *buf, uint32_t cap, uint64_t key)
 {
 	r->buf = buf;
+	r->key = key;
 	r->cap = cap;
 	r->head = 0;
 	r->len = 0;

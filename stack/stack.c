@@ -91,11 +91,17 @@ struct xt_stack *xt_stack_new(const struct xt_stack_cfg *cfg, xt_time_t now)
 	return st;
 }
 
+static void buf_release(struct xt_stack *st, uint8_t *b, uint64_t key);
+
 void xt_stack_free(struct xt_stack *st)
 {
 	if (!st)
 		return;
 	st->ntx = 0; /* unsent frames die with the engine */
+	/* and so do the backend's hooks: it may be closed already (it releases
+	 * its own registrations) */
+	st->cfg.tx_fence = NULL;
+	st->cfg.tx_buf_unreg = NULL;
 	if (st->socks) {
 		for (uint32_t i = 0; i < st->sock_cap; i++)
 			if (st->socks[i]) {
@@ -111,7 +117,7 @@ void xt_stack_free(struct xt_stack *st)
 		xt_arp_free(st);
 	xt_rxhold_free(st);
 	for (uint32_t i = 0; i < st->bc_n; i++)
-		free(st->bc_buf[i]);
+		buf_release(st, st->bc_buf[i], st->bc_key[i]);
 	free(st->txmem);
 	free(st->socks);
 	free(st->free_next);
@@ -191,6 +197,7 @@ void xt_tx_commit(struct xt_stack *st, uint32_t frame_len)
 		st->txpay[i][1] = st->build_pay[1];
 		st->txpay_len[i][0] = st->build_pay_len[0];
 		st->txpay_len[i][1] = st->build_pay_len[1];
+		st->txpay_key[i] = st->build_pay_key;
 	}
 	if (st->build_csum_partial)
 		st->txflags[i] |= XT_FRAME_CSUM_PARTIAL;
@@ -234,6 +241,7 @@ void xt_stack_flush(struct xt_stack *st)
 			f[i].pay[1] = st->txpay[i][1];
 			f[i].pay_len[0] = st->txpay_len[i][0];
 			f[i].pay_len[1] = st->txpay_len[i][1];
+			f[i].pay_key = st->txpay_key[i];
 		}
 	}
 	st->tx_gen++; /* no frame points into a send ring any more */
@@ -564,33 +572,78 @@ void xt_sock_free(struct xt_stack *st, struct xt_sock *s)
  * trimming and no page faults on fresh memory.  The cache is bounded
  * (XT_BUF_CACHE, XT_BUF_CACHE_BYTES or mem_limit / 16) and outside mem_used,
  * which counts the buffers of live sockets. */
-static uint8_t *buf_get(struct xt_stack *st, uint32_t cap)
+/* A send buffer prefers one the backend has registered, a receive buffer
+ * one it has not. */
+static uint8_t *buf_get(struct xt_stack *st, uint32_t cap, uint64_t *key, bool registered)
 {
-	for (uint32_t i = st->bc_n; i-- > 0;)
-		if (st->bc_cap[i] == cap) {
-			uint8_t *b = st->bc_buf[i];
-			st->bc_n--;
-			st->bc_buf[i] = st->bc_buf[st->bc_n];
-			st->bc_cap[i] = st->bc_cap[st->bc_n];
-			st->bc_bytes -= cap;
-			return b;
+	uint32_t pick = UINT32_MAX;
+	for (uint32_t i = st->bc_n; i-- > 0;) {
+		if (st->bc_cap[i] != cap)
+			continue;
+		if ((st->bc_key[i] != 0) == registered) {
+			pick = i;
+			break;
 		}
-	return malloc(cap);
+		if (pick == UINT32_MAX)
+			pick = i; /* the newest of the right size, if none is better */
+	}
+	if (pick == UINT32_MAX) {
+		*key = 0;
+		return malloc(cap);
+	}
+	uint8_t *b = st->bc_buf[pick];
+	*key = st->bc_key[pick];
+	st->bc_n--;
+	st->bc_buf[pick] = st->bc_buf[st->bc_n];
+	st->bc_key[pick] = st->bc_key[st->bc_n];
+	st->bc_cap[pick] = st->bc_cap[st->bc_n];
+	st->bc_bytes -= cap;
+	return b;
 }
 
-static void buf_put(struct xt_stack *st, uint8_t *b, uint32_t cap)
+/* A buffer registered with the backend keeps its registration in the cache
+ * (the next connection's send buffer needs none); it is released only with
+ * the buffer. */
+static void buf_release(struct xt_stack *st, uint8_t *b, uint64_t key)
+{
+	if (key && st->cfg.tx_buf_unreg)
+		st->cfg.tx_buf_unreg(st->cfg.buf_ctx, key);
+	free(b);
+}
+
+static void buf_put(struct xt_stack *st, uint8_t *b, uint32_t cap, uint64_t key)
 {
 	uint64_t max = st->cfg.mem_limit / 16 < XT_BUF_CACHE_BYTES ? st->cfg.mem_limit / 16 : XT_BUF_CACHE_BYTES;
 	if (!b)
 		return;
 	if (st->bc_n == XT_BUF_CACHE || st->bc_bytes + cap > max) {
-		free(b);
+		buf_release(st, b, key);
 		return;
 	}
 	st->bc_buf[st->bc_n] = b;
+	st->bc_key[st->bc_n] = key;
 	st->bc_cap[st->bc_n] = cap;
 	st->bc_n++;
 	st->bc_bytes += cap;
+}
+
+void xt_stack_set_tx_bufs(struct xt_stack *st, uint64_t (*reg)(void *, void *, uint32_t),
+			  void (*unreg)(void *, uint64_t), int (*fence)(void *), void *ctx)
+{
+	xt_stack_forget_buf_keys(st);
+	st->cfg.tx_buf_reg = reg;
+	st->cfg.tx_buf_unreg = unreg;
+	st->cfg.tx_fence = fence;
+	st->cfg.buf_ctx = ctx;
+}
+
+void xt_stack_forget_buf_keys(struct xt_stack *st)
+{
+	for (uint32_t i = 0; i < st->bc_n; i++)
+		st->bc_key[i] = 0;
+	for (uint32_t i = 0; i < st->sock_cap; i++)
+		if (st->socks[i])
+			st->socks[i]->rq.key = st->socks[i]->sq.key = 0;
 }
 
 int xt_sock_bufs_alloc(struct xt_stack *st, struct xt_sock *s)
@@ -600,15 +653,18 @@ int xt_sock_bufs_alloc(struct xt_stack *st, struct xt_sock *s)
 	uint64_t need = (uint64_t)s->rcvbuf + s->sndbuf;
 	if (st->mem_used + need > st->cfg.mem_limit)
 		return -ENOBUFS;
-	uint8_t *rb = buf_get(st, s->rcvbuf);
-	uint8_t *sb = rb ? buf_get(st, s->sndbuf) : NULL;
+	uint64_t rk, sk;
+	uint8_t *rb = buf_get(st, s->rcvbuf, &rk, false);
+	uint8_t *sb = rb ? buf_get(st, s->sndbuf, &sk, true) : NULL;
 	if (!sb) {
 		if (rb)
-			buf_put(st, rb, s->rcvbuf);
+			buf_put(st, rb, s->rcvbuf, rk);
 		return -ENOBUFS;
 	}
-	xt_ring_init(&s->rq, rb, s->rcvbuf);
-	xt_ring_init(&s->sq, sb, s->sndbuf);
+	if (!sk && st->cfg.tx_gather && st->cfg.tx_buf_reg)
+		sk = st->cfg.tx_buf_reg(st->cfg.buf_ctx, sb, s->sndbuf); /* 0: the backend copies */
+	xt_ring_init(&s->rq, rb, s->rcvbuf, rk);
+	xt_ring_init(&s->sq, sb, s->sndbuf, sk);
 	st->mem_used += need;
 	return 0;
 }
@@ -620,8 +676,14 @@ void xt_sock_bufs_free(struct xt_stack *st, struct xt_sock *s)
 	xt_tx_unref(st, s, s->snd_una + s->sq.cap);
 	xt_rx_drop(st, s);
 	st->mem_used -= (uint64_t)s->rq.cap + s->sq.cap;
-	buf_put(st, s->rq.buf, s->rq.cap);
-	buf_put(st, s->sq.buf, s->sq.cap);
+	buf_put(st, s->rq.buf, s->rq.cap, s->rq.key);
+	/* Frames gathered from the send buffer may still be read by the device
+	 * (a backend that sends in place completes later): wait for it, or
+	 * never let the buffer go. */
+	if (s->tx_ref_gen && st->cfg.tx_fence && st->cfg.tx_fence(st->cfg.buf_ctx) < 0)
+		st->cnt.tx_fence_leaks++;
+	else
+		buf_put(st, s->sq.buf, s->sq.cap, s->sq.key);
 	memset(&s->rq, 0, sizeof(s->rq));
 	memset(&s->sq, 0, sizeof(s->sq));
 }

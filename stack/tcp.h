@@ -52,6 +52,7 @@ enum xt_timer_id {
 struct xt_ring {
 	uint8_t *buf;
 	uint32_t cap, head, len;
+	uint64_t key; /* the backend's handle for buf (cfg.tx_buf_reg), 0: none */
 };
 
 /* A received TCP segment after parsing, host order. */
@@ -220,7 +221,7 @@ static inline bool xt_state_fin_out(int st)
 }
 
 /* ring.c */
-void xt_ring_init(struct xt_ring *r, uint8_t *buf, uint32_t cap);
+void xt_ring_init(struct xt_ring *r, uint8_t *buf, uint32_t cap, uint64_t key);
 uint32_t xt_ring_append(struct xt_ring *r, const void *data, uint32_t n);
 /* Writes n bytes at offset off past the end of the readable data (out of order). */
 void xt_ring_write_at(struct xt_ring *r, uint32_t off, const void *data, uint32_t n);

@@ -241,6 +241,7 @@ static void tcp_xmit(struct xt_stack *st, struct xt_sock *s, uint32_t seq, uint8
 		/* in place: the batch points into the send ring until the
 		 * next flush (see tx_ref_gen) */
 		xt_ring_span(&s->sq, seq - s->snd_una, len, st->build_pay, st->build_pay_len);
+		st->build_pay_key = s->sq.key;
 		st->cnt.tcp_tx_gathered++;
 		if (s->tx_ref_gen != st->tx_gen || SEQ_LT(seq, s->tx_ref_seq))
 			s->tx_ref_seq = seq;

@@ -62,8 +62,10 @@ struct xt_stack {
 	 * flushes, so a socket knows whether the batch still points into it
 	 * (xt_sock.tx_ref_gen). */
 	const uint8_t *build_pay[2];
+	uint64_t build_pay_key;
 	uint32_t build_pay_len[2];
 	const uint8_t *txpay[XT_TX_BATCH][2];
+	uint64_t txpay_key[XT_TX_BATCH];
 	uint32_t txpay_len[XT_TX_BATCH][2];
 	uint32_t tx_gen;
 	bool build_csum_partial; /* the frame being built leaves its TCP sum to the backend */
@@ -101,6 +103,7 @@ struct xt_stack {
 	uint64_t mem_used;
 	/* Freed socket buffers kept for the next connection (stack.c buf_get). */
 	uint8_t *bc_buf[XT_BUF_CACHE];
+	uint64_t bc_key[XT_BUF_CACHE];
 	uint32_t bc_cap[XT_BUF_CACHE];
 	uint32_t bc_n;
 	uint64_t bc_bytes;

@@ -38,6 +38,9 @@ struct xt_frame {
 	 * pieces when that ring wraps).  Borrowed like data. */
 	const uint8_t *pay[2];
 	uint32_t pay_len[2];
+	/* ... and the handle tx_buf_reg gave for the send buffer they are in
+	 * (0: none, the backend copies them). */
+	uint64_t pay_key;
 	/* Input, with xt_stack_cfg.rx_hold_window: ref nonzero means the engine
 	 * may keep the frame past the call (payload read in place by the
 	 * application, see rx_hold) until it calls rx_release(ref); pos is the
@@ -165,6 +168,21 @@ struct xt_stack_cfg {
 	void (*rx_hold)(void *ctx, uint64_t ref);
 	void (*rx_release)(void *ctx, uint64_t ref);
 	void *rx_ctx;
+	/* Send buffers a device reads in place (with tx_gather; all optional).
+	 * tx_buf_reg offers each socket's send buffer to the backend when it is
+	 * taken into use; the nonzero handle it returns (0: not registered)
+	 * travels with every frame gathered from that buffer (pay_key), so a
+	 * backend that must register memory for its device (ibverbs) can send
+	 * the payload without copying it.  tx_buf_unreg(handle) comes before the
+	 * buffer is freed.  tx_fence: before a send buffer that gathered frames
+	 * came from is reused or freed, the engine calls it; it returns 0 once
+	 * the device reads no frame handed to it so far, or -errno when it
+	 * cannot tell (the buffer is then never reused or freed: leaked, and
+	 * counted in tx_fence_leaks). */
+	uint64_t (*tx_buf_reg)(void *ctx, void *buf, uint32_t len);
+	void (*tx_buf_unreg)(void *ctx, uint64_t handle);
+	int (*tx_fence)(void *ctx);
+	void *buf_ctx;
 	xt_event_fn on_event; /* may be NULL */
 	void *event_ctx;
 
@@ -278,7 +296,7 @@ struct xt_tcp_info {
 	X(tcp_icmp_soft_err) X(tcp_icmp_hard_err) X(tcp_dsack_rx)                \
 	X(tcp_syncookies_sent) X(tcp_syncookies_recv) X(tcp_syncookies_failed)   \
 	X(tcp_lost_retrans) X(tcp_tw_recycled) X(tcp_tso_segs) X(tcp_tx_gathered)  \
-	X(tcp_rx_held) X(tcp_rx_hold_copied)
+	X(tcp_rx_held) X(tcp_rx_hold_copied) X(tx_fence_leaks)
 
 struct xt_counters {
 #define XT_CNT_FIELD(name) uint64_t name;
@@ -332,6 +350,15 @@ uint64_t xt_stack_mem_used(const struct xt_stack *st);
 /* Bytes of freed socket buffers kept for the next connections (bounded by
  * 16 MiB, or mem_limit / 16 if less, and 64 buffers; not in mem_used). */
 uint64_t xt_stack_mem_cached(const struct xt_stack *st);
+/* The backend behind the engine changed (a fork child's own NIC): the send
+ * buffer handles of the old one (tx_buf_reg) are forgotten, not released;
+ * buffers allocated from now on are offered to the new one. */
+void xt_stack_forget_buf_keys(struct xt_stack *st);
+/* The send-buffer hooks of cfg (tx_buf_reg, tx_buf_unreg, tx_fence,
+ * buf_ctx) for the backend now behind the engine (NULLs: none); the
+ * handles of the one before are forgotten (xt_stack_forget_buf_keys). */
+void xt_stack_set_tx_bufs(struct xt_stack *st, uint64_t (*reg)(void *, void *, uint32_t),
+			  void (*unreg)(void *, uint64_t), int (*fence)(void *), void *ctx);
 /* Family mode: several engines (one per process of a fork family) share one
  * address and each sees every frame.  On: a segment for no connection of
  * ours is another engine's (dropped as drop_tcp_family, never answered with

@@ -280,6 +280,81 @@ static void test_freed_buffers_kept_bounded(void **state)
 	assert_int_equal(xt_tcp_state(fx->st, c), XT_ESTABLISHED);
 }
 
+/* The send-buffer hooks (xt_stack_cfg.tx_buf_reg/unreg/fence): a buffer is
+ * registered once and keeps its handle in the cache; the fence runs before a
+ * send buffer that gathered frames came from is given up, and when it cannot
+ * confirm the buffer is never reused (a leak, counted); a registered buffer
+ * leaving the cache is unregistered. */
+static int hk_reg, hk_unreg, hk_fence, hk_fence_ret;
+static uint64_t hk_last_unreg;
+static uint64_t hk_reg_fn(void *ctx, void *buf, uint32_t len) { (void)ctx; (void)buf; (void)len; return 0x1000u + (uint64_t)++hk_reg; }
+static void hk_unreg_fn(void *ctx, uint64_t h) { (void)ctx; hk_unreg++; hk_last_unreg = h; }
+static int hk_fence_fn(void *ctx) { (void)ctx; hk_fence++; return hk_fence_ret; }
+
+static void test_send_buffer_hooks(void **state)
+{
+	struct fx *fx = *state;
+	struct xt_stack_cfg cfg;
+	fx_default_cfg(&cfg);
+	cfg.tx_gather = 1;
+	cfg.rcvbuf = cfg.sndbuf = 64u << 10;
+	cfg.mem_limit = 2u << 20; /* kept: 128 KiB, two buffers */
+	cfg.tx_buf_reg = hk_reg_fn;
+	cfg.tx_buf_unreg = hk_unreg_fn;
+	cfg.tx_fence = hk_fence_fn;
+	hk_reg = hk_unreg = hk_fence = 0;
+	hk_fence_ret = -EIO;
+	fx_restart(fx, &cfg);
+	xt_time_t t = established_passive(fx) + XT_MS(1);
+	assert_int_equal(hk_reg, 1); /* the first connection's send buffer */
+	int c = handshake(fx, t, 1);
+	assert_true(c >= 0);
+	assert_int_equal(hk_reg, 2);
+	uint8_t data[3000];
+	memset(data, 0x5a, sizeof(data));
+	assert_int_equal(xt_tcp_send(fx->st, c, data, sizeof(data), 0, FX_T0 + t), (long)sizeof(data));
+	fx_drain(fx);
+	/* the fence cannot confirm: the send buffer is kept for good */
+	assert_int_equal(xt_tcp_abort(fx->st, c, FX_T0 + t), 0);
+	fx_drain(fx);
+	assert_int_equal(hk_fence, 1);
+	assert_int_equal(xt_stack_counters(fx->st)->tx_fence_leaks, 1);
+	assert_int_equal(xt_stack_mem_cached(fx->st), 64u << 10); /* the receive buffer only */
+	/* a connection that never sent needs no fence; its registered send
+	 * buffer goes to the cache with its handle */
+	hk_fence_ret = 0;
+	c = handshake(fx, t, 2);
+	assert_true(c >= 0);
+	assert_int_equal(hk_reg, 3); /* the cached buffer was the receive one: new send buffer */
+	assert_int_equal(xt_stack_mem_cached(fx->st), 0);
+	assert_int_equal(xt_tcp_abort(fx->st, c, FX_T0 + t), 0);
+	fx_drain(fx);
+	assert_int_equal(hk_fence, 1);
+	assert_int_equal(xt_stack_mem_cached(fx->st), 128u << 10);
+	/* the next connection takes both back; no new registration */
+	int before = hk_reg;
+	c = handshake(fx, t, 3);
+	assert_true(c >= 0);
+	assert_int_equal(hk_reg, before);
+	assert_int_equal(xt_tcp_send(fx->st, c, data, sizeof(data), 0, FX_T0 + t), (long)sizeof(data));
+	fx_drain(fx);
+	assert_int_equal(xt_tcp_abort(fx->st, c, FX_T0 + t), 0);
+	fx_drain(fx);
+	assert_int_equal(hk_fence, 2); /* it sent: fenced */
+	assert_int_equal(hk_unreg, 0);
+	/* a cache that is full lets a registered buffer go: unregistered */
+	int c1 = handshake(fx, t, 4), c2 = handshake(fx, t, 5);
+	assert_true(c1 >= 0 && c2 >= 0);
+	assert_int_equal(xt_tcp_abort(fx->st, c1, FX_T0 + t), 0);
+	fx_drain(fx);
+	assert_int_equal(xt_tcp_abort(fx->st, c2, FX_T0 + t), 0);
+	fx_drain(fx);
+	assert_int_equal(xt_stack_mem_cached(fx->st), 128u << 10);
+	assert_true(hk_unreg >= 1);
+	assert_true(hk_last_unreg > 0x1000u);
+	assert_int_equal(xt_stack_counters(fx->st)->tx_fence_leaks, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -289,6 +364,7 @@ int main(void)
 		T(test_many_connections_memory_bounded),
 		T(test_gather_early_ack),
 		T(test_freed_buffers_kept_bounded),
+		T(test_send_buffer_hooks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

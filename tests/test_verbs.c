@@ -599,6 +599,107 @@ static void test_transfer(void **state)
 	assert_int_equal(da.flows_active, 0);
 }
 
+/* Zero-copy sends: the engine's send buffers registered with the NIC. */
+static uint64_t zc_reg(void *ctx, void *buf, uint32_t len) { return xt_nic_tx_buf_reg(((struct eng *)ctx)->nic, buf, len); }
+static void zc_unreg(void *ctx, uint64_t h) { xt_nic_tx_buf_unreg(((struct eng *)ctx)->nic, h); }
+static int zc_fence(void *ctx) { return xt_nic_tx_fence(((struct eng *)ctx)->nic); }
+
+static void eng_zc(struct eng *e, bool tso)
+{
+	xt_stack_set_tso_max(e->st, tso ? e->nic->caps.tso_max : 0);
+	xt_stack_set_tx_bufs(e->st, zc_reg, zc_unreg, zc_fence, e);
+}
+
+/* Payload goes to the device straight from the registered send buffers
+ * (headers from a TX slot or inline in the TSO WR), both with the double
+ * reading memory at post time and, as a device does, later (XTD_LATE_DMA:
+ * only when the send CQ is polled).  Every byte arrives as sent; no MR is
+ * deregistered while a WR points into it; a connection aborted with
+ * zero-copy WRs not yet read waits for them (the fence) before its buffer
+ * can be reused; and every registration is gone after close. */
+static void test_zero_copy_send(void **state)
+{
+	(void)state;
+	for (int run = 0; run < 3; run++) {
+		int late = run > 0, tso = run < 2; /* TSO WRs early and late; plain sends late */
+		struct eng a, b;
+		struct xt_verbs_stats sa, sb;
+		struct xt_verbs_info ia;
+		struct xtd_stats da;
+		static uint8_t buf[65536];
+
+		D.reset();
+		assert_int_equal(D.inject(DEV_A, XTD_LATE_DMA, late), 0);
+		assert_int_equal(D.inject(DEV_B, XTD_LATE_DMA, late), 0);
+		eng_init(&a, DEV_A, XT_VERBS_STEER_AUTO);
+		eng_init(&b, DEV_B, XT_VERBS_STEER_AUTO);
+		assert_int_equal(xt_verbs_info(a.nic, &ia), 0);
+		assert_true(ia.zerocopy);
+		assert_true(a.nic->caps.tso_max > 0);
+		eng_zc(&a, tso);
+		eng_zc(&b, tso);
+		bulk_both_ways(&a, &b, false);
+		assert_int_equal(xt_verbs_stats(a.nic, &sa), 0);
+		assert_int_equal(xt_verbs_stats(b.nic, &sb), 0);
+		da = dstats(DEV_A);
+		print_message("zero copy (late %d, TSO %d): a sent %llu frames, %llu in place (%llu TSO), %llu registrations; "
+			      "double: %llu multi-SGE sends, %llu read late\n",
+			      late, tso, (unsigned long long)sa.tx_frames, (unsigned long long)sa.tx_zerocopy,
+			      (unsigned long long)sa.tx_tso, (unsigned long long)sa.tx_buf_regs,
+			      (unsigned long long)da.send_multi_sge, (unsigned long long)da.late_wrs);
+		assert_true(sa.tx_zerocopy > 50 && sb.tx_zerocopy > 50);
+		assert_true(sa.tx_buf_regs >= 1 && sb.tx_buf_regs >= 1);
+		assert_int_equal(sa.tx_buf_reg_failures + sb.tx_buf_reg_failures, 0);
+		if (tso) /* 64 KiB WRs: the headers inline, the payload in place */
+			assert_true(sa.tx_tso > 50 && sa.tx_tso == xt_stack_counters(a.st)->tcp_tso_segs);
+		else /* headers from a TX slot, the payload in place */
+			assert_true(sa.tx_tso == 0 && da.send_multi_sge > 1000);
+		assert_int_equal(da.error_cqes, 0);
+		if (late)
+			assert_true(da.late_wrs > 100);
+		else
+			assert_int_equal(da.late_wrs, 0);
+
+		/* A connection aborted right after a 64 KiB send: its zero-copy
+		 * WRs are posted (and, late, not yet read) when the buffer is
+		 * given up. */
+		int ls = xt_tcp_open(b.st), cs = xt_tcp_open(a.st), ss = -1;
+		assert_int_equal(xt_tcp_bind(b.st, ls, 0, PORT_SRV + 1), 0);
+		assert_int_equal(xt_tcp_listen(b.st, ls, 4), 0);
+		assert_int_equal(xt_tcp_connect(a.st, cs, b.ip, PORT_SRV + 1, vnow), -EINPROGRESS);
+		for (int i = 0; i < 100 && ss < 0; i++) {
+			step(&a, &b);
+			ss = xt_tcp_accept(b.st, ls, NULL, NULL);
+		}
+		assert_true(ss >= 0);
+		for (size_t i = 0; i < sizeof(buf); i++)
+			buf[i] = pat(3, i);
+		assert_int_equal(xt_tcp_send(a.st, cs, buf, sizeof(buf), 0, vnow), (long)sizeof(buf));
+		xt_stack_flush(a.st);
+		assert_int_equal(xt_verbs_stats(a.nic, &sa), 0);
+		uint64_t waits = sa.tx_fence_waits;
+		if (late)
+			assert_true(dstats(DEV_A).late_pending > 0);
+		assert_int_equal(xt_tcp_abort(a.st, cs, vnow), 0);
+		assert_int_equal(dstats(DEV_A).late_pending, late ? 1 : 0); /* the RST, after the fence */
+		assert_int_equal(xt_verbs_stats(a.nic, &sa), 0);
+		assert_true(sa.tx_fence_waits == waits + 1);
+		assert_int_equal(sa.tx_fence_failures, 0);
+		assert_int_equal(xt_stack_counters(a.st)->tx_fence_leaks, 0);
+		for (int i = 0; i < 50; i++)
+			step(&a, &b);
+		assert_int_equal(xt_tcp_close(b.st, ss, vnow), 0);
+		assert_int_equal(xt_tcp_close(b.st, ls, vnow), 0);
+		for (int i = 0; i < 50; i++)
+			step(&a, &b);
+		assert_int_equal(dstats(DEV_A).dereg_busy + dstats(DEV_B).dereg_busy, 0);
+		eng_fini(&a);
+		eng_fini(&b);
+		assert_no_leaks(); /* the MRs of the engine's buffers included */
+	}
+	D.reset();
+}
+
 /* Steer IP mode: one rule for the address, no per-flow rules needed. */
 static void test_transfer_ip_steering(void **state)
 {
@@ -1824,6 +1925,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_transfer, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_transfer_ip_steering, test_setup, test_teardown),
+		cmocka_unit_test_setup_teardown(test_zero_copy_send, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_library_missing, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_no_device, test_setup, test_teardown),
 		cmocka_unit_test_setup_teardown(test_capability_errors, test_setup, test_teardown),

@@ -119,6 +119,7 @@ struct xd_dev {
 	struct xd_ctx *ctxs;
 	struct xd_flow *flows; /* sorted by priority, then age */
 	int f_post_send, f_post_recv, f_send_cqe, f_recv_cqe, f_reset;
+	bool late_dma;
 	int64_t live;          /* contexts, PDs, MRs, channels, CQs, QPs, flows alive */
 	struct xtd_stats st;
 };
@@ -169,6 +170,16 @@ struct xd_rwr {
 	struct ibv_sge sge[XD_MAX_SGE];
 };
 
+/* A send WR kept for later (XTD_LATE_DMA): what the device took at post
+ * time (the WR, its SGE list, inline data and the TSO header, both copied
+ * into the WQE), not the memory the SGEs point to. */
+struct xd_lwr {
+	struct ibv_send_wr wr;
+	struct ibv_sge sge[XD_MAX_SGE];
+	uint8_t *copy;   /* inline data or TSO header */
+	uint64_t seq;
+};
+
 struct xd_qp {
 	struct ibv_qp qp;
 	struct xd_ctx *c;
@@ -177,6 +188,8 @@ struct xd_qp {
 	int sq_sig_all;
 	uint8_t port;
 	uint64_t sq_posted, sq_done;
+	struct xd_lwr *lq;     /* XTD_LATE_DMA: posted send WRs not read yet, in order */
+	uint32_t lq_head, lq_count, lq_cap;
 	struct xd_rwr *rq;
 	uint32_t rq_head, rq_count;
 	int nflows;
@@ -193,6 +206,7 @@ static uint32_t g_next_key = 0x1000, g_next_qpn = XD_QPN0, g_next_handle = 1;
 static uint64_t g_flow_seq;
 static uint64_t g_async_read, g_async_acked;
 static unsigned int g_default_caps = XTD_CAP_ALL;
+static bool g_default_late; /* XTCP_DOUBLE_LATE_DMA */
 static uint8_t g_buf[XD_BUF];  /* gather buffer of one send (under g_mu) */
 static uint8_t g_seg[XD_BUF];  /* one TSO segment */
 
@@ -851,6 +865,7 @@ static void dev_init(struct xd_dev *d, int idx, const char *ifname)
 	snprintf(d->ibdev.dev_path, sizeof(d->ibdev.dev_path), "/sys/class/infiniband_verbs/uverbs%d", idx);
 	snprintf(d->ifname, sizeof(d->ifname), "%s", ifname);
 	d->caps = g_default_caps;
+	d->late_dma = g_default_late;
 	d->port_state = IBV_PORT_ACTIVE;
 	d->peer = -1;
 	d->pkt_fd = -1;
@@ -925,6 +940,7 @@ static void ensure_devs(void)
 	if (g_ndev >= 0)
 		return;
 	g_default_caps = parse_caps(getenv("XTCP_DOUBLE_CAPS"), XTD_CAP_ALL);
+	g_default_late = getenv("XTCP_DOUBLE_LATE_DMA") && atoi(getenv("XTCP_DOUBLE_LATE_DMA")) > 0;
 	build_devs(getenv("XTCP_DOUBLE_WIRE"));
 }
 
@@ -1006,6 +1022,8 @@ EXPORT const char *ibv_wc_status_str(enum ibv_wc_status s)
 static int xd_poll_cq(struct ibv_cq *cq, int n, struct ibv_wc *wc);
 static int xd_req_notify(struct ibv_cq *cq, int solicited);
 static int xd_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr, struct ibv_send_wr **bad);
+static void late_run(struct xd_qp *qp, bool discard);
+static bool late_uses(const struct xd_mr *m);
 static int xd_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr, struct ibv_recv_wr **bad);
 static int xd_query_device_ex(struct ibv_context *c, const struct ibv_query_device_ex_input *in,
 			      struct ibv_device_attr_ex *attr, size_t size);
@@ -1279,6 +1297,11 @@ EXPORT int ibv_dereg_mr(struct ibv_mr *mr)
 	for (struct xd_mr **pp = &g_mrs; *pp; pp = &(*pp)->next) {
 		if (&(*pp)->mr == mr) {
 			struct xd_mr *m = *pp;
+			if (late_uses(m)) { /* a device would read freed memory */
+				to_ctx(m->mr.context)->dev->st.dereg_busy++;
+				unlock();
+				return EBUSY;
+			}
 			*pp = m->next;
 			to_ctx(m->mr.context)->dev->live--;
 			unlock();
@@ -1422,6 +1445,11 @@ static int xd_poll_cq(struct ibv_cq *c, int n, struct ibv_wc *wc)
 	if (n < 0)
 		return -1;
 	lock();
+	for (int i = 0; i < g_ndev; i++)
+		for (struct xd_ctx *ctx = g_dev[i].ctxs; ctx; ctx = ctx->next)
+			for (struct xd_qp *qp = ctx->qps; qp; qp = qp->next)
+				if (qp->lq_count)
+					late_run(qp, false);
 	while (got < n && cq->count) {
 		struct xd_cqe *e = &cq->ring[cq->head];
 
@@ -1607,6 +1635,7 @@ EXPORT int ibv_modify_qp(struct ibv_qp *q, struct ibv_qp_attr *a, int mask)
 			d->st.injected++;
 			r = EIO;
 		} else {
+			late_run(qp, true);
 			qp->rq_head = qp->rq_count = 0;
 			qp->sq_done = qp->sq_posted;
 			q->state = IBV_QPS_RESET;
@@ -1688,6 +1717,10 @@ EXPORT int ibv_destroy_qp(struct ibv_qp *q)
 	unlock();
 	pthread_mutex_destroy(&q->mutex);
 	pthread_cond_destroy(&q->cond);
+	lock();
+	late_run(qp, true);
+	unlock();
+	free(qp->lq);
 	free(qp->rq);
 	free(qp);
 	return 0;
@@ -1723,15 +1756,14 @@ static long gather(struct xd_qp *qp, const struct ibv_send_wr *wr, bool inl)
 
 static void tso_emit(struct xd_dev *d, uint8_t *f, uint32_t len) { wire_out(d, f, len); }
 
-/* One WR in RTS.  Returns 0, or an errno for ibv_post_send to return. */
-static int send_one(struct xd_qp *qp, struct ibv_send_wr *wr)
+/* What a device checks of a send WR at post time: 0, or an errno for
+ * ibv_post_send to return. */
+static int send_check(struct xd_qp *qp, const struct ibv_send_wr *wr)
 {
 	struct xd_dev *d = qp->c->dev;
-	bool inl = wr->send_flags & IBV_SEND_INLINE, sig = (wr->send_flags & IBV_SEND_SIGNALED) || qp->sq_sig_all;
+	bool inl = wr->send_flags & IBV_SEND_INLINE;
 	bool tso = wr->opcode == IBV_WR_TSO;
-	uint64_t seq;
 	size_t total = 0;
-	long len;
 
 	if (wr->opcode != IBV_WR_SEND && !tso)
 		return EINVAL;
@@ -1748,7 +1780,23 @@ static int send_one(struct xd_qp *qp, struct ibv_send_wr *wr)
 		return EINVAL;
 	if ((wr->send_flags & IBV_SEND_IP_CSUM) && !(d->caps & XTD_CAP_CSUM))
 		return EINVAL;
-	seq = qp->sq_posted++;
+	return 0;
+}
+
+/* The device reads send WR seq (checked): gathers it, puts it on the wire,
+ * completes it. */
+static void send_exec(struct xd_qp *qp, const struct ibv_send_wr *wr, uint64_t seq)
+{
+	struct xd_dev *d = qp->c->dev;
+	bool inl = wr->send_flags & IBV_SEND_INLINE, sig = (wr->send_flags & IBV_SEND_SIGNALED) || qp->sq_sig_all;
+	bool tso = wr->opcode == IBV_WR_TSO;
+	size_t total = 0;
+	long len;
+
+	for (int i = 0; i < wr->num_sge; i++)
+		total += wr->sg_list[i].length;
+	if (!inl && wr->num_sge > 1)
+		d->st.send_multi_sge++;
 	d->st.send_wrs++;
 	if (sig)
 		d->st.send_signalled++;
@@ -1764,7 +1812,7 @@ static int send_one(struct xd_qp *qp, struct ibv_send_wr *wr)
 		d->st.injected++;
 		send_cqe(qp, wr->wr_id, IBV_WC_LOC_QP_OP_ERR, tso ? IBV_WC_TSO : IBV_WC_SEND, seq);
 		qp_to_err(qp);
-		return 0;
+		return;
 	}
 	if (tso) {
 		memcpy(g_buf, wr->tso.hdr, wr->tso.hdr_sz);
@@ -1774,7 +1822,7 @@ static int send_one(struct xd_qp *qp, struct ibv_send_wr *wr)
 			if (total + s->length > sizeof(g_buf) || !sge_ok(qp, s)) {
 				send_cqe(qp, wr->wr_id, IBV_WC_LOC_PROT_ERR, IBV_WC_TSO, seq);
 				qp_to_err(qp);
-				return 0;
+				return;
 			}
 			memcpy(g_buf + total, (const void *)(uintptr_t)s->addr, s->length);
 			total += s->length;
@@ -1787,7 +1835,7 @@ static int send_one(struct xd_qp *qp, struct ibv_send_wr *wr)
 		if (len < 0) {
 			send_cqe(qp, wr->wr_id, IBV_WC_LOC_PROT_ERR, IBV_WC_SEND, seq);
 			qp_to_err(qp);
-			return 0;
+			return;
 		}
 		if ((uint32_t)len > (uint32_t)d->mtu + 18) {
 			d->st.tx_oversize++;
@@ -1799,8 +1847,109 @@ static int send_one(struct xd_qp *qp, struct ibv_send_wr *wr)
 	}
 	if (sig)
 		send_cqe(qp, wr->wr_id, IBV_WC_SUCCESS, tso ? IBV_WC_TSO : IBV_WC_SEND, seq);
+}
+
+/* One WR in RTS: read now, or (XTD_LATE_DMA) kept until the next poll of
+ * any CQ (the device works while the program does something else).  Returns 0, or an errno for ibv_post_send to return. */
+static int send_one(struct xd_qp *qp, struct ibv_send_wr *wr)
+{
+	int r = send_check(qp, wr);
+
+	if (r)
+		return r;
+	if (!qp->c->dev->late_dma && !qp->lq_count) {
+		send_exec(qp, wr, qp->sq_posted++);
+		return 0;
+	}
+	if (qp->lq_count == qp->lq_cap) {
+		uint32_t cap = qp->lq_cap ? qp->lq_cap * 2 : 64;
+		struct xd_lwr *n = calloc(cap, sizeof(*n));
+		if (!n)
+			return ENOMEM;
+		for (uint32_t k = 0; k < qp->lq_count; k++)
+			n[k] = qp->lq[(qp->lq_head + k) % qp->lq_cap];
+		free(qp->lq);
+		qp->lq = n;
+		qp->lq_cap = cap;
+		qp->lq_head = 0;
+	}
+	struct xd_lwr *l = &qp->lq[(qp->lq_head + qp->lq_count) % qp->lq_cap];
+	memset(l, 0, sizeof(*l));
+	l->wr = *wr;
+	l->wr.next = NULL;
+	l->wr.sg_list = l->sge;
+	if (wr->send_flags & IBV_SEND_INLINE) { /* copied into the WQE now */
+		size_t total = 0;
+		for (int k = 0; k < wr->num_sge; k++)
+			total += wr->sg_list[k].length;
+		l->copy = malloc(total ? total : 1);
+		if (!l->copy)
+			return ENOMEM;
+		total = 0;
+		for (int k = 0; k < wr->num_sge; k++) {
+			memcpy(l->copy + total, (const void *)(uintptr_t)wr->sg_list[k].addr, wr->sg_list[k].length);
+			total += wr->sg_list[k].length;
+		}
+		l->sge[0] = (struct ibv_sge){ .addr = (uintptr_t)l->copy, .length = (uint32_t)total };
+		l->wr.num_sge = 1;
+	} else {
+		memcpy(l->sge, wr->sg_list, sizeof(*wr->sg_list) * (size_t)wr->num_sge);
+		if (wr->opcode == IBV_WR_TSO) { /* the header is copied into the WQE too */
+			l->copy = malloc(wr->tso.hdr_sz);
+			if (!l->copy)
+				return ENOMEM;
+			memcpy(l->copy, wr->tso.hdr, wr->tso.hdr_sz);
+			l->wr.tso.hdr = l->copy;
+		}
+	}
+	l->seq = qp->sq_posted++;
+	qp->lq_count++;
 	return 0;
 }
+
+static struct xd_lwr *late_pop(struct xd_qp *qp)
+{
+	struct xd_lwr *l = &qp->lq[qp->lq_head];
+	qp->lq_head = (qp->lq_head + 1) % qp->lq_cap;
+	qp->lq_count--;
+	return l;
+}
+
+/* The device reads what it kept: in RTS as posted, in ERR flushed; RESET
+ * (or destroy) discards them. */
+static void late_run(struct xd_qp *qp, bool discard)
+{
+	while (qp->lq_count) {
+		struct xd_lwr *l = late_pop(qp);
+		if (!discard && qp->qp.state == IBV_QPS_RTS) {
+			qp->c->dev->st.late_wrs++;
+			send_exec(qp, &l->wr, l->seq);
+		} else if (!discard) {
+			send_cqe(qp, l->wr.wr_id, IBV_WC_WR_FLUSH_ERR,
+				 l->wr.opcode == IBV_WR_TSO ? IBV_WC_TSO : IBV_WC_SEND, l->seq);
+		}
+		free(l->copy);
+		l->copy = NULL;
+	}
+}
+
+/* Does a kept WR point into m? */
+static bool late_uses(const struct xd_mr *m)
+{
+	for (int i = 0; i < g_ndev; i++)
+		for (struct xd_ctx *c = g_dev[i].ctxs; c; c = c->next)
+			for (struct xd_qp *qp = c->qps; qp; qp = qp->next)
+				for (uint32_t k = 0; k < qp->lq_count; k++) {
+					const struct xd_lwr *l = &qp->lq[(qp->lq_head + k) % qp->lq_cap];
+					if (l->wr.send_flags & IBV_SEND_INLINE)
+						continue;
+					for (int j = 0; j < l->wr.num_sge; j++)
+						if (l->sge[j].lkey == m->mr.lkey)
+							return true;
+				}
+	return false;
+}
+
 
 static int xd_post_send(struct ibv_qp *q, struct ibv_send_wr *wr, struct ibv_send_wr **bad)
 {
@@ -1820,6 +1969,7 @@ static int xd_post_send(struct ibv_qp *q, struct ibv_send_wr *wr, struct ibv_sen
 		} else if (qp->sq_posted - qp->sq_done >= qp->max_send_wr) {
 			r = ENOMEM;
 		} else if (q->state == IBV_QPS_ERR) {
+			late_run(qp, false);
 			uint64_t seq = qp->sq_posted++;
 			d->st.send_wrs++;
 			send_cqe(qp, wr->wr_id, IBV_WC_WR_FLUSH_ERR, IBV_WC_SEND, seq);
@@ -2127,6 +2277,7 @@ EXPORT int xtd_inject(int dev, int fault, int count)
 	case XTD_SEND_CQE_ERR: d->f_send_cqe = count; break;
 	case XTD_RECV_CQE_ERR: d->f_recv_cqe = count; break;
 	case XTD_QP_RESET_FAIL: d->f_reset = count; break;
+	case XTD_LATE_DMA: d->late_dma = count > 0; break;
 	case XTD_QP_FATAL:
 		d->st.injected++;
 		for (struct xd_ctx *c = d->ctxs; c; c = c->next) {
@@ -2174,6 +2325,10 @@ EXPORT int xtd_stats(int dev, struct xtd_stats *out)
 		out->async_read = g_async_read;
 		out->async_acked = g_async_acked;
 		out->objects_live = (uint64_t)d->live;
+		out->late_pending = 0;
+		for (struct xd_ctx *c = d->ctxs; c; c = c->next)
+			for (struct xd_qp *qp = c->qps; qp; qp = qp->next)
+				out->late_pending += qp->lq_count;
 	}
 	unlock();
 	return d ? 0 : -ENODEV;
@@ -2210,6 +2365,7 @@ EXPORT void xtd_reset(void)
 				d->st.qps_active++;
 		d->f_post_send = d->f_post_recv = d->f_send_cqe = d->f_recv_cqe = d->f_reset = 0;
 		d->caps = g_default_caps;
+		d->late_dma = g_default_late;
 		d->port_state = IBV_PORT_ACTIVE;
 		d->fatal = false;
 	}
@@ -2241,8 +2397,10 @@ EXPORT int xtd_set_wire(const char *spec)
 			return -EBUSY;
 		}
 	}
-	if (g_ndev < 0)
+	if (g_ndev < 0) {
 		g_default_caps = parse_caps(getenv("XTCP_DOUBLE_CAPS"), XTD_CAP_ALL);
+		g_default_late = getenv("XTCP_DOUBLE_LATE_DMA") && atoi(getenv("XTCP_DOUBLE_LATE_DMA")) > 0;
+	}
 	r = build_devs(spec);
 	unlock();
 	return r;

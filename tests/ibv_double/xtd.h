@@ -24,6 +24,8 @@
  * (pid, device, handle, priority, match) to FILE, for whole-system tests
  * that cannot call the control functions inside the process under test.
  *
+ * XTCP_DOUBLE_LATE_DMA=1 starts every device in the XTD_LATE_DMA mode.
+ *
  * XTCP_DOUBLE_CAPS=-csum,-tso,... removes capabilities from every device at
  * start (names as in XTD_CAP_*: raw, csum, tso, flow, dont_trap, inline,
  * access, netraw, eth).
@@ -60,6 +62,9 @@ enum xtd_fault {
 	XTD_DEVICE_FATAL,       /* IBV_EVENT_DEVICE_FATAL; every later verb fails */
 	XTD_QP_RESET_FAIL,      /* the next count modify_qp to RESET fail with EIO */
 	XTD_QP_ERR,             /* every QP of the device -> ERR (receive WRs flushed), no async event */
+	XTD_LATE_DMA,           /* count 1: send WRs are read (gathered, put on the wire, completed)
+				 * only at the next ibv_poll_cq of any CQ, as a device reads
+				 * memory after the post returns; count 0: at post time (default) */
 };
 
 struct xtd_stats {
@@ -86,6 +91,10 @@ struct xtd_stats {
 	uint64_t qps_active, qp_to_err;
 	uint64_t max_inline_seen;  /* longest inline send */
 	uint64_t objects_live;     /* contexts, PDs, MRs, channels, CQs, QPs, flows not yet destroyed */
+	uint64_t late_wrs;         /* send WRs read late (XTD_LATE_DMA) */
+	uint64_t late_pending;     /* ... posted and not read yet */
+	uint64_t dereg_busy;       /* ibv_dereg_mr of an MR a posted, unread WR points into: EBUSY */
+	uint64_t send_multi_sge;   /* non-inline send WRs with more than one SGE */
 };
 
 typedef int (*xtd_ndevs_fn)(void);
