@@ -118,6 +118,9 @@ void xt_stack_free(struct xt_stack *st)
 	xt_rxhold_free(st);
 	for (uint32_t i = 0; i < st->bc_n; i++)
 		buf_release(st, st->bc_buf[i], st->bc_key[i]);
+	for (uint32_t i = 0; i < st->nquarantine; i++)
+		free(st->quarantine[i]);
+	free(st->quarantine);
 	free(st->txmem);
 	free(st->socks);
 	free(st->free_next);
@@ -646,6 +649,18 @@ void xt_stack_forget_buf_keys(struct xt_stack *st)
 			st->socks[i]->rq.key = st->socks[i]->sq.key = 0;
 }
 
+/* A send buffer the device may still read: never reused; freed with the
+ * engine (after its backend), or lost if even the list cannot grow. */
+static void quarantine(struct xt_stack *st, uint8_t *b)
+{
+	st->cnt.tx_fence_leaks++;
+	uint8_t **q = realloc(st->quarantine, sizeof(*q) * (st->nquarantine + 1));
+	if (!q)
+		return;
+	st->quarantine = q;
+	q[st->nquarantine++] = b;
+}
+
 int xt_sock_bufs_alloc(struct xt_stack *st, struct xt_sock *s)
 {
 	if (s->rq.buf)
@@ -681,7 +696,7 @@ void xt_sock_bufs_free(struct xt_stack *st, struct xt_sock *s)
 	 * (a backend that sends in place completes later): wait for it, or
 	 * never let the buffer go. */
 	if (s->tx_ref_gen && st->cfg.tx_fence && st->cfg.tx_fence(st->cfg.buf_ctx) < 0)
-		st->cnt.tx_fence_leaks++;
+		quarantine(st, s->sq.buf);
 	else
 		buf_put(st, s->sq.buf, s->sq.cap, s->sq.key);
 	memset(&s->rq, 0, sizeof(s->rq));

@@ -107,6 +107,9 @@ struct xt_stack {
 	uint32_t bc_cap[XT_BUF_CACHE];
 	uint32_t bc_n;
 	uint64_t bc_bytes;
+	/* Send buffers a failed tx_fence took out of use: freed with the engine. */
+	uint8_t **quarantine;
+	uint32_t nquarantine;
 	/* RFC 5961 challenge-ACK global limit: count within the current second. */
 	xt_time_t chack_second;
 	uint32_t chack_count;

@@ -177,8 +177,8 @@ struct xt_stack_cfg {
 	 * buffer is freed.  tx_fence: before a send buffer that gathered frames
 	 * came from is reused or freed, the engine calls it; it returns 0 once
 	 * the device reads no frame handed to it so far, or -errno when it
-	 * cannot tell (the buffer is then never reused or freed: leaked, and
-	 * counted in tx_fence_leaks). */
+	 * cannot tell (the buffer is then never reused, and freed only by
+	 * xt_stack_free: counted in tx_fence_leaks). */
 	uint64_t (*tx_buf_reg)(void *ctx, void *buf, uint32_t len);
 	void (*tx_buf_unreg)(void *ctx, uint64_t handle);
 	int (*tx_fence)(void *ctx);
