@@ -92,6 +92,17 @@ void xp_unlock_lazy(void)
 	unlock_kick();
 }
 
+void xp_flush_before_leaving(void)
+{
+	if (!xp_eng.st || xp_eng.forked_child || xp_in_lib)
+		return;
+	if (pthread_mutex_trylock(&xp_eng.mu) != 0)
+		return; /* this thread holds it (a handler), or another one does */
+	if (!xp_fork_in_vfork())
+		xt_stack_flush(xp_eng.st);
+	pthread_mutex_unlock(&xp_eng.mu);
+}
+
 static void unlock_kick(void)
 {
 	/* A call may have armed an engine timer earlier than the progress

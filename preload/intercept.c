@@ -4,8 +4,10 @@
  * Before the real functions are known (inside dlsym) the raw system call is
  * used. */
 #define _GNU_SOURCE
+#include <alloca.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -239,6 +241,103 @@ XP_EXPORT void closefrom(int low)
 		(void)syscall(SYS_close_range, (unsigned)low, ~0u, 0);
 	if (!xp_in_lib && low >= 0)
 		xp_fd_clear_range((unsigned)low, ~0u);
+}
+
+/* --- leaving the process image ----------------------------------------------- */
+
+/* What calls left in the TX batch (XTCP_TX_BATCH: a reply, a FIN) would be
+ * lost with the process image: out it goes first.  exit() sends it from the
+ * library's destructor, which _exit and exec do not run.  (The variadic
+ * execl family is built on the real execv/execvp/execve.) */
+XP_EXPORT void _exit(int status)
+{
+	xp_flush_before_leaving();
+	if (xp_real_init() == 0 && xp_real.exit_)
+		xp_real.exit_(status);
+	for (;;)
+		(void)syscall(SYS_exit_group, status);
+}
+
+XP_EXPORT void _Exit(int status)
+{
+	xp_flush_before_leaving();
+	if (xp_real_init() == 0 && xp_real.Exit_)
+		xp_real.Exit_(status);
+	for (;;)
+		(void)syscall(SYS_exit_group, status);
+}
+
+XP_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	xp_flush_before_leaving();
+	if (xp_real_init() == 0 && xp_real.execve)
+		return xp_real.execve(path, argv, envp);
+	return (int)syscall(SYS_execve, path, argv, envp);
+}
+
+XP_EXPORT int execv(const char *path, char *const argv[])
+{
+	xp_flush_before_leaving();
+	ENSURE(execv, -1);
+	return xp_real.execv(path, argv);
+}
+
+XP_EXPORT int execvp(const char *file, char *const argv[])
+{
+	xp_flush_before_leaving();
+	ENSURE(execvp, -1);
+	return xp_real.execvp(file, argv);
+}
+
+XP_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	xp_flush_before_leaving();
+	ENSURE(execvpe, -1);
+	return xp_real.execvpe(file, argv, envp);
+}
+
+XP_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	xp_flush_before_leaving();
+	ENSURE(fexecve, -1);
+	return xp_real.fexecve(fd, argv, envp);
+}
+
+/* argv of execl(path, arg0, ..., NULL) on the stack, counted as glibc
+ * counts it (arg0, then up to the NULL). */
+#define EXECL_ARGV(argv, arg0)                                                      \
+	size_t n_ = 1;                                                              \
+	va_list ap_;                                                                \
+	va_start(ap_, arg0);                                                        \
+	while (va_arg(ap_, char *))                                                 \
+		n_++;                                                               \
+	va_end(ap_);                                                                \
+	char **argv = alloca((n_ + 1) * sizeof(char *));                            \
+	argv[0] = (char *)(arg0);                                                   \
+	va_start(ap_, arg0);                                                        \
+	for (size_t i_ = 1; i_ <= n_; i_++) /* the NULL included */                \
+		argv[i_] = va_arg(ap_, char *);
+
+XP_EXPORT int execl(const char *path, const char *arg, ...)
+{
+	EXECL_ARGV(argv, arg)
+	va_end(ap_);
+	return execv(path, argv);
+}
+
+XP_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	EXECL_ARGV(argv, arg)
+	va_end(ap_);
+	return execvp(file, argv);
+}
+
+XP_EXPORT int execle(const char *path, const char *arg, ...)
+{
+	EXECL_ARGV(argv, arg)
+	char *const *envp = va_arg(ap_, char *const *); /* after the NULL */
+	va_end(ap_);
+	return execve(path, argv, envp);
 }
 
 /* --- fcntl and ioctl -------------------------------------------------------- */

@@ -77,6 +77,13 @@ int xp_real_init(void)
 		R(ppoll, "ppoll");
 		R(select, "select");
 		R(pselect, "pselect");
+		R(exit_, "_exit");
+		R(Exit_, "_Exit");
+		R(execve, "execve");
+		R(execv, "execv");
+		R(execvp, "execvp");
+		R(execvpe, "execvpe");
+		R(fexecve, "fexecve");
 #undef R
 		if (!r.fcntl64)
 			r.fcntl64 = r.fcntl;

@@ -95,6 +95,14 @@ struct xp_real {
 	int (*ppoll)(struct pollfd *, unsigned long, const struct timespec *, const sigset_t *);
 	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
 	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
+	/* leaving the process image: intercept.c */
+	void (*exit_)(int);
+	void (*Exit_)(int);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execv)(const char *, char *const[]);
+	int (*execvp)(const char *, char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
 };
 extern struct xp_real xp_real;
 extern atomic_int xp_real_ready;
@@ -249,6 +257,10 @@ void xp_unlock(void);
  * until the progress thread looks, within XP_PROG_LEASE.  When the progress
  * thread sleeps longer than that they go out now. */
 void xp_unlock_lazy(void);
+/* Before _exit or exec*: the frames calls left queued (XTCP_TX_BATCH) go to
+ * the NIC now, as the kernel would have sent them already.  Skipped when the
+ * engine lock is held (a signal handler) or in a vfork child. */
+void xp_flush_before_leaving(void);
 xt_time_t xp_now(void);
 /* Engine time for a call into the engine: engine lock held. */
 xt_time_t xp_clock(void);

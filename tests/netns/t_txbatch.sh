@@ -16,7 +16,11 @@
 #     calls than connections with XTCP_TX_BATCH=1 (the records and FINs wait
 #     for the progress thread), and at least one per write and one per close
 #     with XTCP_TX_BATCH=0; the kernel peer checks every record and EOF.
-#  3. txb_client writes one record, then computes for 2 s without a system
+#  3. _exit and exec run no destructor: txb_client writes a record on each
+#     of 16 connections, closes each and at once calls _exit(0), then again
+#     with execl("/bin/true"); the peer must get every record and EOF (the
+#     library sends what its batch holds before the process image goes).
+#  4. txb_client writes one record, then computes for 2 s without a system
 #     call; the record must reach the peer well before the computing ends
 #     (bound 1 s; the progress thread sends it within its 2 ms lease).
 #
@@ -129,6 +133,27 @@ elif ((coff < 2 * NCONN)); then
 	echo "t_txbatch: FAIL: with XTCP_TX_BATCH=0 fewer sends than writes and closes ($coff < $((2 * NCONN)))"
 	fail=1
 fi
+
+# Records and FINs queued when the process image goes (_exit, exec).
+for how in exit exec; do
+	dir=$OUT/leave-$how
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	netns_up || exit 1
+	run_bg B "$dir/peer.out" "$dir/peer.err" python3 "$HERE/txb_peer.py" closes "$XT_ADDR_B" "$PORT" "$NCONN" \
+		"$dir/ready"
+	ppid=$XT_LAST_PID
+	if wait_file "$dir/ready" 10 &&
+		run_in A under_xtcp "$BIN/txb_client" leave "$XT_ADDR_B" "$PORT" "$NCONN" "$how" >"$dir/out" 2>"$dir/err" &&
+		wait_pid "$ppid" 40 && grep -q "^peer: $NCONN records and ends checked$" "$dir/peer.out"; then
+		echo "t_txbatch: $NCONN records and FINs sent before $how"
+	else
+		echo "t_txbatch: FAIL: records or FINs lost at $how:"
+		cat "$dir/out" "$dir/err" "$dir/peer.out" "$dir/peer.err"
+		fail=1
+	fi
+	netns_down
+done
 
 # A write followed by 2 s of computing: the record must not wait for it.
 dir=$OUT/hold

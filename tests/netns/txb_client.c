@@ -15,6 +15,12 @@
  *     records and FINs leave with the progress thread.  Prints
  *     "closes: NCONN done".
  *
+ *   txb_client leave ADDR PORT NCONN exit|exec
+ *     NCONN connections; one record written on each and each closed, then
+ *     at once _exit(0), or execl("/bin/true"): neither runs the library's
+ *     destructor, and the records and FINs must not be lost with the process
+ *     image (the library sends what the batch holds first).
+ *
  *   txb_client hold ADDR PORT SECS
  *     One connection: writes one record, prints the CLOCK_MONOTONIC time of
  *     the write ("wrote SEC.NSEC"), then computes for SECS seconds without a
@@ -139,6 +145,30 @@ static int closes(const char *addr, int port, int nconn)
 	return 0;
 }
 
+static int leave(const char *addr, int port, int nconn, const char *how)
+{
+	int *fd = calloc((size_t)nconn, sizeof(int));
+
+	if (!fd)
+		die("calloc");
+	for (int c = 0; c < nconn; c++)
+		fd[c] = dial(addr, port);
+	for (int c = 0; c < nconn; c++) {
+		uint8_t rec[16];
+
+		record(rec, (uint32_t)c, 0);
+		if (write(fd[c], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+			die("write");
+		if (close(fd[c]) < 0)
+			die("close");
+	}
+	if (strcmp(how, "exec") == 0) {
+		execl("/bin/true", "true", (char *)NULL);
+		die("execl");
+	}
+	_exit(0);
+}
+
 static double mono(void)
 {
 	struct timespec ts;
@@ -176,10 +206,12 @@ int main(int argc, char **argv)
 {
 	if (argc == 6 && strcmp(argv[1], "rounds") == 0)
 		return rounds(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+	if (argc == 6 && strcmp(argv[1], "leave") == 0)
+		return leave(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5]);
 	if (argc == 5 && strcmp(argv[1], "closes") == 0)
 		return closes(argv[2], atoi(argv[3]), atoi(argv[4]));
 	if (argc == 5 && strcmp(argv[1], "hold") == 0)
 		return hold(argv[2], atoi(argv[3]), atof(argv[4]));
-	fprintf(stderr, "usage: txb_client rounds ADDR PORT NCONN NROUNDS | closes ADDR PORT NCONN | hold ADDR PORT SECS\n");
+	fprintf(stderr, "usage: txb_client rounds ADDR PORT NCONN NROUNDS | closes ADDR PORT NCONN | leave ADDR PORT NCONN exit|exec | hold ADDR PORT SECS\n");
 	return 2;
 }
