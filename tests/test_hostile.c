@@ -180,6 +180,29 @@ static void test_gather_early_ack(void **state)
 	}
 }
 
+/* Peer i (its own port and ISN from the bases) completes a handshake with
+ * the listener; the SYN-ACK and anything else sent are drained. */
+static void peer_handshake(struct fx *fx, xt_time_t t, uint16_t port_base, uint32_t iss_base, uint32_t i)
+{
+	uint16_t port = (uint16_t)(port_base + i);
+	uint32_t iss = iss_base + i * 100000u;
+	seg_in(fx, t, .flags = F_SYN, .seq = iss, .sport = port, .dport = FX_LISTEN_PORT, .opts = OPT_MSS,
+	       .mss = 1460);
+	struct seg sa;
+	if (!fx_pop(fx, &sa) || sa.flags != (F_SYN | F_ACK))
+		fail_msg("no SYN-ACK for peer %u", i);
+	fx_drain(fx);
+	seg_in(fx, t, .flags = F_ACK, .seq = iss + 1, .ack = sa.seq + 1, .sport = port, .dport = FX_LISTEN_PORT);
+	fx_drain(fx);
+}
+
+/* ... and is accepted: the socket, or < 0. */
+static int handshake(struct fx *fx, xt_time_t t, uint32_t i)
+{
+	peer_handshake(fx, t, 30000, 0x30000000u, i);
+	return xt_tcp_accept(fx->st, fx->ls, NULL, NULL);
+}
+
 /* Thousands of peers complete handshakes and go silent: established
  * connections stop being accepted once socket buffers would pass the memory
  * limit (counted), memory never passes it, and an existing connection keeps
@@ -197,17 +220,7 @@ static void test_many_connections_memory_bounded(void **state)
 	int ls = fx->ls;
 	int accepted = 0;
 	for (uint32_t i = 0; i < 10000; i++) {
-		uint16_t port = (uint16_t)(20000 + i);
-		uint32_t iss = 0x20000000u + i * 100000u;
-		seg_in(fx, t, .flags = F_SYN, .seq = iss, .sport = port, .dport = FX_LISTEN_PORT, .opts = OPT_MSS,
-		       .mss = 1460);
-		struct seg sa;
-		if (!fx_pop(fx, &sa) || sa.flags != (F_SYN | F_ACK))
-			fail_msg("no SYN-ACK for peer %u", i);
-		fx_drain(fx);
-		seg_in(fx, t, .flags = F_ACK, .seq = iss + 1, .ack = sa.seq + 1, .sport = port,
-		       .dport = FX_LISTEN_PORT);
-		fx_drain(fx);
+		peer_handshake(fx, t, 20000, 0x20000000u, i);
 		int c;
 		while ((c = xt_tcp_accept(fx->st, ls, NULL, NULL)) >= 0)
 			accepted++;
@@ -231,21 +244,6 @@ static void test_many_connections_memory_bounded(void **state)
 /* Connections come and go: their freed buffers are kept for the next ones
  * (no malloc, heap growth or fresh pages per connection), reused, and the
  * kept bytes stay within mem_limit / 16 (16 MiB at most), outside mem_used. */
-static int handshake(struct fx *fx, xt_time_t t, uint32_t i)
-{
-	uint16_t port = (uint16_t)(30000 + i);
-	uint32_t iss = 0x30000000u + i * 100000u;
-	seg_in(fx, t, .flags = F_SYN, .seq = iss, .sport = port, .dport = FX_LISTEN_PORT, .opts = OPT_MSS,
-	       .mss = 1460);
-	struct seg sa;
-	if (!fx_pop(fx, &sa) || sa.flags != (F_SYN | F_ACK))
-		fail_msg("no SYN-ACK for peer %u", i);
-	fx_drain(fx);
-	seg_in(fx, t, .flags = F_ACK, .seq = iss + 1, .ack = sa.seq + 1, .sport = port, .dport = FX_LISTEN_PORT);
-	fx_drain(fx);
-	return xt_tcp_accept(fx->st, fx->ls, NULL, NULL);
-}
-
 static void test_freed_buffers_kept_bounded(void **state)
 {
 	struct fx *fx = *state;

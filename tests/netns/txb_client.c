@@ -115,6 +115,20 @@ static int rounds(const char *addr, int port, int nconn, int nrounds)
 	return 0;
 }
 
+/* One record (round 0) written on each connection, and each closed. */
+static void answer_and_close(const int *fd, int nconn)
+{
+	for (int c = 0; c < nconn; c++) {
+		uint8_t rec[16];
+
+		record(rec, (uint32_t)c, 0);
+		if (write(fd[c], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+			die("write");
+		if (close(fd[c]) < 0)
+			die("close");
+	}
+}
+
 static int closes(const char *addr, int port, int nconn)
 {
 	int *fd = calloc((size_t)nconn, sizeof(int));
@@ -128,15 +142,7 @@ static int closes(const char *addr, int port, int nconn)
 	nanosleep(&settle, NULL); /* the handshakes' last ACKs are out */
 	if (write(2, begin, sizeof(begin) - 1) < 0)
 		die("write marker");
-	for (int c = 0; c < nconn; c++) {
-		uint8_t rec[16];
-
-		record(rec, (uint32_t)c, 0);
-		if (write(fd[c], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
-			die("write");
-		if (close(fd[c]) < 0)
-			die("close");
-	}
+	answer_and_close(fd, nconn);
 	if (write(2, end, sizeof(end) - 1) < 0)
 		die("write marker");
 	nanosleep(&after, NULL);
@@ -153,15 +159,7 @@ static int leave(const char *addr, int port, int nconn, const char *how)
 		die("calloc");
 	for (int c = 0; c < nconn; c++)
 		fd[c] = dial(addr, port);
-	for (int c = 0; c < nconn; c++) {
-		uint8_t rec[16];
-
-		record(rec, (uint32_t)c, 0);
-		if (write(fd[c], rec, sizeof(rec)) != (ssize_t)sizeof(rec))
-			die("write");
-		if (close(fd[c]) < 0)
-			die("close");
-	}
+	answer_and_close(fd, nconn);
 	if (strcmp(how, "exec") == 0) {
 		execl("/bin/true", "true", (char *)NULL);
 		die("execl");
