@@ -42,7 +42,10 @@ struct xt_nic_ops {
 	 * A frame flagged XT_FRAME_GATHER (only if caps.tx_gather) continues
 	 * in its pay pieces. */
 	int (*tx_burst)(struct xt_nic *nic, const struct xt_frame *frames, int n, xt_time_t now);
-	/* fd that becomes readable when frames arrive after arm_wake, or -1. */
+	/* fd that becomes readable when frames arrive after arm_wake, or -1.
+	 * arm_wake returns -EAGAIN when a frame the engine keeps (rx_hold)
+	 * would keep that fd readable: the caller gives the kept frames back
+	 * (xt_stack_rx_unhold_all) and arms again. */
 	int (*wake_fd)(struct xt_nic *nic);
 	int (*arm_wake)(struct xt_nic *nic);
 	/* When a frame held back (delay, bandwidth) becomes receivable somewhere

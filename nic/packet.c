@@ -114,15 +114,17 @@ struct pk_nic {
 	uint32_t blent[PK_LEND_MAX];
 	int nblent;
 	uint32_t small_cap;     /* longest frame (from the link header) a main slot holds */
-	/* Zero-copy receive: big-ring slots the engine keeps past the next
-	 * rx_burst (rx_hold), and the receive position: one more for each main
-	 * slot taken and each big slot skipped, so the big ring moves no
+	/* Zero-copy receive: slots of either ring the engine keeps past the
+	 * next rx_burst (rx_hold), and the receive position: one more for each
+	 * main slot taken and each big slot skipped, so neither ring moves
 	 * further than the position does and a slot kept for fewer than
-	 * rx_hold_window positions is never in the kernel's way.  Frames in the
-	 * main ring are not kept: the wake fd stays readable while the newest
-	 * main slot is ours, and a kept one would keep every sleeper awake
-	 * (a big frame's slot there is its marker, given back at once). */
-	uint8_t *big_held; /* per big slot: SLOT_* bits */
+	 * rx_hold_window positions is never in the kernel's way.  The wake fd
+	 * is readable while the newest main slot is not the kernel's, so a
+	 * sleeper must not leave that one kept: arm_wake says -EAGAIN then, and
+	 * the caller has the engine give its frames back first (a big frame's
+	 * main slot is its marker, given back at once). */
+	uint8_t *big_held;  /* per big slot: SLOT_* bits */
+	uint8_t *main_held; /* per main slot: SLOT_* bits */
 	uint64_t rx_pos;
 	uint64_t rx_since_arm;  /* frames taken since the last arm_wake */
 	xt_time_t mark_since;   /* a marker waits for its big frame since (0: none) */
@@ -173,11 +175,19 @@ static void status_set(struct tpacket2_hdr *h, uint32_t v)
 
 #define SLOT_LENT 1u /* lent by the last rx_burst: the next one gives it back */
 #define SLOT_KEPT 2u /* kept: rx_release gives it back */
+#define PK_REF_MAIN (1ull << 40) /* a kept frame's ref: main slot + 1 with this bit, or big slot + 1 */
 
 static void rx_release_lent(struct pk_nic *p)
 {
-	for (int i = 0; i < p->nlent; i++)
-		status_set(slot_hdr(&p->rx, p->lent[i]), TP_STATUS_KERNEL);
+	for (int i = 0; i < p->nlent; i++) {
+		uint32_t s = p->lent[i];
+		if (p->main_held) {
+			p->main_held[s] &= (uint8_t)~SLOT_LENT;
+			if (p->main_held[s] & SLOT_KEPT)
+				continue; /* rx_release gives it back */
+		}
+		status_set(slot_hdr(&p->rx, s), TP_STATUS_KERNEL);
+	}
 	p->nlent = 0;
 	for (int i = 0; i < p->nblent; i++) {
 		uint32_t b = p->blent[i];
@@ -191,10 +201,29 @@ static void rx_release_lent(struct pk_nic *p)
 	p->nblent = 0;
 }
 
-/* A kept frame's ref: its big-ring slot plus one. */
+/* The flags and the ring of a kept frame's ref. */
+static uint8_t *held_of(struct pk_nic *p, uint64_t ref, struct pk_ring **ring, uint32_t *slot)
+{
+	if (ref & PK_REF_MAIN) {
+		*ring = &p->rx;
+		*slot = (uint32_t)(ref & ~PK_REF_MAIN) - 1;
+		return &p->main_held[*slot];
+	}
+	*ring = &p->big;
+	*slot = (uint32_t)ref - 1;
+	return &p->big_held[*slot];
+}
+
 static void pk_rx_hold(struct xt_nic *nic, uint64_t ref)
 {
-	to_pk(nic)->big_held[ref - 1] |= SLOT_KEPT;
+	struct pk_nic *p = to_pk(nic);
+	struct pk_ring *r;
+	uint32_t slot;
+	*held_of(p, ref, &r, &slot) |= SLOT_KEPT;
+	if (r == &p->rx)
+		p->st.rx_kept_main++;
+	else
+		p->st.rx_kept_big++;
 }
 
 /* A slot still lent by the last rx_burst goes back with the others at the
@@ -202,12 +231,13 @@ static void pk_rx_hold(struct xt_nic *nic, uint64_t ref)
  * meanwhile. */
 static void pk_rx_release(struct xt_nic *nic, uint64_t ref)
 {
-	struct pk_nic *p = to_pk(nic);
-	uint32_t slot = (uint32_t)(ref - 1);
+	struct pk_ring *r;
+	uint32_t slot;
+	uint8_t *h = held_of(to_pk(nic), ref, &r, &slot);
 
-	p->big_held[slot] &= (uint8_t)~SLOT_KEPT;
-	if (!(p->big_held[slot] & SLOT_LENT))
-		status_set(slot_hdr(&p->big, slot), TP_STATUS_KERNEL);
+	*h &= (uint8_t)~SLOT_KEPT;
+	if (!(*h & SLOT_LENT))
+		status_set(slot_hdr(r, slot), TP_STATUS_KERNEL);
 }
 
 /* A big slot holding a frame for us to take: the kernel's, not one kept. */
@@ -308,8 +338,8 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 		bool in_slot = true;
 		uint64_t ref = 0;
 
-		if (!(status & TP_STATUS_USER))
-			break;
+		if (!(status & TP_STATUS_USER) || (p->main_held && p->main_held[idx]))
+			break; /* empty, or a kept slot the ring came round to: no new frame */
 		data = slot_data(p, h);
 		len = h->tp_snaplen;
 		if (p->bfd >= 0 && h->tp_snaplen < h->tp_len && !(status & TP_STATUS_COPY)) {
@@ -358,10 +388,15 @@ static int pk_rx(struct xt_nic *nic, struct xt_frame *frames, int n, xt_time_t n
 		}
 		p->rx.head = ring_next(&p->rx, idx);
 		p->rx_pos++;
-		if (len == 0 || !in_slot)
+		if (len == 0 || !in_slot) {
 			status_set(h, TP_STATUS_KERNEL); /* nothing of the slot is lent */
-		else
+		} else {
 			p->lent[p->nlent++] = idx;
+			if (p->main_held) {
+				p->main_held[idx] = SLOT_LENT;
+				ref = PK_REF_MAIN | ((uint64_t)idx + 1);
+			}
+		}
 		if (len == 0)
 			continue;
 deliver:
@@ -376,7 +411,7 @@ deliver:
 		}
 		frames[got].data = data;
 		frames[got].len = len;
-		frames[got].ref = ref; /* kept: only big frames */
+		frames[got].ref = ref; /* 0: copied frames (side buffer) */
 		frames[got].pos = p->rx_pos;
 		p->st.rx_frames++;
 		p->st.rx_bytes += len;
@@ -586,6 +621,11 @@ static int pk_arm_wake(struct xt_nic *nic)
 	int err = 0;
 	socklen_t len = sizeof(err);
 
+	if (p->main_held && (p->main_held[p->rx.head ? p->rx.head - 1 : p->rx.nframes - 1] & SLOT_KEPT)) {
+		p->st.wake_kept++;
+		return -EAGAIN; /* the newest frame is kept: the fd would stay readable */
+	}
+
 	if (p->tx_pending)
 		tx_kick(p, 1);
 	bool quiet = p->rx_since_arm == 0;
@@ -622,6 +662,7 @@ static void pk_free(struct pk_nic *p)
 	for (int i = 0; i < PK_COPY_BUFS; i++)
 		free(p->copybuf[i]);
 	free(p->big_held);
+	free(p->main_held);
 	free(p);
 }
 
@@ -930,9 +971,11 @@ static void setup_hold(struct pk_nic *p)
 	if (w > p->big.nframes / 2)
 		w = p->big.nframes / 2;
 	p->big_held = calloc(p->big.nframes, 1);
-	if (!w || !p->big_held) {
+	p->main_held = calloc(p->rx.nframes, 1);
+	if (!w || !p->big_held || !p->main_held || p->rx.nframes < 2 * w) {
 		free(p->big_held);
-		p->big_held = NULL;
+		free(p->main_held);
+		p->big_held = p->main_held = NULL;
 		return;
 	}
 	p->nic.caps.rx_hold_window = w;

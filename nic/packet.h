@@ -21,11 +21,13 @@
  * into a side buffer.  The engine takes segments up to 64 KiB.  Frames whose
  * checksum the kernel left to offload (TP_STATUS_CSUMNOTREADY: locally made
  * packets crossing a veth, with only the pseudo-header sum) or verified
- * (TP_STATUS_CSUM_VALID) reach the engine flagged XT_FRAME_CSUM_OK.  A big
- * frame carries a ref (caps.rx_hold_window, 32): the engine may keep its
- * slot past the next rx_burst (rx_hold) until the program has read it
- * (rx_release); frames in the main ring are never kept, as the wake fd stays
- * readable while the newest of them is ours.
+ * (TP_STATUS_CSUM_VALID) reach the engine flagged XT_FRAME_CSUM_OK.  A frame
+ * in a slot of either ring carries a ref (caps.rx_hold_window, 32; not the
+ * side-buffer copies): the engine may keep its slot past the next rx_burst
+ * (rx_hold) until the program has read it (rx_release).  The wake fd stays
+ * readable while the newest main-ring frame is not the kernel's, so
+ * arm_wake answers -EAGAIN while that one is kept: the caller gives its
+ * kept frames back (xt_stack_rx_unhold_all) before it sleeps.
  *
  * Transmit: one sendmmsg() per burst straight from the caller's buffers (the
  * default), or a TX ring: frames copied into ring slots and one send() per
@@ -111,6 +113,9 @@ struct xt_packet_stats {
 	uint64_t tx_full;        /* frames refused: no free TX slot / socket buffer full */
 	uint64_t tx_oversize;    /* frames larger than a TX slot: dropped */
 	uint64_t wake_errors;    /* socket errors reported through arm_wake */
+	uint64_t rx_kept_main;   /* main-ring frames the engine kept (read in place) */
+	uint64_t rx_kept_big;    /* big-ring frames the engine kept */
+	uint64_t wake_kept;      /* arm_wake refusals: the newest frame was kept (-EAGAIN) */
 };
 
 /* Fills *out (reads and accumulates the kernel's PACKET_STATISTICS, which

@@ -250,7 +250,13 @@ static bool arm_nic(xt_time_t now)
 {
 	if (xp_eng.nic && xp_eng.nic->ops->arm_wake) {
 		int r = xp_eng.nic->ops->arm_wake(xp_eng.nic);
-		if (r < 0) {
+		if (r == -EAGAIN && xp_eng.st) {
+			/* a frame the program has not read keeps the wake fd
+			 * readable: its payload is copied, the frame goes back */
+			xt_stack_rx_unhold_all(xp_eng.st);
+			r = xp_eng.nic->ops->arm_wake(xp_eng.nic);
+		}
+		if (r < 0 && r != -EAGAIN) {
 			static bool said;
 			if (!said) {
 				said = true;
