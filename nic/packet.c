@@ -177,27 +177,26 @@ static void status_set(struct tpacket2_hdr *h, uint32_t v)
 #define SLOT_KEPT 2u /* kept: rx_release gives it back */
 #define PK_REF_MAIN (1ull << 40) /* a kept frame's ref: main slot + 1 with this bit, or big slot + 1 */
 
+/* The slots of one ring the last rx_burst lent go back to the kernel, but
+ * for those the engine keeps (rx_release gives them back). */
+static void give_back_lent(struct pk_ring *r, uint8_t *held, const uint32_t *lent, int n)
+{
+	for (int i = 0; i < n; i++) {
+		uint32_t s = lent[i];
+		if (held) {
+			held[s] &= (uint8_t)~SLOT_LENT;
+			if (held[s] & SLOT_KEPT)
+				continue;
+		}
+		status_set(slot_hdr(r, s), TP_STATUS_KERNEL);
+	}
+}
+
 static void rx_release_lent(struct pk_nic *p)
 {
-	for (int i = 0; i < p->nlent; i++) {
-		uint32_t s = p->lent[i];
-		if (p->main_held) {
-			p->main_held[s] &= (uint8_t)~SLOT_LENT;
-			if (p->main_held[s] & SLOT_KEPT)
-				continue; /* rx_release gives it back */
-		}
-		status_set(slot_hdr(&p->rx, s), TP_STATUS_KERNEL);
-	}
+	give_back_lent(&p->rx, p->main_held, p->lent, p->nlent);
 	p->nlent = 0;
-	for (int i = 0; i < p->nblent; i++) {
-		uint32_t b = p->blent[i];
-		if (p->big_held) {
-			p->big_held[b] &= (uint8_t)~SLOT_LENT;
-			if (p->big_held[b] & SLOT_KEPT)
-				continue; /* rx_release gives it back */
-		}
-		status_set(slot_hdr(&p->big, b), TP_STATUS_KERNEL);
-	}
+	give_back_lent(&p->big, p->big_held, p->blent, p->nblent);
 	p->nblent = 0;
 }
 

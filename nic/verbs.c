@@ -1296,6 +1296,7 @@ struct tx_plan {
 	struct ibv_send_wr wr[VB_POLL];
 	struct ibv_sge sge[VB_POLL][VB_ZC_SGE];
 	int frame[VB_POLL]; /* index in the caller's frames of each WR */
+	bool zc[VB_POLL];   /* the WR reads a send buffer in place */
 	int nwr;
 };
 
@@ -1317,7 +1318,8 @@ static int tx_prepare(struct vb_nic *v, struct tx_plan *p, const struct xt_frame
 	}
 	wr->opcode = IBV_WR_SEND;
 	wr->num_sge = 1;
-	if (zc_ok(v, f, wl)) {
+	p->zc[p->nwr] = zc_ok(v, f, wl);
+	if (p->zc[p->nwr]) {
 		/* The payload straight from the socket's registered send buffer
 		 * (it stays put until this WR completes: vb_tx_fence); the
 		 * headers from the TX slot, or inline in a TSO WR. */
@@ -1458,8 +1460,7 @@ static int tx_post(struct vb_nic *v, struct tx_plan *p, int unsig_before)
 		for (int k = 0; k < p->wr[i].num_sge; k++)
 			bytes += p->sge[i][k].length;
 		v->st.tx_bytes += bytes;
-		if (p->wr[i].num_sge > 1 || (p->wr[i].opcode == IBV_WR_TSO && v->tx_big[(v->sq_head + (uint64_t)i) %
-									     (uint64_t)v->tx_depth] == 0)) {
+		if (p->zc[i]) {
 			v->st.tx_zerocopy++;
 			v->zc_last = v->sq_head + (uint64_t)i + 1;
 		}
@@ -1956,7 +1957,9 @@ static int setup_queues(struct vb_nic *v, const struct vb_devcaps *dc)
 	/* Zero-copy sends need three gather entries (headers, the payload in
 	 * up to two pieces); a device that refuses them gets one, and copies. */
 	uint32_t tso_want = v->tso_max;
-	for (int sge = VB_ZC_SGE; sge >= 1 && !v->qp; sge -= VB_ZC_SGE - 1) {
+	static const uint32_t sges[] = { VB_ZC_SGE, 1 };
+	for (size_t k = 0; k < sizeof(sges) / sizeof(sges[0]) && !v->qp; k++) {
+		uint32_t sge = sges[k];
 		v->tso_max = tso_want;
 		for (int attempt = 0; attempt < 4 && !v->qp; attempt++) {
 			bool tso = v->tso_max > 0 && attempt < 2;
@@ -1968,13 +1971,13 @@ static int setup_queues(struct vb_nic *v, const struct vb_devcaps *dc)
 			inl = attempt & 1 ? 0 : want;
 			errno = 0;
 			v->qp = create_qp(v->L, v->ctx, v->pd, v->tx_cq, v->rx_cq, v->tx_depth, v->rx_depth, &inl,
-					  tso, &sdepth, (uint32_t)sge);
+					  tso, &sdepth, sge);
 			if (!v->qp && !first_err)
 				first_err = errno ? errno : EIO;
 			if (v->qp && !tso)
 				v->tso_max = 0;
 		}
-		v->zc = v->qp && sge == VB_ZC_SGE && !v->cfg.no_zerocopy;
+		v->zc = v->qp && sge == VB_ZC_SGE;
 	}
 	if (!v->qp)
 		return qp_error_message(first_err, v->dname);

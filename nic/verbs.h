@@ -110,7 +110,6 @@ struct xt_verbs_cfg {
 	int no_csum_offload;  /* 1: software checksums even if the device offers them */
 	int no_tso;           /* 1: no TSO QP */
 	int no_arp_rule;      /* 1: no ARP rule (neighbours from the kernel) */
-	int no_zerocopy;      /* 1: sent payload is always copied into TX slots */
 	xt_verbs_log_fn log;  /* one line per failure and recovery; NULL: none */
 	void *log_ctx;
 };

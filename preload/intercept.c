@@ -249,23 +249,20 @@ XP_EXPORT void closefrom(int low)
  * lost with the process image: out it goes first.  exit() sends it from the
  * library's destructor, which _exit and exec do not run.  (The variadic
  * execl family is built on the real execv/execvp/execve.) */
-XP_EXPORT void _exit(int status)
+static __attribute__((noreturn)) void leave_now(int status, bool capital)
 {
 	xp_flush_before_leaving();
-	if (xp_real_init() == 0 && xp_real.exit_)
-		xp_real.exit_(status);
+	if (xp_real_init() == 0) {
+		void (*real)(int) = capital ? xp_real.Exit_ : xp_real.exit_;
+		if (real)
+			real(status);
+	}
 	for (;;)
 		(void)syscall(SYS_exit_group, status);
 }
 
-XP_EXPORT void _Exit(int status)
-{
-	xp_flush_before_leaving();
-	if (xp_real_init() == 0 && xp_real.Exit_)
-		xp_real.Exit_(status);
-	for (;;)
-		(void)syscall(SYS_exit_group, status);
-}
+XP_EXPORT void _exit(int status) { leave_now(status, false); }
+XP_EXPORT void _Exit(int status) { leave_now(status, true); }
 
 XP_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {

@@ -574,9 +574,8 @@ void xt_sock_free(struct xt_stack *st, struct xt_sock *s)
  * short connection costs no malloc and free of two rings, no heap growth and
  * trimming and no page faults on fresh memory.  The cache is bounded
  * (XT_BUF_CACHE, XT_BUF_CACHE_BYTES or mem_limit / 16) and outside mem_used,
- * which counts the buffers of live sockets. */
-/* A send buffer prefers one the backend has registered, a receive buffer
- * one it has not. */
+ * which counts the buffers of live sockets.  A send buffer prefers one the
+ * backend has registered, a receive buffer one it has not. */
 static uint8_t *buf_get(struct xt_stack *st, uint32_t cap, uint64_t *key, bool registered)
 {
 	uint32_t pick = UINT32_MAX;
@@ -633,20 +632,17 @@ static void buf_put(struct xt_stack *st, uint8_t *b, uint32_t cap, uint64_t key)
 void xt_stack_set_tx_bufs(struct xt_stack *st, uint64_t (*reg)(void *, void *, uint32_t),
 			  void (*unreg)(void *, uint64_t), int (*fence)(void *), void *ctx)
 {
-	xt_stack_forget_buf_keys(st);
-	st->cfg.tx_buf_reg = reg;
-	st->cfg.tx_buf_unreg = unreg;
-	st->cfg.tx_fence = fence;
-	st->cfg.buf_ctx = ctx;
-}
-
-void xt_stack_forget_buf_keys(struct xt_stack *st)
-{
+	/* the old backend's handles are forgotten, not released: they are not
+	 * this one's (a fork child's NIC is its own) */
 	for (uint32_t i = 0; i < st->bc_n; i++)
 		st->bc_key[i] = 0;
 	for (uint32_t i = 0; i < st->sock_cap; i++)
 		if (st->socks[i])
 			st->socks[i]->rq.key = st->socks[i]->sq.key = 0;
+	st->cfg.tx_buf_reg = reg;
+	st->cfg.tx_buf_unreg = unreg;
+	st->cfg.tx_fence = fence;
+	st->cfg.buf_ctx = ctx;
 }
 
 /* A send buffer the device may still read: never reused; freed with the

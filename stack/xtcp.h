@@ -350,13 +350,11 @@ uint64_t xt_stack_mem_used(const struct xt_stack *st);
 /* Bytes of freed socket buffers kept for the next connections (bounded by
  * 16 MiB, or mem_limit / 16 if less, and 64 buffers; not in mem_used). */
 uint64_t xt_stack_mem_cached(const struct xt_stack *st);
-/* The backend behind the engine changed (a fork child's own NIC): the send
- * buffer handles of the old one (tx_buf_reg) are forgotten, not released;
- * buffers allocated from now on are offered to the new one. */
-void xt_stack_forget_buf_keys(struct xt_stack *st);
 /* The send-buffer hooks of cfg (tx_buf_reg, tx_buf_unreg, tx_fence,
- * buf_ctx) for the backend now behind the engine (NULLs: none); the
- * handles of the one before are forgotten (xt_stack_forget_buf_keys). */
+ * buf_ctx) for the backend now behind the engine (NULLs: none), at attach
+ * or in a fork child with a NIC of its own: the handles the one before gave
+ * are forgotten, not released, and buffers taken into use from now on are
+ * offered to the new one. */
 void xt_stack_set_tx_bufs(struct xt_stack *st, uint64_t (*reg)(void *, void *, uint32_t),
 			  void (*unreg)(void *, uint64_t), int (*fence)(void *), void *ctx);
 /* Family mode: several engines (one per process of a fork family) share one

@@ -50,31 +50,40 @@ NROUNDS=200
 WRITES=$((NCONN * NROUNDS))
 fail=0
 
-# rounds BATCH: prints the sendmmsg count, or "fail"
-rounds() {
-	local batch=$1 dir=$OUT/rounds-$1
+# traced DIR BATCH CLIENT_LINE PEER_LINE "STRACE OPTIONS" "PEER ARGS" "CLIENT ARGS":
+# txb_peer.py in ns B, txb_client under xtcp (XTCP_TX_BATCH=BATCH) and strace
+# (to DIR/strace) in ns A, in fresh namespaces; both must exit 0 and print
+# their line.  Returns non-zero otherwise, saying why on stderr.
+traced() {
+	local dir=$1 batch=$2 cline=$3 pline=$4 sopts=$5 pargs=$6 cargs=$7
 	rm -rf "$dir"
 	mkdir -p "$dir"
-	netns_up || { echo fail; return; }
-	run_bg B "$dir/peer.out" "$dir/peer.err" python3 "$HERE/txb_peer.py" rounds "$XT_ADDR_B" "$PORT" \
-		"$NCONN" "$NROUNDS" "$dir/ready"
+	netns_up || return 1
+	# shellcheck disable=SC2086 # the option and argument lists are words
+	run_bg B "$dir/peer.out" "$dir/peer.err" python3 "$HERE/txb_peer.py" $pargs "$dir/ready"
 	local ppid=$XT_LAST_PID
-	wait_file "$dir/ready" 10 || { echo fail; return; }
+	wait_file "$dir/ready" 10 || { netns_down; return 1; }
 	_xt_xtcp_env
-	run_in A strace -f -qq -c -o "$dir/strace" -e trace=sendmmsg \
-		env "${XT_XTCP_ENV[@]}" XTCP_TX_BATCH="$batch" "$BIN/txb_client" rounds "$XT_ADDR_B" "$PORT" \
-		"$NCONN" "$NROUNDS" >"$dir/out" 2>"$dir/err"
+	# shellcheck disable=SC2086
+	run_in A strace -f -qq $sopts -o "$dir/strace" \
+		env "${XT_XTCP_ENV[@]}" XTCP_TX_BATCH="$batch" "$BIN/txb_client" $cargs >"$dir/out" 2>"$dir/err"
 	local rc=$?
 	wait_pid "$ppid" 20
 	local prc=$?
 	netns_down
-	if ((rc != 0 || prc != 0)) || ! grep -q "^rounds: $NCONN x $NROUNDS done$" "$dir/out" ||
-		! grep -q "^peer: $NCONN x $NROUNDS records checked$" "$dir/peer.out"; then
-		echo "t_txbatch: XTCP_TX_BATCH=$batch: client exit $rc, peer exit $prc" >&2
+	if ((rc != 0 || prc != 0)) || ! grep -qxF "$cline" "$dir/out" || ! grep -qxF "$pline" "$dir/peer.out"; then
+		echo "t_txbatch: ${dir##*/}: client exit $rc, peer exit $prc" >&2
 		cat "$dir/out" "$dir/err" "$dir/peer.out" "$dir/peer.err" >&2
-		echo fail
-		return
+		return 1
 	fi
+}
+
+# rounds BATCH: prints the sendmmsg count, or "fail"
+rounds() {
+	local dir=$OUT/rounds-$1
+	traced "$dir" "$1" "rounds: $NCONN x $NROUNDS done" "peer: $NCONN x $NROUNDS records checked" \
+		"-c -e trace=sendmmsg" "rounds $XT_ADDR_B $PORT $NCONN $NROUNDS" \
+		"rounds $XT_ADDR_B $PORT $NCONN $NROUNDS" || { echo fail; return; }
 	awk '$NF == "sendmmsg" { print $4; found = 1 } END { if (!found) print 0 }' "$dir/strace"
 }
 
@@ -93,27 +102,12 @@ fi
 
 # closes BATCH: prints the sendmmsg count between the markers, or "fail"
 closes() {
-	local batch=$1 dir=$OUT/closes-$1
-	rm -rf "$dir"
-	mkdir -p "$dir"
-	netns_up || { echo fail; return; }
-	run_bg B "$dir/peer.out" "$dir/peer.err" python3 "$HERE/txb_peer.py" closes "$XT_ADDR_B" "$PORT" \
-		"$NCONN" "$dir/ready"
-	local ppid=$XT_LAST_PID
-	wait_file "$dir/ready" 10 || { echo fail; return; }
-	_xt_xtcp_env
-	run_in A strace -f -qq -o "$dir/strace" -e trace=sendmmsg,write \
-		env "${XT_XTCP_ENV[@]}" XTCP_TX_BATCH="$batch" "$BIN/txb_client" closes "$XT_ADDR_B" "$PORT" \
-		"$NCONN" >"$dir/out" 2>"$dir/err"
-	local rc=$?
-	wait_pid "$ppid" 20
-	local prc=$?
-	netns_down
-	if ((rc != 0 || prc != 0)) || ! grep -q "^closes: $NCONN done$" "$dir/out" ||
-		! grep -q "^peer: $NCONN records and ends checked$" "$dir/peer.out" ||
-		! grep -q 'phase-end' "$dir/strace"; then
-		echo "t_txbatch: closes, XTCP_TX_BATCH=$batch: client exit $rc, peer exit $prc" >&2
-		cat "$dir/out" "$dir/err" "$dir/peer.out" "$dir/peer.err" >&2
+	local dir=$OUT/closes-$1
+	traced "$dir" "$1" "closes: $NCONN done" "peer: $NCONN records and ends checked" \
+		"-e trace=sendmmsg,write" "closes $XT_ADDR_B $PORT $NCONN" "closes $XT_ADDR_B $PORT $NCONN" ||
+		{ echo fail; return; }
+	if ! grep -q 'phase-end' "$dir/strace"; then
+		echo "t_txbatch: closes-$1: no phase markers in the trace" >&2
 		echo fail
 		return
 	fi
