@@ -38,10 +38,23 @@
  * vfork: the child shares our memory until it execs, and atfork handlers do
  * not run.  Calls that would change the fd table (close, dup2, socket,
  * close_range) check the pid (xp_fork_in_vfork) and then go to the kernel
- * only, so the parent's table is never touched.
+ * only, so the parent's table is never touched.  The same holds for a child
+ * of clone() without CLONE_THREAD and of _Fork() (a copy of our memory, made
+ * without the atfork handlers).  getpid is a system call (about 1 us here,
+ * and nginx closes two descriptors per request), so the pid is checked only
+ * once the process has made such a child: the interposed vfork, __vfork,
+ * clone and _Fork set xp_pid_may_differ first.  (A child made with a raw
+ * syscall(SYS_vfork / SYS_clone / SYS_clone3) is not seen; glibc's
+ * posix_spawn, system and popen make theirs with internal calls that never
+ * reach this library.)
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
 #include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -261,9 +274,98 @@ void xp_fork_rendezvous(void)
 	}
 }
 
+/* --- children made without the atfork handlers ------------------------------ */
+
+atomic_int xp_pid_may_differ;
+
 bool xp_fork_in_vfork(void)
 {
+	if (XP_LIKELY(!atomic_load_explicit(&xp_pid_may_differ, memory_order_relaxed)))
+		return false;
 	return xp_fork_pid && (pid_t)syscall(SYS_getpid) != xp_fork_pid;
+}
+
+/* libc's vfork, for the stub below (which calls this only before the real
+ * vfork, in the parent, with no frame of its own left when it jumps). */
+static void *vfork_next;
+
+__attribute__((used)) static void *vfork_resolve(void)
+{
+	void *f = dlsym(RTLD_NEXT, "vfork");
+	if (!f)
+		f = dlsym(RTLD_NEXT, "fork"); /* POSIX allows vfork to be fork */
+	__atomic_store_n(&vfork_next, f, __ATOMIC_RELEASE);
+	return f;
+}
+
+/* vfork and __vfork: set the flag, then jump (not call) to libc's vfork.
+ * The child returns from libc's vfork straight to our caller, on the stack
+ * it shares with the suspended parent; a C wrapper's frame would be popped
+ * by the child and then overwritten before the parent returns through it.
+ * The flag is a plain store: the child shares the memory, and the parent's
+ * other threads read it with the relaxed load above. */
+#if defined(__x86_64__)
+__asm__(".text\n"
+	".globl vfork\n"
+	".type vfork, @function\n"
+	".globl __vfork\n"
+	".type __vfork, @function\n"
+	"vfork:\n"
+	"__vfork:\n"
+	"	endbr64\n"
+	"	movl $1, xp_pid_may_differ(%rip)\n"
+	"	movq vfork_next(%rip), %rax\n"
+	"	testq %rax, %rax\n"
+	"	jz 1f\n"
+	"	jmp *%rax\n"
+	"1:	subq $8, %rsp\n"
+	"	call vfork_resolve\n"
+	"	addq $8, %rsp\n"
+	"	testq %rax, %rax\n"
+	"	jz 2f\n"
+	"	jmp *%rax\n"
+	"2:	movl $58, %eax\n" /* SYS_vfork, if libc has neither: as glibc does, */
+	"	popq %rdi\n"      /* keep the return address out of the shared stack */
+	"	syscall\n"
+	"	pushq %rdi\n"
+	"	cmpq $-4095, %rax\n"
+	"	jae 3f\n"
+	"	ret\n"
+	"3:	movl $-1, %eax\n" /* errno is not set on this last-resort path */
+	"	ret\n"
+	".size vfork, .-vfork\n"
+	".size __vfork, .-__vfork\n");
+#else
+/* Elsewhere vfork is not interposed: the pid is always checked. */
+__attribute__((constructor)) static void pid_always_checked(void)
+{
+	atomic_store(&xp_pid_may_differ, 1);
+}
+#endif
+
+__attribute__((visibility("default"))) int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...)
+{
+	va_list ap;
+	va_start(ap, arg);
+	pid_t *ptid = va_arg(ap, pid_t *);
+	void *tls = va_arg(ap, void *);
+	pid_t *ctid = va_arg(ap, pid_t *);
+	va_end(ap);
+	if (!(flags & CLONE_THREAD))
+		atomic_store(&xp_pid_may_differ, 1);
+	if ((xp_real_init() < 0 || !xp_real.clone)) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return xp_real.clone(fn, stack, flags, arg, ptid, tls, ctid);
+}
+
+__attribute__((visibility("default"))) pid_t _Fork(void)
+{
+	atomic_store(&xp_pid_may_differ, 1);
+	if (xp_real_init() == 0 && xp_real.Fork_)
+		return xp_real.Fork_();
+	return (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
 }
 
 /* --- the table ------------------------------------------------------------ */

@@ -84,6 +84,8 @@ int xp_real_init(void)
 		R(execvp, "execvp");
 		R(execvpe, "execvpe");
 		R(fexecve, "fexecve");
+		R(clone, "clone");
+		R(Fork_, "_Fork");
 #undef R
 		if (!r.fcntl64)
 			r.fcntl64 = r.fcntl;

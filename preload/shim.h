@@ -103,6 +103,9 @@ struct xp_real {
 	int (*execvp)(const char *, char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
+	/* children made without the atfork handlers: fork.c */
+	int (*clone)(int (*)(void *), void *, int, void *, ...);
+	pid_t (*Fork_)(void);
 };
 extern struct xp_real xp_real;
 extern atomic_int xp_real_ready;
@@ -448,6 +451,7 @@ void xp_fork_child(void);
 bool xp_fork_attach(void);
 /* In a vfork child (our memory shared with the parent)?  A system call. */
 bool xp_fork_in_vfork(void);
+extern atomic_int xp_pid_may_differ; /* vfork/clone/_Fork was called: check the pid */
 void xp_fork_family_on(void);
 extern atomic_int *xp_fam_active; /* the table's flag: a child has attached */
 extern bool xp_fam_on;            /* this engine is in family mode */

@@ -1,7 +1,10 @@
 /* One engine connection survives everything a child can do (t_fork.sh).
  * Accepts one connection, then answers "ping K\n" with "pong K\n"; before
  * answering round K it does step K with the connection and listener open:
- *   1 fork, the child _exit()s at once        2 fork, the child exit()s
+ *   1 fork, the child _exit()s at once; then a _Fork() child (no atfork
+ *     handlers: before any vfork, this alone must make the library check
+ *     the pid) closes both sockets and opens one
+ *   2 fork, the child exit()s
  *   3 fork, the child closes both sockets and exit()s
  *   4 fork + exec /bin/true                   5 vfork + exec /bin/true
  *   6 vfork, dup2/close/socket in the child, then exec /bin/true
@@ -85,6 +88,12 @@ static void step(int k, int c, int l, const char *peer, int port2)
 	case 1:
 		if ((pid = fork()) == 0)
 			_exit(0);
+		check_child(pid, k);
+		if ((pid = _Fork()) == 0) {
+			if (close(c) < 0 || close(l) < 0 || socket(AF_INET, SOCK_STREAM, 0) < 0)
+				_exit(126);
+			_exit(0);
+		}
 		check_child(pid, k);
 		break;
 	case 2:

@@ -4,13 +4,14 @@
 #   - prefork: a blocking server forks 2 children that accept(); 40
 #     connections from ns B are all answered, each child answers some, the
 #     parent (which never accepts) none
-#   - daemon: listen, daemon(0, 0) (the parent exits), then serve: 10
+#   - daemon: listen, daemon(0, 0) (the parent exits), a clone(CLONE_VM |
+#     CLONE_VFORK) child closes its copy of the listener, then serve: 10
 #     connections answered by the daemon
 #   - one established connection survives a child that _exit()s, exit()s,
-#     closes its copies, fork+exec and vfork+exec of /bin/true (vfork with
-#     dup2/close/socket in the child), posix_spawn, a child using the inherited
-#     connection (it sees an unconnected socket: EPIPE, ENOTCONN), a BGSAVE-like
-#     child, a child with a connection of its own beside the parent's, and
+#     closes its copies, a _Fork() child that closes it (before any vfork),
+#     fork+exec and vfork+exec of /bin/true (vfork with dup2/close/socket in
+#     the child), posix_spawn, a child using the inherited connection (it
+#     sees an unconnected socket: EPIPE, ENOTCONN), a BGSAVE-like child, a child with a connection of its own beside the parent's, and
 #     an exec'd program (LD_PRELOAD still set) with an engine connection of
 #     its own that lives while the parent's connection carries traffic
 #   - redis-server BGSAVE of 200000 keys: the child writes the dump and
