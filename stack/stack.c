@@ -343,7 +343,8 @@ static void heap_remove(struct xt_stack *st, struct xt_sock *s)
 }
 
 /* The heap's key for a socket, s->deadline, is never later than its earliest
- * timer but may be earlier: a timer that is cleared or moved later (the
+ * timer (the 2MSL timer of an orphaned TIME_WAIT excepted: the TIME_WAIT
+ * list below keeps those, see xt_tw_add) but may be earlier: a timer that is cleared or moved later (the
  * retransmission timer, on nearly every ACK) leaves the key where it was,
  * and the key is corrected only when it reaches the top of the heap.  Linux
  * likewise leaves a cleared retransmission timer pending to fire for
@@ -352,7 +353,7 @@ static xt_time_t earliest(const struct xt_sock *s)
 {
 	xt_time_t d = XT_TIME_NEVER;
 	for (int i = 0; i < XT_T_NUM; i++)
-		if (s->tmr[i] < d)
+		if (s->tmr[i] < d && !(i == XT_T_2MSL && s->in_tw))
 			d = s->tmr[i];
 	return d;
 }
@@ -398,9 +399,9 @@ static void heap_settle(struct xt_stack *st)
 	}
 }
 
-void xt_timer_set(struct xt_stack *st, struct xt_sock *s, int t, xt_time_t when)
+/* Brings s's key down to when (if earlier), inserting s if needed. */
+static void heap_lower(struct xt_stack *st, struct xt_sock *s, xt_time_t when)
 {
-	s->tmr[t] = when;
 	if (when >= s->deadline)
 		return; /* later than the key: corrected when the key comes up */
 	s->deadline = when;
@@ -409,6 +410,20 @@ void xt_timer_set(struct xt_stack *st, struct xt_sock *s, int t, xt_time_t when)
 		st->heap[st->heap_n++] = s;
 	}
 	heap_up(st, s->heap_idx);
+}
+
+static void tw_unlink(struct xt_stack *st, struct xt_sock *s);
+static void tw_insert(struct xt_stack *st, struct xt_sock *s);
+
+void xt_timer_set(struct xt_stack *st, struct xt_sock *s, int t, xt_time_t when)
+{
+	s->tmr[t] = when;
+	if (t == XT_T_2MSL && s->in_tw) { /* the TIME_WAIT list's, not the heap's */
+		tw_unlink(st, s);
+		tw_insert(st, s);
+		return;
+	}
+	heap_lower(st, s, when);
 }
 
 void xt_stack_poll(struct xt_stack *st, xt_time_t now)
@@ -433,6 +448,15 @@ void xt_stack_poll(struct xt_stack *st, xt_time_t now)
 			heap_update(st, s);
 		}
 	}
+	/* TIME_WAITs that are over, in the order they end. */
+	while (st->tw_head && st->tw_head->tmr[XT_T_2MSL] <= now) {
+		struct xt_sock *s = st->tw_head;
+		xt_tcp_timers(st, s, now);
+		if (st->tw_head == s) { /* on_2msl frees it: never here */
+			assert(!"TIME_WAIT survived its timer");
+			xt_tw_del(st, s);
+		}
+	}
 	xt_arp_poll(st, now);
 	xt_stack_flush(st);
 }
@@ -441,6 +465,8 @@ xt_time_t xt_stack_next_deadline(struct xt_stack *st)
 {
 	heap_settle(st);
 	xt_time_t d = st->heap_n ? st->heap[0]->deadline : XT_TIME_NEVER;
+	if (st->tw_head && st->tw_head->tmr[XT_T_2MSL] < d)
+		d = st->tw_head->tmr[XT_T_2MSL];
 	xt_time_t a = xt_arp_deadline(st);
 	return a < d ? a : d;
 }
@@ -471,24 +497,17 @@ struct xt_sock *xt_sock_get(struct xt_stack *st, int id)
 	return s && !s->orphan ? s : NULL;
 }
 
-void xt_tw_add(struct xt_stack *st, struct xt_sock *s)
+/* Orphaned TIME_WAIT sockets (and FIN_WAIT_2 ones that became TIME_WAIT)
+ * are a list in the order their 2MSL timers end, not heap entries: a server
+ * that closes first keeps one per connection for time_wait_ms (tens of
+ * thousands), and in the heap they made every other socket's timer update
+ * walk a tree that deep.  Every TIME_WAIT gets the same length, so a new one
+ * (or one whose timer restarts) nearly always goes at the tail; the walk
+ * back from the tail handles the rest (a socket closed long after it entered
+ * TIME_WAIT).  The list's head is also the one a full socket table gives up
+ * first (xt_sock_new). */
+static void tw_unlink(struct xt_stack *st, struct xt_sock *s)
 {
-	if (s->in_tw)
-		return;
-	s->in_tw = 1;
-	s->tw_next = NULL;
-	s->tw_prev = st->tw_tail;
-	if (st->tw_tail)
-		st->tw_tail->tw_next = s;
-	else
-		st->tw_head = s;
-	st->tw_tail = s;
-}
-
-void xt_tw_del(struct xt_stack *st, struct xt_sock *s)
-{
-	if (!s->in_tw)
-		return;
 	if (s->tw_prev)
 		s->tw_prev->tw_next = s->tw_next;
 	else
@@ -498,7 +517,41 @@ void xt_tw_del(struct xt_stack *st, struct xt_sock *s)
 	else
 		st->tw_tail = s->tw_prev;
 	s->tw_next = s->tw_prev = NULL;
+}
+
+static void tw_insert(struct xt_stack *st, struct xt_sock *s)
+{
+	struct xt_sock *p = st->tw_tail;
+	while (p && p->tmr[XT_T_2MSL] > s->tmr[XT_T_2MSL])
+		p = p->tw_prev;
+	s->tw_prev = p;
+	s->tw_next = p ? p->tw_next : st->tw_head;
+	if (s->tw_next)
+		s->tw_next->tw_prev = s;
+	else
+		st->tw_tail = s;
+	if (p)
+		p->tw_next = s;
+	else
+		st->tw_head = s;
+}
+
+void xt_tw_add(struct xt_stack *st, struct xt_sock *s)
+{
+	if (s->in_tw)
+		return;
+	s->in_tw = 1;
+	tw_insert(st, s);
+	heap_update(st, s); /* its 2MSL timer no longer counts there */
+}
+
+void xt_tw_del(struct xt_stack *st, struct xt_sock *s)
+{
+	if (!s->in_tw)
+		return;
+	tw_unlink(st, s);
 	s->in_tw = 0;
+	heap_lower(st, s, s->tmr[XT_T_2MSL]); /* back to the heap, if still set */
 }
 
 /* With every slot taken, the oldest orphaned TIME_WAIT gives its slot up:
@@ -553,7 +606,10 @@ void xt_sock_init(struct xt_stack *st, struct xt_sock *s)
 
 void xt_sock_free(struct xt_stack *st, struct xt_sock *s)
 {
-	xt_tw_del(st, s);
+	if (s->in_tw) { /* off the list; no stop in the heap on the way out */
+		tw_unlink(st, s);
+		s->in_tw = 0;
+	}
 	heap_remove(st, s);
 	if (s->in_ehash)
 		xt_ehash_remove(st, s);

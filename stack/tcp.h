@@ -121,7 +121,7 @@ struct xt_sock {
 	struct xt_sock *enext; /* ehash chain */
 	struct xt_sock *bnext; /* bhash chain */
 	struct xt_sock **bpprev; /* the pointer to us in that chain: O(1) removal */
-	struct xt_sock *tw_next, *tw_prev; /* orphaned TIME_WAIT, oldest first (st->tw_head) */
+	struct xt_sock *tw_next, *tw_prev; /* orphaned TIME_WAIT, by 2MSL end (st->tw_head) */
 	uint8_t in_tw;
 	struct xt_sock *lnext; /* lhash chain (listeners) */
 
@@ -348,7 +348,8 @@ void xt_tcp_arm_keepalive(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 
 /* tcp_user.c / tcp_input.c: connection life. */
 void xt_tcp_set_state(struct xt_stack *st, struct xt_sock *s, int state);
-/* stack.c: the list of orphaned TIME_WAIT sockets, oldest first. */
+/* stack.c: the list of orphaned TIME_WAIT sockets, in the order their 2MSL
+ * timers end (the list, not the heap, runs those timers). */
 void xt_tw_add(struct xt_stack *st, struct xt_sock *s);
 void xt_tw_del(struct xt_stack *st, struct xt_sock *s);
 /* Connection ends: Linux tcp_done(). err > 0 is reported to the application. */

@@ -97,7 +97,7 @@ struct xt_stack {
 	struct xt_sock **lhash; /* listening sockets, by local port (same mask) */
 
 	struct xt_sock **heap; /* timer min-heap on xt_sock.deadline */
-	struct xt_sock *tw_head, *tw_tail; /* orphaned TIME_WAIT, oldest first */
+	struct xt_sock *tw_head, *tw_tail; /* orphaned TIME_WAIT, by 2MSL end: their timer */
 	uint32_t heap_n;
 
 	uint64_t mem_used;

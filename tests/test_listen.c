@@ -519,6 +519,68 @@ static void test_timewait_recycled_when_full(void **state)
 	net_free(net);
 }
 
+/* Closed-first connections' TIME_WAITs are kept in the order they end, not
+ * in the order they were closed: a socket that went into TIME_WAIT while
+ * its owner still held it, and was closed much later, ends first.  Each ends
+ * 60 s after it began, neither later (stuck behind younger ones) nor earlier,
+ * and the engine's next deadline is the first of them. */
+static void connect_accept(struct net *net, int l, int *c, int *s)
+{
+	connect_n(net, c, 1);
+	run(net, XT_MS(5));
+	assert_int_equal(xt_tcp_state(net->a, *c), XT_ESTABLISHED);
+	*s = xt_tcp_accept(net->b, l, NULL, NULL);
+	assert_true(*s >= 0);
+}
+
+static void test_timewait_ends_in_order(void **state)
+{
+	(void)state;
+	struct net *net = net_new(1);
+	int l = listener(net, 64);
+	int c[25], s[25];
+	/* 5 that enter TIME_WAIT while the server still holds them */
+	for (int i = 0; i < 5; i++) {
+		connect_accept(net, l, &c[i], &s[i]);
+		assert_int_equal(xt_tcp_shutdown(net->b, s[i], XT_SHUT_WR, net->now), 0);
+		run(net, XT_MS(5));
+		assert_int_equal(xt_tcp_close(net->a, c[i], net->now), 0);
+		run(net, XT_MS(5));
+		assert_int_equal(xt_tcp_state(net->b, s[i]), XT_TIME_WAIT);
+	}
+	xt_time_t t0 = net->now; /* their TIME_WAITs began in the 100 ms before */
+	run(net, XT_SEC(10));
+	/* 20 closed first by the server, 100 ms apart */
+	for (int i = 5; i < 25; i++) {
+		connect_accept(net, l, &c[i], &s[i]);
+		assert_int_equal(xt_tcp_close(net->b, s[i], net->now), 0);
+		run(net, XT_MS(5));
+		assert_int_equal(xt_tcp_close(net->a, c[i], net->now), 0);
+		run(net, XT_MS(90));
+	}
+	xt_time_t t1 = net->now; /* theirs began in the 2 s before */
+	run(net, XT_SEC(5));
+	for (int i = 0; i < 5; i++) /* now the first 5 are orphans too */
+		assert_int_equal(xt_tcp_close(net->b, s[i], net->now), 0);
+	run(net, XT_MS(1));
+	assert_int_equal(xt_stack_nsockets(net->b), 1 + 25);
+	xt_time_t d = xt_stack_next_deadline(net->b);
+	assert_true(d > t0 + XT_SEC(60) - XT_MS(200) && d <= t0 + XT_SEC(60));
+	run(net, t0 + XT_SEC(60) - XT_MS(200) - net->now);
+	assert_int_equal(xt_stack_nsockets(net->b), 1 + 25);
+	run(net, XT_MS(300));
+	assert_int_equal(xt_stack_nsockets(net->b), 1 + 20);
+	run(net, t1 - XT_SEC(2) + XT_SEC(60) - XT_MS(100) - net->now);
+	assert_int_equal(xt_stack_nsockets(net->b), 1 + 20);
+	run(net, XT_SEC(1)); /* half of them */
+	uint32_t n = xt_stack_nsockets(net->b);
+	assert_true(n > 1 && n < 1 + 20);
+	run(net, XT_SEC(2));
+	assert_int_equal(xt_stack_nsockets(net->b), 1);
+	assert_int_equal(xt_stack_next_deadline(net->b), XT_TIME_NEVER);
+	net_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -532,6 +594,7 @@ int main(void)
 		cmocka_unit_test(test_disconnect_after_refusal),
 		cmocka_unit_test(test_port_held_by_connections),
 		cmocka_unit_test(test_timewait_recycled_when_full),
+		cmocka_unit_test(test_timewait_ends_in_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
