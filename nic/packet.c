@@ -1111,6 +1111,16 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 			goto fail;
 		}
 	}
+	if (cfg->have_mac && !p->no_link && memcmp(cfg->mac, ii.mac, 6) != 0) {
+		/* Dropped with the socket; the kernel counts every member's entry. */
+		struct packet_mreq mr = { .mr_ifindex = ii.ifindex, .mr_type = PACKET_MR_UNICAST, .mr_alen = 6 };
+		memcpy(mr.mr_address, cfg->mac, 6);
+		if (setsockopt(p->fd, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof(mr)) < 0) {
+			r = pk_fail(-errno, "%s: cannot add the engine's MAC to the interface (PACKET_MR_UNICAST): %s",
+				    cfg->ifname, strerror(errno));
+			goto fail;
+		}
+	}
 	setup_tso(p, cfg);
 	setup_hold(p);
 	*out = &p->nic;

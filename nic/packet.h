@@ -84,6 +84,12 @@ struct xt_packet_cfg {
 	int big_sock_fd; /* > 0: as sock_fd, for the big-frame ring */
 	int no_tso;      /* 1: no TSO (caps.tso_max stays 0); the offload socket still finishes checksums */
 	int tso_sock_fd; /* > 0: as sock_fd, for the offload (TSO and checksum) socket */
+	/* 1: the engine has a MAC address of its own, mac (not the
+	 * interface's): the interface is asked to accept it too
+	 * (PACKET_MR_UNICAST, as an extra unicast filter entry; a NIC that
+	 * cannot filter one more address goes promiscuous). */
+	int have_mac;
+	uint8_t mac[6];
 };
 
 /* Opens the backend.  Returns 0 and *out, or -errno; the reason, in words, is

@@ -754,6 +754,12 @@ struct vb_nic {
 	struct xt_verbs_stats st;
 };
 
+/* The destination MAC of the steering rules: the engine's own, if it has one. */
+static const uint8_t *rule_mac(const struct vb_nic *v)
+{
+	return v->cfg.have_mac ? v->cfg.mac : v->nic.caps.mac;
+}
+
 static const struct xt_nic_ops verbs_ops;
 
 static struct vb_nic *to_vb(struct xt_nic *nic) { return (struct vb_nic *)nic; }
@@ -1783,7 +1789,7 @@ int xt_verbs_flow_add_listen(struct xt_nic *nic, uint32_t ip, uint16_t port)
 
 	if (!v || port == 0)
 		return -EINVAL;
-	rule_build(&r, v->port, PRIO_LISTEN, 0, v->nic.caps.mac, 0, 0, ip ? ip : v->cfg.ip, 0, 0, port);
+	rule_build(&r, v->port, PRIO_LISTEN, 0, rule_mac(v), 0, 0, ip ? ip : v->cfg.ip, 0, 0, port);
 	return flow_add(v, &r, VBF_LISTEN);
 }
 
@@ -1794,7 +1800,7 @@ int xt_verbs_flow_add_conn(struct xt_nic *nic, const struct xt_verbs_tuple *t)
 
 	if (!v || !t || !t->local_port || !t->remote_port || !t->remote_ip)
 		return -EINVAL;
-	rule_build(&r, v->port, PRIO_CONN, 0, v->nic.caps.mac, 0, t->remote_ip, t->local_ip ? t->local_ip : v->cfg.ip,
+	rule_build(&r, v->port, PRIO_CONN, 0, rule_mac(v), 0, t->remote_ip, t->local_ip ? t->local_ip : v->cfg.ip,
 		   0, t->remote_port, t->local_port);
 	return flow_add(v, &r, VBF_CONN);
 }
@@ -2017,7 +2023,7 @@ static int setup_rules(struct vb_nic *v)
 	int id;
 
 	if (v->steer == XT_VERBS_STEER_IP) {
-		rule_build(&r, v->port, PRIO_IP, 0, v->nic.caps.mac, 0, 0, v->cfg.ip, 0, 0, 0);
+		rule_build(&r, v->port, PRIO_IP, 0, rule_mac(v), 0, 0, v->cfg.ip, 0, 0, 0);
 		if ((id = flow_add(v, &r, VBF_IP)) < 0)
 			return vb_fail(id, "flow steering refused by %s (%s): mlx5 needs firmware with "
 					   "flow steering (ConnectX-4 Lx or later); mlx4 needs "
@@ -2025,7 +2031,7 @@ static int setup_rules(struct vb_nic *v)
 				       v->dname, strerror(-id));
 		v->ip_flow = id;
 	} else {
-		rule_build(&r, v->port, PRIO_COPY, IBV_FLOW_ATTR_FLAGS_DONT_TRAP, v->nic.caps.mac, 0, 0, v->cfg.ip,
+		rule_build(&r, v->port, PRIO_COPY, IBV_FLOW_ATTR_FLAGS_DONT_TRAP, rule_mac(v), 0, 0, v->cfg.ip,
 			   XT_IPPROTO_ICMP, 0, 0);
 		if ((id = flow_add(v, &r, VBF_ICMP)) >= 0)
 			v->icmp_flow = id;
@@ -2139,6 +2145,11 @@ int xt_verbs_open(const struct xt_verbs_cfg *cfg, struct xt_nic **out)
 	}
 
 	v->kernel_owns_ip = kernel_owns(v->ifname, cfg->ip);
+	if (cfg->have_mac && v->kernel_owns_ip) {
+		r = vb_fail(-EINVAL, "a MAC address of the engine's own needs an address of its own: the "
+				     "kernel answers ARP for the address it shares with its MAC");
+		goto fail;
+	}
 	v->steer = cfg->steer != XT_VERBS_STEER_AUTO ? cfg->steer
 			 : v->kernel_owns_ip ? XT_VERBS_STEER_FLOWS : XT_VERBS_STEER_IP;
 	v->tx_csum = dc.csum && !cfg->no_csum_offload;

@@ -110,6 +110,8 @@ struct xt_verbs_cfg {
 	int no_csum_offload;  /* 1: software checksums even if the device offers them */
 	int no_tso;           /* 1: no TSO QP */
 	int no_arp_rule;      /* 1: no ARP rule (neighbours from the kernel) */
+	int have_mac;         /* 1: the engine's own MAC, mac, is the rules' destination */
+	uint8_t mac[6];       /*    (an own address only: -EINVAL if the kernel owns ip) */
 	xt_verbs_log_fn log;  /* one line per failure and recovery; NULL: none */
 	void *log_ctx;
 };

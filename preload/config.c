@@ -221,9 +221,17 @@ int xp_config_load(bool *off)
 	}
 
 	v = getenv("XTCP_MAC");
-	if (v && *v) {
+	if (v && *v && strcmp(v, "auto") == 0) {
+		/* Locally administered, derived from the address: 02:58:a:b:c:d. */
+		if (!c->ip)
+			return bad("XTCP_MAC", v, "auto derives the MAC from XTCP_IP, which is not set");
+		uint8_t m[6] = { 0x02, 0x58, (uint8_t)(c->ip >> 24), (uint8_t)(c->ip >> 16), (uint8_t)(c->ip >> 8),
+				 (uint8_t)c->ip };
+		memcpy(c->mac, m, 6);
+		c->have_mac = true;
+	} else if (v && *v) {
 		if (parse_mac(v, c->mac) < 0)
-			return bad("XTCP_MAC", v, "expected a unicast MAC address aa:bb:cc:dd:ee:ff");
+			return bad("XTCP_MAC", v, "expected a unicast MAC address aa:bb:cc:dd:ee:ff, or auto");
 		c->have_mac = true;
 	}
 

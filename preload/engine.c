@@ -527,6 +527,8 @@ int xp_engine_reopen(void)
 	pc.big_sock_fd = xp_fork_packet_fd(XP_PKT_BIG);
 	pc.tso_sock_fd = xp_fork_packet_fd(XP_PKT_TSO);
 	pc.no_tso = !xp_cfg.tso;
+	pc.have_mac = xp_cfg.have_mac;
+	memcpy(pc.mac, xp_cfg.mac, 6);
 	struct xt_nic *nic = NULL;
 	int r = xt_packet_open(&pc, &nic);
 	if (r < 0) {

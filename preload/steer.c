@@ -84,6 +84,8 @@ static int open_verbs(struct xt_nic **out, char *why, size_t len)
 	vc.ifname = xp_cfg.iface;
 	vc.ip = ip;
 	vc.log = verbs_log;
+	vc.have_mac = xp_cfg.have_mac;
+	memcpy(vc.mac, xp_cfg.mac, 6);
 	int r = xt_verbs_open(&vc, out);
 	if (r < 0) {
 		const char *e = xt_verbs_error();
@@ -121,6 +123,8 @@ static int open_packet(struct xt_nic **out, char *why, size_t len)
 	pc.ifname = xp_cfg.iface;
 	pc.ip = xp_cfg.ip;
 	pc.no_tso = !xp_cfg.tso;
+	pc.have_mac = xp_cfg.have_mac;
+	memcpy(pc.mac, xp_cfg.mac, 6);
 	int r = xt_packet_open(&pc, out);
 	if (r < 0) {
 		const char *e = xt_packet_error();

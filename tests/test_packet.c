@@ -510,6 +510,7 @@ static void eng_rx_hold(void *ctx, uint64_t ref) { xt_nic_rx_hold(((struct eng *
 static void eng_rx_release(void *ctx, uint64_t ref) { xt_nic_rx_release(((struct eng *)ctx)->nic, ref); }
 
 static int open_no_big; /* the next eng_open: cfg.no_big_ring and no_tso */
+static const uint8_t *open_mac; /* the next eng_open: the engine's own MAC (cfg.have_mac) */
 
 static void eng_open(struct eng *e, const char *ifname, uint32_t ip, int tx_mode)
 {
@@ -521,11 +522,15 @@ static void eng_open(struct eng *e, const char *ifname, uint32_t ip, int tx_mode
 	memset(e, 0, sizeof(*e));
 	e->tunfd = -1;
 	e->childfd = -1;
+	if (open_mac) {
+		pc.have_mac = 1;
+		memcpy(pc.mac, open_mac, 6);
+	}
 	r = xt_packet_open(&pc, &e->nic);
 	if (r < 0)
 		fail_msg("xt_packet_open(%s): %s: %s", ifname, strerror(-r), xt_packet_error());
 	xt_stack_cfg_defaults(&cfg);
-	memcpy(cfg.mac, e->nic->caps.mac, 6);
+	memcpy(cfg.mac, open_mac ? open_mac : e->nic->caps.mac, 6);
 	cfg.ip = ip;
 	cfg.netmask = NETMASK;
 	cfg.mtu = e->nic->caps.mtu;
@@ -1179,6 +1184,61 @@ static void test_big_frames(void **state)
 	big_echo(false);
 }
 
+/* The first line of a command's output that contains key, or "". */
+static void cmd_line(const char *cmd, const char *key, char *out, size_t len)
+{
+	FILE *f = popen(cmd, "r");
+	char line[512];
+	out[0] = '\0';
+	assert_non_null(f);
+	while (fgets(line, sizeof(line), f))
+		if (!out[0] && strstr(line, key))
+			snprintf(out, len, "%s", line);
+	pclose(f);
+}
+
+static int promiscuity(const char *ifname)
+{
+	char cmd[128], line[512];
+	snprintf(cmd, sizeof(cmd), "ip -d link show %s", ifname);
+	cmd_line(cmd, "promiscuity", line, sizeof(line));
+	const char *p = strstr(line, "promiscuity ");
+	assert_non_null(p);
+	return atoi(p + strlen("promiscuity "));
+}
+
+/* An engine with a MAC of its own (XTCP_MAC) on the interface: the
+ * interface is asked to take frames for it (PACKET_MR_UNICAST: veth has no
+ * unicast filter, so it goes promiscuous while the engine runs), the engine
+ * answers ARP with it, the kernel peer sends to it, and the kernel of ns A
+ * no longer takes the engine's frames for its own (they are for another
+ * host: dropped before IP routing). */
+static void test_own_mac(void **state)
+{
+	static const uint8_t mac[6] = { 0x02, 0x58, 0x0a, 0x4d, 0x00, 0x03 };
+	char nsb[32], cmd[160], line[512];
+	struct eng e;
+
+	(void)state;
+	NEED_ENV();
+	int before = promiscuity("xtpk0");
+	open_mac = mac;
+	eng_open(&e, "xtpk0", IP_ENGINE, XT_PACKET_TX_SENDMMSG);
+	open_mac = NULL;
+	assert_int_equal(promiscuity("xtpk0"), before + 1);
+	ns_name(nsb, sizeof(nsb), 'b');
+	snprintf(cmd, sizeof(cmd), "ip -n %s neigh flush dev xtpk1", nsb);
+	assert_int_equal(system(cmd), 0);
+	passive_echo(&e, 44, "passive echo, own MAC");
+	snprintf(cmd, sizeof(cmd), "ip -n %s neigh show 10.77.0.3", nsb);
+	cmd_line(cmd, "10.77.0.3", line, sizeof(line));
+	fprintf(stderr, "peer's neighbour entry: %s", line);
+	assert_non_null(strstr(line, "02:58:0a:4d:00:03"));
+	assert_int_equal(xt_stack_counters(e.st)->drop_eth_not_for_us, 0);
+	eng_close(&e);
+	assert_int_equal(promiscuity("xtpk0"), before);
+}
+
 /* ARPHRD_NONE: a tun in ns T.  AF_PACKET on a tun is the kernel's view of
  * the device: what it transmits on the tun goes to the tun fd's holder (the
  * VPN daemon), and what that holder writes is received on the tun.  Here
@@ -1521,6 +1581,7 @@ int main(void)
 		cmocka_unit_test(test_latency),
 		cmocka_unit_test(test_csum_completion),
 		cmocka_unit_test(test_big_frames),
+		cmocka_unit_test(test_own_mac),
 		cmocka_unit_test_teardown(test_tun, back_to_ns_a),
 		cmocka_unit_test(test_main_ring_holds),
 		cmocka_unit_test(test_rates),

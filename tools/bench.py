@@ -8,6 +8,8 @@ xtcp, in the same run, over a veth pair between two network namespaces.
 Layout (made here and removed on any exit; no traffic leaves it):
     ns A  veth-a  kernel 10.56.0.1/24, xtcp engine 10.56.0.3 (AF_PACKET)
     ns B  veth-b  kernel 10.56.0.2/24, the load generators (always the kernel)
+xtcp runs with XTCP_MAC=auto (a MAC of the engine's own, so that the kernel
+of ns A drops the engine's frames as another host's on arrival).
 The server runs pinned to CPU 1, the client to CPU 0.
 
 Workloads: sockperf ping-pong 64 B and 1 KiB (half round trip, as sockperf
@@ -32,6 +34,10 @@ the raw tool outputs in OUT/raw/.  --perf runs every server under
 perf record (cpu-clock, call graphs) and leaves OUT/raw/NAME.MODE.I.perf.txt,
 the flat profile; the CPU figures of such a run count perf too.  A workload that fails is reported as
 failed with its reason; the run goes on.
+
+Environment: XT_LIB=PATH runs another build's libxtcp.so (A/B of two
+commits in the same minutes); XT_ENV="XTCP_A=x XTCP_B=y" adds settings to
+every server under xtcp (A/B of a setting).
 """
 import argparse
 import json
@@ -108,9 +114,14 @@ def netns_up():
 
 
 def xtcp_env(spin=False):
-    e = {"LD_PRELOAD": LIB, "XTCP_IFACE": IF_A, "XTCP_IP": f"{ADDR_X}/24"}
+    # A MAC of the engine's own: ns A's kernel then drops the engine's frames
+    # on arrival (another host's) instead of routing each one to nowhere.
+    e = {"LD_PRELOAD": LIB, "XTCP_IFACE": IF_A, "XTCP_IP": f"{ADDR_X}/24", "XTCP_MAC": "auto"}
     if spin:
         e["XTCP_SPIN_US"] = SPIN_US
+    for kv in os.environ.get("XT_ENV", "").split():
+        k, _, v = kv.partition("=")
+        e[k] = v
     return e
 
 

@@ -2072,6 +2072,11 @@ static void trace_create(const struct xd_dev *d, const struct xd_flow *fl)
 
 	if (fl->flags & IBV_FLOW_ATTR_FLAGS_DONT_TRAP)
 		n += (size_t)snprintf(what + n, sizeof(what) - n, " dont_trap");
+	if (fl->has_eth && memcmp(fl->eth_m.dst_mac, "\0\0\0\0\0\0", 6) != 0) {
+		const uint8_t *m = fl->eth_v.dst_mac;
+		n += (size_t)snprintf(what + n, sizeof(what) - n, " dst %02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1],
+				      m[2], m[3], m[4], m[5]);
+	}
 	if (fl->has_eth && fl->eth_m.ether_type)
 		n += (size_t)snprintf(what + n, sizeof(what) - n, " ethertype 0x%04x", ntohs(fl->eth_v.ether_type));
 	if (fl->has_ip) {

@@ -284,3 +284,17 @@ run_in A under_xtcp env -u XTCP_IFACE XTCP_LOG_LEVEL=error "$DIR/stat_app" probe
 	fail "probe failed"
 [[ ! -s $DIR/quiet.err ]] || fail "XTCP_LOG_LEVEL=error still shows: $(cat "$DIR/quiet.err")"
 ok "log file lines carry the time; error level hides warnings"
+
+step "XTCP_MAC: auto, and a bad one"
+mac=$(printf '02:58:%02x:%02x:%02x:%02x' ${XT_ADDR_X//./ })
+ip -n "$XT_NS_B" neigh flush dev "$XT_IF_B"
+out=$(probe XTCP_MAC=auto XTCP_LOG_LEVEL=info 2>"$DIR/mac.err") || fail "probe failed"
+[[ $out == "local $XT_ADDR_X:"* ]] || fail "XTCP_MAC=auto: not offloaded: $out"
+grep -q "attached: .* mac $mac (XTCP_MAC)" "$DIR/mac.err" || fail "XTCP_MAC=auto: start-up line: $(cat "$DIR/mac.err")"
+peer=$(ip -n "$XT_NS_B" neigh show "$XT_ADDR_X" | awk '{print $5}')
+[[ $peer == "$mac" ]] || fail "XTCP_MAC=auto: the peer resolved $XT_ADDR_X to ${peer:-nothing}, not $mac"
+out=$(probe XTCP_MAC=ff:ff:ff:ff:ff:ff 2>"$DIR/badmac.err") || fail "probe failed"
+[[ $out == "local $XT_ADDR_A:"* ]] && (($(wc -l <"$DIR/badmac.err") == 1)) &&
+	grep -q 'XTCP_MAC="ff:ff:ff:ff:ff:ff": expected a unicast MAC' "$DIR/badmac.err" ||
+	fail "a broadcast XTCP_MAC must keep the process on the kernel with one line: $out $(cat "$DIR/badmac.err")"
+ok "XTCP_MAC=auto: $mac, the peer talks to it; a bad one: one line, the kernel"

@@ -130,6 +130,28 @@ grep -q "ip \* -> $XT_ADDR_X\$" "$T" && ok "own address: one rule for all IPv4 t
 check_rules "$T" "listening socket" "tcp \*:0 -> $XT_ADDR_X:7300\$" 1
 check_rules "$T" "accepted connections" "tcp $XT_ADDR_B:[0-9]+ -> $XT_ADDR_X:7300\$" 3
 
+# the same with a MAC of the engine's own (XTCP_MAC=auto: 02:58 and the
+# address): every rule is for it, the peer resolves the address to it
+netns_up || exit 1
+XT_DOUBLE_TRACE=$OUT/trace-mac
+own_mac=$(printf '02:58:%02x:%02x:%02x:%02x' ${XT_ADDR_X//./ })
+pair mac-server server A under_xtcp XTCP_MAC=auto -- B env -- "$XT_ADDR_X" 7305
+peer_mac=$(ip -n "$XT_NS_B" neigh show "$XT_ADDR_X" | awk '{print $5}')
+if ((SRC == 0 && CRC == 0)) && [[ $(grep -c "from $XT_ADDR_B\$" "$DIR/server.out") == 3 ]] &&
+	[[ $peer_mac == "$own_mac" ]]; then
+	ok "XTCP_MAC=auto: 3 connections, the peer sent to $peer_mac"
+else
+	fail "XTCP_MAC=auto: exit $SRC/$CRC, the peer's entry for $XT_ADDR_X: ${peer_mac:-none}"
+	cat "$DIR"/server.* "$DIR"/client.*
+fi
+T=$OUT/trace-mac
+grep -q "dst $own_mac ip \* -> $XT_ADDR_X\$" "$T" && ok "XTCP_MAC=auto: the address rule is for $own_mac" ||
+	fail "XTCP_MAC=auto: no address rule for $own_mac in $T"
+check_rules "$T" "listening socket (own MAC)" "dst $own_mac tcp \*:0 -> $XT_ADDR_X:7305\$" 1
+if grep " create flow " "$T" | grep " dst " | grep -qv "dst $own_mac"; then
+	fail "XTCP_MAC=auto: a rule for another MAC"; cat "$T"
+fi
+
 netns_up || exit 1
 XT_DOUBLE_TRACE=$OUT/trace-client
 pair flows-client client B env -- A under_xtcp -- "$XT_ADDR_B" 7310
