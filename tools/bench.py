@@ -27,9 +27,9 @@ has no hardware counters for perf stat; note that callgrind cannot see the
 kernel's own TCP work, so the kernel column's instruction count leaves out
 its whole network stack, while xtcp's includes it).
 
-Every measurement is repeated --reps times (default 3); the tables give the
-median and the spread ((max - min) / median) so the run says how noisy it
-was.  Results: OUT/bench.md and OUT/bench.json (default build/bench/), plus
+Every measurement is repeated --reps times (default 3), the kernel's and
+xtcp's runs taking turns; the tables give the median and the spread
+((max - min) / median) so the run says how noisy it was.  Results: OUT/bench.md and OUT/bench.json (default build/bench/), plus
 the raw tool outputs in OUT/raw/.  --perf runs every server under
 perf record (cpu-clock, call graphs) and leaves OUT/raw/NAME.MODE.I.perf.txt,
 the flat profile; the CPU figures of such a run count perf too.  A workload that fails is reported as
@@ -473,18 +473,23 @@ def main():
     try:
         netns_up()
         for name, fn in workloads:
-            for mode in modes:
-                runs, err = [], None
-                for i in range(reps):
+            # The modes take turns (kernel, xtcp, kernel, xtcp, ...): the
+            # host's load drifts over minutes, and both columns should see
+            # the same drift.
+            runs, errs = {m: [] for m in modes}, {m: None for m in modes}
+            for i in range(reps):
+                for mode in modes:
+                    if errs[mode]:
+                        continue
                     raw = os.path.join(a.out, "raw", f"{name}.{mode}.{i}")
                     log(f"{name} {mode} run {i + 1}/{reps} ({time.time() - t0:.0f} s)")
                     try:
-                        runs.append(fn(mode, raw))
+                        runs[mode].append(fn(mode, raw))
                     except Exception as e:  # noqa: BLE001 - reported in the table
-                        err = str(e)[:300]
-                        log(f"{name} {mode}: FAILED: {err}")
-                        break
-                results.setdefault(name, {})[mode] = {"runs": runs, "error": err}
+                        errs[mode] = str(e)[:300]
+                        log(f"{name} {mode}: FAILED: {errs[mode]}")
+            for mode in modes:
+                results.setdefault(name, {})[mode] = {"runs": runs[mode], "error": errs[mode]}
         extra = {}
         if not a.no_strace:
             for kind in ("sockperf_pp_64", "redis_get"):
@@ -536,7 +541,7 @@ def write_results(out, results, extra, reps, elapsed):
     lines = ["# xtcp benchmark: kernel vs xtcp, same run", "",
              f"Machine: {mach['cpu']}, {mach['cpus']} CPUs, Linux {mach['kernel']}; {mach['date']}. "
              f"Server pinned to CPU {SERVER_CPU}, client to CPU {CLIENT_CPU}, veth between two namespaces. "
-             f"{reps} repetition(s) per figure; median shown, spread = (max-min)/median in brackets. "
+             f"{reps} repetition(s) per figure, kernel and xtcp runs alternating; median shown, spread = (max-min)/median in brackets. "
              f"Run took {elapsed:.0f} s.", "",
              "| workload | metric | kernel | xtcp | xtcp/kernel |", "|---|---|---|---|---|"]
     spreads = []
