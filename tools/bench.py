@@ -29,7 +29,8 @@ its whole network stack, while xtcp's includes it).
 
 Every measurement is repeated --reps times (default 3), the kernel's and
 xtcp's runs taking turns; the tables give the median and the spread
-((max - min) / median) so the run says how noisy it was.  Results: OUT/bench.md and OUT/bench.json (default build/bench/), plus
+((max - min) / median) so the run says how noisy it was, the ratio of the
+medians, and the median and range of the per-repetition ratios (paired).  Results: OUT/bench.md and OUT/bench.json (default build/bench/), plus
 the raw tool outputs in OUT/raw/.  --perf runs every server under
 perf record (cpu-clock, call graphs) and leaves OUT/raw/NAME.MODE.I.perf.txt,
 the flat profile; the CPU figures of such a run count perf too.  A workload that fails is reported as
@@ -526,6 +527,14 @@ def summarize(runs, key):
     return med, spread
 
 
+def paired_ratios(by_mode, key):
+    """xtcp run i over kernel run i (they ran back to back)."""
+    k, x = by_mode.get("kernel"), by_mode.get("xtcp")
+    if not k or not x:
+        return []
+    return [b[key] / a[key] for a, b in zip(k["runs"], x["runs"]) if a.get(key) and key in b]
+
+
 def machine():
     cpu = "?"
     for line in open("/proc/cpuinfo"):
@@ -543,7 +552,10 @@ def write_results(out, results, extra, reps, elapsed):
              f"Server pinned to CPU {SERVER_CPU}, client to CPU {CLIENT_CPU}, veth between two namespaces. "
              f"{reps} repetition(s) per figure, kernel and xtcp runs alternating; median shown, spread = (max-min)/median in brackets. "
              f"Run took {elapsed:.0f} s.", "",
-             "| workload | metric | kernel | xtcp | xtcp/kernel |", "|---|---|---|---|---|"]
+             "xtcp/kernel is the ratio of the medians; paired is the median of the per-repetition "
+             "ratios (each xtcp run against the kernel run just before it) with their range: the "
+             "host's drift between pairs cancels out of it.", "",
+             "| workload | metric | kernel | xtcp | xtcp/kernel | paired |", "|---|---|---|---|---|---|"]
     spreads = []
     for name, by_mode in results.items():
         keys = []
@@ -554,7 +566,7 @@ def write_results(out, results, extra, reps, elapsed):
                         keys.append(k)
         for mode, v in by_mode.items():
             if v["error"]:
-                lines.append(f"| {name} | FAILED ({mode}) | {v['error'].replace('|', '/')} | | |")
+                lines.append(f"| {name} | FAILED ({mode}) | {v['error'].replace('|', '/')} | | | |")
         for k in keys:
             cells = []
             meds = {}
@@ -569,7 +581,9 @@ def write_results(out, results, extra, reps, elapsed):
                     if reps > 1:
                         spreads.append(spread)
             ratio = f"{meds['xtcp'] / meds['kernel']:.2f}" if meds.get("xtcp") and meds.get("kernel") else "-"
-            lines.append(f"| {name} | {k} | {cells[0]} | {cells[1]} | {ratio} |")
+            pr = paired_ratios(by_mode, k)
+            paired = f"{statistics.median(pr):.2f} ({min(pr):.2f}-{max(pr):.2f})" if len(pr) > 1 else "-"
+            lines.append(f"| {name} | {k} | {cells[0]} | {cells[1]} | {ratio} | {paired} |")
     for name, by_mode in extra.items():
         for k in ("syscalls_per_req", "user_instr_per_req"):
             kv, xv = by_mode.get("kernel", {}).get(k), by_mode.get("xtcp", {}).get(k)
@@ -577,7 +591,7 @@ def write_results(out, results, extra, reps, elapsed):
                 continue
             ratio = f"{xv / kv:.2f}" if kv and xv else "-"
             lines.append(f"| {name} | {k} | {kv if kv is None else f'{kv:.3g}'} | "
-                         f"{xv if xv is None else f'{xv:.3g}'} | {ratio} |")
+                         f"{xv if xv is None else f'{xv:.3g}'} | {ratio} | - |")
     if spreads:
         lines += ["", f"Noise: median spread {statistics.median(spreads) * 100:.0f}%, "
                       f"worst {max(spreads) * 100:.0f}% over {len(spreads)} figures."]
