@@ -109,6 +109,7 @@ static void unlock_kick(void)
 	 * thread's sleep (TCP_CORK's 200 ms, a delayed ACK, a first RTO): wake
 	 * it so the timer fires on time even if nothing else happens. */
 	bool kick = xp_eng.st && xp_eng.prog_evfd >= 0 &&
+		    xt_stack_deadline_hint(xp_eng.st) < xp_eng.prog_wake_at && /* cheap, usually false */
 		    xt_stack_next_deadline(xp_eng.st) < xp_eng.prog_wake_at;
 	if (kick)
 		xp_eng.prog_wake_at = 0; /* one kick until the thread sleeps again */
@@ -228,7 +229,7 @@ void xp_drive(xt_time_t now)
 			xt_stack_input_frame(xp_eng.st, &f[i], now);
 	}
 	xt_stack_flush(xp_eng.st);
-	if (xt_stack_next_deadline(xp_eng.st) <= now)
+	if (xt_stack_deadline_hint(xp_eng.st) <= now) /* poll skips what is not due */
 		xt_stack_poll(xp_eng.st, now);
 	xp_flow_sweep(now);
 }

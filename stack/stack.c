@@ -471,6 +471,15 @@ xt_time_t xt_stack_next_deadline(struct xt_stack *st)
 	return a < d ? a : d;
 }
 
+xt_time_t xt_stack_deadline_hint(const struct xt_stack *st)
+{
+	xt_time_t d = st->heap_n ? st->heap[0]->deadline : XT_TIME_NEVER; /* never later than exact */
+	if (st->tw_head && st->tw_head->tmr[XT_T_2MSL] < d)
+		d = st->tw_head->tmr[XT_T_2MSL];
+	xt_time_t a = xt_arp_deadline(st);
+	return a < d ? a : d;
+}
+
 /* Connections whose data or FIN the peer has not acknowledged yet: what a
  * process must wait for before it exits, since the engine dies with it. */
 uint32_t xt_stack_unfinished(const struct xt_stack *st)

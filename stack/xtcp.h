@@ -342,6 +342,10 @@ int xt_stack_set_rx_hold(struct xt_stack *st, uint32_t window, void (*hold)(void
 			 void (*release)(void *, uint64_t), void *ctx);
 /* Absolute time of the next timer, or XT_TIME_NEVER. */
 xt_time_t xt_stack_next_deadline(struct xt_stack *st);
+/* A lower bound of xt_stack_next_deadline in constant time (a timer that was
+ * cleared or moved later may still count): when it is not earlier than t,
+ * nothing is due before t. */
+xt_time_t xt_stack_deadline_hint(const struct xt_stack *st);
 const struct xt_counters *xt_stack_counters(const struct xt_stack *st);
 /* Connections whose data or FIN is not acknowledged yet (for a drain at exit). */
 uint32_t xt_stack_unfinished(const struct xt_stack *st);

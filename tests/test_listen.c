@@ -581,6 +581,43 @@ static void test_timewait_ends_in_order(void **state)
 	net_free(net);
 }
 
+/* xt_stack_deadline_hint is a lower bound of xt_stack_next_deadline (equal
+ * once that has settled the heap), and a bound that is not due means
+ * nothing is: a timer armed earlier than the hint lowers it at once. */
+static void check_hint(struct xt_stack *st)
+{
+	xt_time_t h = xt_stack_deadline_hint(st);
+	xt_time_t d = xt_stack_next_deadline(st);
+	assert_true(h <= d);
+	assert_int_equal(xt_stack_deadline_hint(st), d);
+}
+
+static void test_deadline_hint(void **state)
+{
+	(void)state;
+	struct net *net = net_new(1);
+	int l = listener(net, 8), c, s;
+	check_hint(net->b);
+	connect_accept(net, l, &c, &s);
+	check_hint(net->a);
+	check_hint(net->b);
+	char buf[1000] = { 0 };
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(xt_tcp_send(net->a, c, buf, sizeof(buf), 0, net->now), (long)sizeof(buf));
+		/* the RTO was just armed: the hint says so before any settling */
+		assert_true(xt_stack_deadline_hint(net->a) <= net->now + XT_SEC(1));
+		run(net, XT_MS(50)); /* delivered and acknowledged: the RTO key goes stale */
+		check_hint(net->a);
+		check_hint(net->b);
+		assert_int_equal(xt_tcp_recv(net->b, s, buf, sizeof(buf), 0, net->now), (long)sizeof(buf));
+	}
+	assert_int_equal(xt_tcp_close(net->b, s, net->now), 0);
+	run(net, XT_MS(5));
+	check_hint(net->b); /* a TIME_WAIT's end counts */
+	assert_true(xt_stack_deadline_hint(net->b) > net->now + XT_SEC(59));
+	net_free(net);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -595,6 +632,7 @@ int main(void)
 		cmocka_unit_test(test_port_held_by_connections),
 		cmocka_unit_test(test_timewait_recycled_when_full),
 		cmocka_unit_test(test_timewait_ends_in_order),
+		cmocka_unit_test(test_deadline_hint),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
