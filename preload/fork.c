@@ -287,7 +287,7 @@ bool xp_fork_in_vfork(void)
 
 /* libc's vfork, for the stub below (which calls this only before the real
  * vfork, in the parent, with no frame of its own left when it jumps). */
-static void *vfork_next;
+__attribute__((used)) static void *vfork_next;
 
 __attribute__((used)) static void *vfork_resolve(void)
 {
