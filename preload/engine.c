@@ -454,10 +454,16 @@ static void atfork_prepare(void)
 		xt_stack_flush(xp_eng.st);
 		xt_stack_rx_unhold_all(xp_eng.st);
 	}
+	/* The leaf locks other threads take outside the engine's lock: held
+	 * across the fork, so that the child's copies are free. */
+	xp_fdtab_fork_lock();
+	xp_stats_fork_lock();
 }
 
 static void atfork_parent(void)
 {
+	xp_stats_fork_unlock();
+	xp_fdtab_fork_unlock();
 	pthread_mutex_unlock(&xp_eng.mu);
 }
 
@@ -466,6 +472,8 @@ static void atfork_parent(void)
  * NIC queue (xp_fork_attach). */
 static void atfork_child(void)
 {
+	xp_stats_fork_unlock();
+	xp_fdtab_fork_unlock();
 	xp_fork_child();
 	pthread_mutex_unlock(&xp_eng.mu);
 }

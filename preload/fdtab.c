@@ -28,6 +28,22 @@ static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct xp_sock *pool_free;
 
+/* fork(): another thread may hold either lock at that moment, and in the
+ * child it would stay held for ever (its first socket call would hang).
+ * The atfork handlers take both (after the engine's lock: both are leaves,
+ * never held while another lock is taken) and release them on both sides. */
+void xp_fdtab_fork_lock(void)
+{
+	pthread_mutex_lock(&tab_mu);
+	pthread_mutex_lock(&pool_mu);
+}
+
+void xp_fdtab_fork_unlock(void)
+{
+	pthread_mutex_unlock(&pool_mu);
+	pthread_mutex_unlock(&tab_mu);
+}
+
 void xp_sock_release(struct xp_sock *s); /* sock.c */
 
 static struct fdtab *tab_alloc(size_t n)

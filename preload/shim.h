@@ -451,6 +451,11 @@ void xp_fork_child(void);
 bool xp_fork_attach(void);
 /* In a vfork child (our memory shared with the parent)?  A system call. */
 bool xp_fork_in_vfork(void);
+/* fdtab.c, stats.c: their leaf locks, held across fork() (atfork handlers). */
+void xp_fdtab_fork_lock(void);
+void xp_fdtab_fork_unlock(void);
+void xp_stats_fork_lock(void);
+void xp_stats_fork_unlock(void);
 extern atomic_int xp_pid_may_differ; /* vfork/clone/_Fork was called: check the pid */
 void xp_fork_family_on(void);
 extern atomic_int *xp_fam_active; /* the table's flag: a child has attached */

@@ -38,6 +38,11 @@ static pthread_mutex_t ho_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct xts_handoff ho[XTS_MAX_HANDOFF];
 static uint32_t nho;
 
+/* fork(): as xp_fdtab_fork_lock (the progress thread copies the table under
+ * ho_mu, and a child that attaches clears it under ho_mu). */
+void xp_stats_fork_lock(void) { pthread_mutex_lock(&ho_mu); }
+void xp_stats_fork_unlock(void) { pthread_mutex_unlock(&ho_mu); }
+
 void xp_stats_handoff(const char *reason)
 {
 	if (!reason)

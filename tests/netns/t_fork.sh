@@ -7,6 +7,8 @@
 #   - daemon: listen, daemon(0, 0) (the parent exits), a clone(CLONE_VM |
 #     CLONE_VFORK) child closes its copy of the listener, then serve: 10
 #     connections answered by the daemon
+#   - 200 fork()s while another thread opens and closes sockets: every
+#     child's first socket call (and its attach) returns
 #   - one established connection survives a child that _exit()s, exit()s,
 #     closes its copies, a _Fork() child that closes it (before any vfork),
 #     fork+exec and vfork+exec of /bin/true (vfork with dup2/close/socket in
@@ -22,8 +24,8 @@ source "$(dirname "$0")/app_common.sh"
 
 BIN=$XT_REPO/build/tests/netns
 mkdir -p "$BIN"
-for p in fork_client fork_prefork fork_daemon fork_exec; do
-	gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -o "$BIN/$p" "$XT_REPO/tests/netns/$p.c" ||
+for p in fork_client fork_prefork fork_daemon fork_exec fork_stress; do
+	gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread -o "$BIN/$p" "$XT_REPO/tests/netns/$p.c" ||
 		fail "cannot build $p"
 done
 
@@ -50,6 +52,10 @@ out=$(run_in B "$BIN/fork_client" count "$XT_ADDR_X" 7200 10) || fail "daemon: n
 kill -0 "$dpid" 2>/dev/null || fail "the daemon died"
 kill "$dpid"
 ok "10 connections answered by daemon $dpid"
+
+step "fork while another thread opens and closes sockets: no child inherits a held lock"
+out=$(app_a "$BIN/fork_stress" 200 2>&1) || fail "fork_stress: $out"
+ok "$out"
 
 step "one connection through fork, exit, exec, vfork, posix_spawn and a child of its own"
 run_bg B "$APP_DIR/peer.out" "$APP_DIR/peer.err" "$BIN/fork_client" serve "$XT_ADDR_B" 7301 2
