@@ -413,15 +413,16 @@ static void heap_lower(struct xt_stack *st, struct xt_sock *s, xt_time_t when)
 }
 
 static void tw_unlink(struct xt_stack *st, struct xt_sock *s);
-static void tw_insert(struct xt_stack *st, struct xt_sock *s);
+static bool tw_append(struct xt_stack *st, struct xt_sock *s);
 
 void xt_timer_set(struct xt_stack *st, struct xt_sock *s, int t, xt_time_t when)
 {
 	s->tmr[t] = when;
 	if (t == XT_T_2MSL && s->in_tw) { /* the TIME_WAIT list's, not the heap's */
 		tw_unlink(st, s);
-		tw_insert(st, s);
-		return;
+		if (tw_append(st, s))
+			return;
+		s->in_tw = 0; /* it would end before the list's tail: the heap times it */
 	}
 	heap_lower(st, s, when);
 }
@@ -511,10 +512,11 @@ struct xt_sock *xt_sock_get(struct xt_stack *st, int id)
  * that closes first keeps one per connection for time_wait_ms (tens of
  * thousands), and in the heap they made every other socket's timer update
  * walk a tree that deep.  Every TIME_WAIT gets the same length, so a new one
- * (or one whose timer restarts) nearly always goes at the tail; the walk
- * back from the tail handles the rest (a socket closed long after it entered
- * TIME_WAIT).  The list's head is also the one a full socket table gives up
- * first (xt_sock_new). */
+ * (or one whose timer restarts) ends after every one before it and goes at
+ * the tail, in constant time.  One that would end before the tail (a socket
+ * closed long after its TIME_WAIT began) stays in the heap instead, as any
+ * other socket: no walk, whatever the application does.  The list's head is
+ * also the one a full socket table gives up first (xt_sock_new). */
 static void tw_unlink(struct xt_stack *st, struct xt_sock *s)
 {
 	if (s->tw_prev)
@@ -528,29 +530,28 @@ static void tw_unlink(struct xt_stack *st, struct xt_sock *s)
 	s->tw_next = s->tw_prev = NULL;
 }
 
-static void tw_insert(struct xt_stack *st, struct xt_sock *s)
+/* Appends s if it ends no earlier than the tail; false (and s not linked)
+ * otherwise. */
+static bool tw_append(struct xt_stack *st, struct xt_sock *s)
 {
-	struct xt_sock *p = st->tw_tail;
-	while (p && p->tmr[XT_T_2MSL] > s->tmr[XT_T_2MSL])
-		p = p->tw_prev;
-	s->tw_prev = p;
-	s->tw_next = p ? p->tw_next : st->tw_head;
-	if (s->tw_next)
-		s->tw_next->tw_prev = s;
-	else
-		st->tw_tail = s;
-	if (p)
-		p->tw_next = s;
+	struct xt_sock *t = st->tw_tail;
+	if (t && t->tmr[XT_T_2MSL] > s->tmr[XT_T_2MSL])
+		return false;
+	s->tw_next = NULL;
+	s->tw_prev = t;
+	if (t)
+		t->tw_next = s;
 	else
 		st->tw_head = s;
+	st->tw_tail = s;
+	return true;
 }
 
 void xt_tw_add(struct xt_stack *st, struct xt_sock *s)
 {
-	if (s->in_tw)
-		return;
+	if (s->in_tw || !tw_append(st, s))
+		return; /* already, or out of order: the heap keeps its timer */
 	s->in_tw = 1;
-	tw_insert(st, s);
 	heap_update(st, s); /* its 2MSL timer no longer counts there */
 }
 
