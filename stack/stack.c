@@ -343,8 +343,9 @@ static void heap_remove(struct xt_stack *st, struct xt_sock *s)
 }
 
 /* The heap's key for a socket, s->deadline, is never later than its earliest
- * timer (the 2MSL timer of an orphaned TIME_WAIT excepted: the TIME_WAIT
- * list below keeps those, see xt_tw_add) but may be earlier: a timer that is cleared or moved later (the
+ * timer (the 2MSL timer of a socket on the TIME_WAIT list excepted: the
+ * list keeps those, see xt_tw_add) but may be earlier: a timer that is
+ * cleared or moved later (the
  * retransmission timer, on nearly every ACK) leaves the key where it was,
  * and the key is corrected only when it reaches the top of the heap.  Linux
  * likewise leaves a cleared retransmission timer pending to fire for
@@ -464,12 +465,8 @@ void xt_stack_poll(struct xt_stack *st, xt_time_t now)
 
 xt_time_t xt_stack_next_deadline(struct xt_stack *st)
 {
-	heap_settle(st);
-	xt_time_t d = st->heap_n ? st->heap[0]->deadline : XT_TIME_NEVER;
-	if (st->tw_head && st->tw_head->tmr[XT_T_2MSL] < d)
-		d = st->tw_head->tmr[XT_T_2MSL];
-	xt_time_t a = xt_arp_deadline(st);
-	return a < d ? a : d;
+	heap_settle(st); /* the top key is exact now, and so is the bound */
+	return xt_stack_deadline_hint(st);
 }
 
 xt_time_t xt_stack_deadline_hint(const struct xt_stack *st)

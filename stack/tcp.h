@@ -349,7 +349,8 @@ void xt_tcp_arm_keepalive(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 /* tcp_user.c / tcp_input.c: connection life. */
 void xt_tcp_set_state(struct xt_stack *st, struct xt_sock *s, int state);
 /* stack.c: the list of orphaned TIME_WAIT sockets, in the order their 2MSL
- * timers end (the list, not the heap, runs those timers). */
+ * timers end (the list, not the heap, runs those timers; one that would end
+ * before the list's tail is not added and stays the heap's). */
 void xt_tw_add(struct xt_stack *st, struct xt_sock *s);
 void xt_tw_del(struct xt_stack *st, struct xt_sock *s);
 /* Connection ends: Linux tcp_done(). err > 0 is reported to the application. */

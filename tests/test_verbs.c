@@ -1917,6 +1917,16 @@ static void test_shared_address(void **state)
 	assert_int_equal(s.rx_kernel_arp, 1);
 	assert_int_equal(s.rx_kernel_icmp, 1);
 	vclose(b);
+	/* A MAC of the engine's own (XTCP_MAC) on the shared address: refused,
+	 * since peers reach the address at the kernel's MAC. */
+	struct xt_verbs_cfg c;
+	struct xt_nic *m = NULL;
+	cfg_init(&c, DEV_B, XT_VERBS_STEER_AUTO);
+	c.have_mac = 1;
+	memcpy(c.mac, ((uint8_t[]){ 2, 0x58, 10, 9, 0, 2 }), 6);
+	assert_int_equal(xt_verbs_open(&c, &m), -EINVAL);
+	assert_null(m);
+	assert_non_null(strstr(xt_verbs_error(), "address of its own"));
 	assert_int_equal(run_ip("link del xtdn1"), 0);
 }
 
