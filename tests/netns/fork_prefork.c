@@ -5,24 +5,26 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 static void serve(int l, int idx, const char *dir)
 {
-	/* a first accept() that times out at once registers this child as
-	 * accepting before it says it is ready */
-	struct timeval tv = { 0, 1000 };
-	setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	(void)accept(l, NULL, NULL);
-	tv.tv_usec = 0;
-	setsockopt(l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	/* A poll() of the listener registers this child as accepting (under
+	 * xtcp, the family's SYNs then may come here) before it says it is
+	 * ready.  Not an accept() with SO_RCVTIMEO or O_NONBLOCK: both belong to
+	 * the open file description every child shares, so one child's reset
+	 * of a short timeout can leave a sibling's first accept() blocking for
+	 * ever, and its short timeout can make a sibling's accept() fail with
+	 * EAGAIN (on the kernel too). */
+	struct pollfd p = { .fd = l, .events = POLLIN };
+	(void)poll(&p, 1, 0);
 	char path[512];
 	snprintf(path, sizeof(path), "%s/ready.%d", dir, idx);
 	FILE *f = fopen(path, "w");

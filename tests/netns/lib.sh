@@ -240,3 +240,25 @@ wait_pid() {
 	fi
 	wait "$pid"
 }
+
+# dump_stacks NAME...  for a step that found a program hung: every thread's
+# kernel wait (wchan, the system call it is in) and, with gdb, its user
+# stack, for each process whose command name is NAME.  Diagnostics only: it
+# decides nothing and always returns 0.
+dump_stacks() {
+	local name pid t
+	for name in "$@"; do
+		for pid in $(pgrep -x "$name"); do
+			echo "--- process $pid ($name): $(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null)"
+			for t in /proc/"$pid"/task/*; do
+				echo "  thread ${t##*/}: $(grep -m1 State "$t/status" 2>/dev/null)," \
+					"wchan $(cat "$t/wchan" 2>/dev/null), syscall $(cut -d' ' -f1-3 "$t/syscall" 2>/dev/null)"
+			done
+			if command -v gdb >/dev/null; then
+				timeout 20 gdb -p "$pid" -batch -nx -ex 'set pagination off' -ex 'thread apply all bt' 2>/dev/null |
+					grep -E '^(Thread|#)' | sed 's/^/  /'
+			fi
+		done
+	done >&2
+	return 0
+}

@@ -33,7 +33,10 @@ app_up
 
 step "prefork: 2 children accept() on the parent's listener"
 app_srv prefork "$BIN/fork_prefork" "$XT_ADDR_X" 7100 2 "$APP_DIR"
-wait_file "$APP_DIR/ready.0" 15 && wait_file "$APP_DIR/ready.1" 15 || fail "children not ready"
+if ! { wait_file "$APP_DIR/ready.0" 15 && wait_file "$APP_DIR/ready.1" 15; }; then
+	dump_stacks fork_prefork
+	fail "children not ready"
+fi
 out=$(run_in B "$BIN/fork_client" count "$XT_ADDR_X" 7100 40) || fail "not every connection answered: $out"
 note "$(echo "$out" | tr '\n' ';')"
 c0=$(echo "$out" | awk '$2 == "child" && $3 == 0 {print $1}')
