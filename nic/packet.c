@@ -131,6 +131,7 @@ struct pk_nic {
 	/* TSO: a send-only packet socket with PACKET_VNET_HDR (gfd < 0: none) */
 	int gfd;
 	struct sockaddr_ll gaddr;
+	bool gfd_bound; /* bound to the device: sends name no address */
 	struct xt_packet_stats st;
 };
 
@@ -549,7 +550,7 @@ static int tx_mmsg(struct pk_nic *p, const struct xt_frame *frames, int n, bool 
 			}
 			m[k].msg_hdr.msg_iov = iov[k];
 			m[k].msg_hdr.msg_iovlen = (size_t)part;
-			if (vnet) {
+			if (vnet && !p->gfd_bound) {
 				m[k].msg_hdr.msg_name = &p->gaddr;
 				m[k].msg_hdr.msg_namelen = sizeof(p->gaddr);
 			} else if (p->txaddr_len) {
@@ -954,6 +955,12 @@ static void setup_tso(struct pk_nic *p, const struct xt_packet_cfg *cfg)
 	p->gaddr.sll_family = AF_PACKET;
 	p->gaddr.sll_ifindex = p->ifindex;
 	p->gaddr.sll_protocol = htons(ETH_P_IP);
+	/* Bound to the device with protocol 0 (it still receives nothing), a
+	 * send needs no address: the kernel takes the bound device instead of
+	 * looking the index up (dev_get_by_index) for every frame, and reads
+	 * the protocol from the Ethernet header. */
+	struct sockaddr_ll b = { .sll_family = AF_PACKET, .sll_ifindex = p->ifindex, .sll_protocol = 0 };
+	p->gfd_bound = bind(p->gfd, (struct sockaddr *)&b, sizeof(b)) == 0;
 	p->nic.caps.tx_csum = XT_TX_CSUM_PARTIAL;
 	if (!cfg->no_tso)
 		p->nic.caps.tso_max = 65535u - XT_IP_HLEN - 60u; /* an IPv4 datagram's worth */

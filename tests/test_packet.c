@@ -1129,6 +1129,40 @@ static void test_csum_completion(void **state)
 	eng_close(e);
 }
 
+/* Packet sockets of this process (by inode, from /proc/self/fd) with
+ * protocol 0 (send-only) that /proc/net/packet shows on interface ifindex
+ * (0: unbound). */
+static int send_only_socks(int ifindex)
+{
+	unsigned long inodes[256];
+	int ni = 0, n = 0;
+	for (int fd = 0; fd < 1024 && ni < 256; fd++) {
+		char path[64], link[64];
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		ssize_t l = readlink(path, link, sizeof(link) - 1);
+		if (l <= 0)
+			continue;
+		link[l] = 0;
+		if (sscanf(link, "socket:[%lu]", &inodes[ni]) == 1)
+			ni++;
+	}
+	FILE *f = fopen("/proc/net/packet", "r");
+	assert_non_null(f);
+	char line[256];
+	while (fgets(line, sizeof(line), f)) {
+		unsigned proto;
+		int iface;
+		unsigned long inode;
+		if (sscanf(line, "%*s %*d %*d %x %d %*d %*u %*u %lu", &proto, &iface, &inode) != 3)
+			continue;
+		for (int i = 0; i < ni; i++)
+			if (inodes[i] == inode && proto == 0 && iface == ifindex)
+				n++;
+	}
+	fclose(f);
+	return n;
+}
+
 /* GRO/TSO frames up to 64 KiB from the kernel's TCP over veth: with the
  * big-frame ring they arrive whole through it (markers in the main ring),
  * none through the copy path; without it (no_big_ring), through the copy
@@ -1157,6 +1191,10 @@ static void big_echo(bool big)
 	 * kernel; payload straight from the send ring (no engine copy) */
 	assert_int_equal(e.nic->caps.tx_csum, XT_TX_CSUM_PARTIAL);
 	assert_true(e.nic->caps.tx_gather);
+	/* the offload socket is bound to the device (its sends name no
+	 * address, so the kernel looks up no device per frame) */
+	assert_true(send_only_socks((int)if_nametoindex("xtpk0")) >= 1);
+	assert_int_equal(send_only_socks(0), 0);
 	assert_true(xt_stack_counters(e.st)->tcp_tx_gathered > 0);
 	fprintf(stderr, "%s: %" PRIu64 " segments read in place (%" PRIu64 " from the main ring, %" PRIu64
 		" from the big ring), %" PRIu64 " of them copied later (%" PRIu64 " before sleeping)\n", what,
