@@ -175,9 +175,20 @@ def wait_port(addr, port, p, secs=15):
 
 
 def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+    """utime + stime of pid and every live descendant (a server under perf
+    record is perf's child)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0
+    t = int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = f.read().split()
+    except FileNotFoundError:
+        kids = []
+    return t + sum(cpu_ticks(int(k)) for k in kids)
 
 
 def sys_busy():
@@ -358,7 +369,13 @@ def strace_count(mode, raw, kind, n):
         d, port = None, 11113
     try:
         wait_port(addr, port, p)
-        st = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", raw + ".strace", "-p", str(p.pid)],
+        # under --perf the server is perf's child: trace it, not perf
+        pids = [p.pid]
+        if PERF:
+            with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+                pids = [int(k) for k in f.read().split()] or pids
+        st = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", raw + ".strace"] +
+                              [a for x in pids for a in ("-p", str(x))],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         procs.append(st)
         time.sleep(1.0)
