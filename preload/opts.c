@@ -351,6 +351,21 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 	return r;
 }
 
+/* A listener a fork family shares has one open file description and one
+ * kernel socket in every member: O_NONBLOCK or SO_RCVTIMEO set by another
+ * process applies here too, as on Linux, and the kernel's copies are the
+ * truth (every change passes through to them).  accept() reads them again
+ * (one system call, two before a wait) before it decides between EAGAIN and
+ * sleeping. */
+void xp_refresh_shared(int fd, struct xp_sock *s)
+{
+	int fl = xp_real.fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		atomic_store(&s->nonblock, (fl & O_NONBLOCK) != 0);
+	if (!atomic_load(&s->nonblock)) /* a wait follows: its timeout */
+		s->rcvtimeo_ns = timeo_of(fd, SO_RCVTIMEO_OLD);
+}
+
 int xp_fcntl(int fd, struct xp_sock *s, int cmd, long arg, bool is64)
 {
 	int r = is64 ? xp_real.fcntl64(fd, cmd, arg) : xp_real.fcntl(fd, cmd, arg);

@@ -341,6 +341,7 @@ ssize_t xp_sendfile(struct xp_sock *s, int in_fd, off_t *offset, size_t count);
 int xp_setsockopt(int fd, struct xp_sock *s, int level, int name, const void *val, socklen_t len);
 int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, socklen_t *len);
 int xp_fcntl(int fd, struct xp_sock *s, int cmd, long arg, bool is64);
+void xp_refresh_shared(int fd, struct xp_sock *s);
 int xp_ioctl(int fd, struct xp_sock *s, unsigned long req, void *arg);
 /* Replays the recorded kernel options of from onto kernel fd kfd. */
 void xp_opts_replay(const struct xp_sock *from, int kfd);

@@ -326,6 +326,7 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 	struct xp_sock *stale = NULL;
 	uint32_t pip = 0;
 	uint16_t pport = 0;
+	bool refreshed = false;
 	int r;
 
 	xp_lock();
@@ -352,6 +353,14 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 					xp_stats_handoff("accepted on the kernel side of a dual listener");
 				return r; /* a kernel socket: not ours */
 			}
+		}
+		if (xp_fam_on && !refreshed) {
+			/* a listener shared with the family (xp_refresh_shared) */
+			refreshed = true;
+			xp_unlock();
+			xp_refresh_shared(fd, s);
+			xp_lock();
+			xp_wait_init(&w, s, s->rcvtimeo_ns, true);
 		}
 		if (atomic_load(&s->nonblock)) {
 			r = -EAGAIN;

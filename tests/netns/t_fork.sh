@@ -7,6 +7,8 @@
 #   - daemon: listen, daemon(0, 0) (the parent exits), a clone(CLONE_VM |
 #     CLONE_VFORK) child closes its copy of the listener, then serve: 10
 #     connections answered by the daemon
+#   - a listener shared through fork: O_NONBLOCK and SO_RCVTIMEO set by
+#     the parent after the fork apply to the child's accept()
 #   - 200 fork()s while another thread opens and closes sockets: every
 #     child's first socket call (and its attach) returns
 #   - one established connection survives a child that _exit()s, exit()s,
@@ -24,7 +26,7 @@ source "$(dirname "$0")/app_common.sh"
 
 BIN=$XT_REPO/build/tests/netns
 mkdir -p "$BIN"
-for p in fork_client fork_prefork fork_daemon fork_exec fork_stress; do
+for p in fork_client fork_prefork fork_daemon fork_exec fork_stress fork_shared; do
 	gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread -o "$BIN/$p" "$XT_REPO/tests/netns/$p.c" ||
 		fail "cannot build $p"
 done
@@ -55,6 +57,11 @@ out=$(run_in B "$BIN/fork_client" count "$XT_ADDR_X" 7200 10) || fail "daemon: n
 kill -0 "$dpid" 2>/dev/null || fail "the daemon died"
 kill "$dpid"
 ok "10 connections answered by daemon $dpid"
+
+step "a listener shared through fork: the parent's O_NONBLOCK and SO_RCVTIMEO apply to the child's accept()"
+out=$(app_a "$BIN/fork_shared" "$XT_ADDR_X" 7250 2>&1) || fail "fork_shared: $out"
+note "$(echo "$out" | tr '\n' ';')"
+ok "both settings seen by the child"
 
 step "fork while another thread opens and closes sockets: no child inherits a held lock"
 out=$(app_a "$BIN/fork_stress" 200 2>&1) || fail "fork_stress: $out"
