@@ -917,7 +917,8 @@ static void synchronized_input(struct xt_stack *st, struct xt_sock *s, struct xt
 		ack_now = data_input(st, s, seg, now);
 		if (s->rcv_nxt != before && !ack_now && !fin)
 			schedule_ack(st, s, now);
-		xt_sock_wake(st, s);
+		/* the application hears of the data with the rest below: the
+		 * one way out before that wake, into TIME_WAIT, wakes too */
 	} else if (seg->len) {
 		ack_now = true; /* data after their FIN: just ACK what we have */
 	}
