@@ -80,6 +80,13 @@ int main(int argc, char **argv)
 		say("2 send: %s", res(send(fd, "ABCDEFGHIJ", 10, 0)));
 		step("3");
 		sync_wait("w3");
+		/* Let the receiver block in its recv() first.  Linux wakes a
+		 * reader held by SO_RCVLOWAT only when the queue itself reaches
+		 * the mark (tcp_data_ready): one that has taken "klmn" already
+		 * and waits for the rest is not woken by "opqr" (4 queued < 8)
+		 * and sleeps until the FIN, which made the kernel's own
+		 * reference run hang on a loaded machine. */
+		msleep(200);
 		say("3 send: %s", res(send(fd, "klmn", 4, 0)));
 		msleep(150);
 		say("3 send: %s", res(send(fd, "opqr", 4, 0)));
