@@ -132,6 +132,8 @@ struct pk_nic {
 	int gfd;
 	struct sockaddr_ll gaddr;
 	bool gfd_bound; /* bound to the device: sends name no address */
+	uint32_t ip;    /* the filter's address */
+	bool no_tcp;    /* the filters keep no TCP (xt_packet_set_tcp) */
 	struct xt_packet_stats st;
 };
 
@@ -680,6 +682,40 @@ static const struct xt_nic_ops packet_ops = {
 	.rx_release = pk_rx_release,
 };
 
+enum { FILTER_ALL, FILTER_MAIN, FILTER_BIG };
+static int attach_filter(int fd, uint32_t ip, bool no_link, int mode, uint32_t cap, bool no_tcp);
+
+int xt_packet_set_tcp(struct xt_nic *nic, bool on)
+{
+	if (!nic || nic->ops != &packet_ops)
+		return -EINVAL;
+	struct pk_nic *p = to_pk(nic);
+	if (p->no_tcp == !on)
+		return 0;
+	int main_mode = p->bfd >= 0 ? FILTER_MAIN : FILTER_ALL;
+	/* A big frame whose marker the main socket dropped is skipped later
+	 * (big_take); a marker without its big frame is lost.  So the main
+	 * socket stops keeping TCP first, and the big one starts first. */
+	if (on && p->bfd >= 0 && attach_filter(p->bfd, p->ip, p->no_link, FILTER_BIG, p->small_cap, false) < 0)
+		return -errno;
+	if (attach_filter(p->fd, p->ip, p->no_link, main_mode, p->small_cap, !on) < 0) {
+		int e = -errno;
+		if (on && p->bfd >= 0)
+			(void)attach_filter(p->bfd, p->ip, p->no_link, FILTER_BIG, p->small_cap, true);
+		return e;
+	}
+	if (!on && p->bfd >= 0)
+		(void)attach_filter(p->bfd, p->ip, p->no_link, FILTER_BIG, p->small_cap, true);
+	p->no_tcp = !on;
+	p->st.tcp_switches++;
+	return 0;
+}
+
+bool xt_packet_tcp_on(struct xt_nic *nic)
+{
+	return !nic || nic->ops != &packet_ops || !to_pk(nic)->no_tcp;
+}
+
 int xt_packet_stats(struct xt_nic *nic, struct xt_packet_stats *out)
 {
 	struct pk_nic *p;
@@ -703,8 +739,6 @@ int xt_packet_stats(struct xt_nic *nic, struct xt_packet_stats *out)
 
 /* --- open ------------------------------------------------------------------ */
 
-enum { FILTER_ALL, FILTER_MAIN, FILTER_BIG };
-
 /* Classic BPF: drop our own transmissions (belt and braces behind
  * PACKET_IGNORE_OUTGOING) and VLAN-tagged frames (the tag is stripped into
  * metadata, so they would look untagged); keep ARP and IPv4 to ip.  The
@@ -712,8 +746,9 @@ enum { FILTER_ALL, FILTER_MAIN, FILTER_BIG };
  * device without one is the IP header.  What is kept then depends on the
  * socket: FILTER_ALL all of it; with a big-frame ring, FILTER_MAIN all of a
  * frame of at most cap bytes and the first PK_MARK_SNAP of a longer one (the
- * marker), FILTER_BIG only the longer ones. */
-static int attach_filter(int fd, uint32_t ip, bool no_link, int mode, uint32_t cap)
+ * marker), FILTER_BIG only the longer ones.  With no_tcp, TCP is not kept at
+ * all (xt_packet_set_tcp). */
+static int attach_filter(int fd, uint32_t ip, bool no_link, int mode, uint32_t cap, bool no_tcp)
 {
 	const uint32_t ad_pkttype = (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE);
 	const uint32_t ad_vlan = (uint32_t)(SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT);
@@ -742,6 +777,19 @@ static int attach_filter(int fd, uint32_t ip, bool no_link, int mode, uint32_t c
 		BPF_JUMP(BPF_JMP | BPF_JA, 1, 0, 0), /* kept: to the tail */
 		BPF_STMT(BPF_RET | BPF_K, 0),
 	};
+	/* between the head (what is kept jumps here) and the tail */
+	struct sock_filter eth_tcp[] = {
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, XT_ETH_TYPE_be16),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, XT_ETHERTYPE_IPV4, 0, 3),
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, XT_ETH_HLEN + 9), /* IP protocol */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+	};
+	struct sock_filter raw_tcp[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_TCP, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+	};
 	struct sock_filter tail_all[] = {
 		BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
 	};
@@ -763,9 +811,12 @@ static int attach_filter(int fd, uint32_t ip, bool no_link, int mode, uint32_t c
 	size_t nt = mode == FILTER_MAIN ? sizeof(tail_main) / sizeof(tail_main[0])
 		    : mode == FILTER_BIG ? sizeof(tail_big) / sizeof(tail_big[0])
 					 : sizeof(tail_all) / sizeof(tail_all[0]);
+	const struct sock_filter *mid = no_link ? raw_tcp : eth_tcp;
+	size_t nm = !no_tcp ? 0 : no_link ? sizeof(raw_tcp) / sizeof(raw_tcp[0]) : sizeof(eth_tcp) / sizeof(eth_tcp[0]);
 	memcpy(prog_buf, head, nh * sizeof(*head));
-	memcpy(prog_buf + nh, tail, nt * sizeof(*tail));
-	struct sock_fprog prog = { .len = (unsigned short)(nh + nt), .filter = prog_buf };
+	memcpy(prog_buf + nh, mid, nm * sizeof(*mid));
+	memcpy(prog_buf + nh + nm, tail, nt * sizeof(*tail));
+	struct sock_fprog prog = { .len = (unsigned short)(nh + nm + nt), .filter = prog_buf };
 
 	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
 }
@@ -906,7 +957,7 @@ static int setup_big(struct pk_nic *p, const struct xt_packet_cfg *cfg)
 		return -1;
 	(void)set_opt(p->bfd, SOL_PACKET, PACKET_IGNORE_OUTGOING, 1, "PACKET_IGNORE_OUTGOING");
 	if (set_opt(p->bfd, SOL_PACKET, PACKET_VERSION, TPACKET_V2, "PACKET_VERSION") < 0 ||
-	    attach_filter(p->bfd, cfg->ip, p->no_link, FILTER_BIG, p->small_cap) < 0)
+	    attach_filter(p->bfd, cfg->ip, p->no_link, FILTER_BIG, p->small_cap, false) < 0)
 		goto fail;
 	p->big.frame_size = PK_BIG_SLOT;
 	ring_req(&req, PK_BIG_SLOT, PK_BIG_FRAMES);
@@ -1094,7 +1145,8 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 		(void)setup_big(p, cfg); /* none: big frames take the copy path */
 	else
 		drop_big(p);
-	if (attach_filter(p->fd, cfg->ip, p->no_link, p->bfd >= 0 ? FILTER_MAIN : FILTER_ALL, p->small_cap) < 0) {
+	p->ip = cfg->ip;
+	if (attach_filter(p->fd, cfg->ip, p->no_link, p->bfd >= 0 ? FILTER_MAIN : FILTER_ALL, p->small_cap, false) < 0) {
 		r = pk_fail(-errno, "SO_ATTACH_FILTER: %s", strerror(errno));
 		goto fail;
 	}
@@ -1113,7 +1165,7 @@ int xt_packet_open(const struct xt_packet_cfg *cfg, struct xt_nic **out)
 	 * big frame is in its ring before its marker is in the main one. */
 	if (p->bfd >= 0 && bind(p->bfd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
 		drop_big(p);
-		if (attach_filter(p->fd, cfg->ip, p->no_link, FILTER_ALL, 0) < 0) {
+		if (attach_filter(p->fd, cfg->ip, p->no_link, FILTER_ALL, 0, false) < 0) {
 			r = pk_fail(-errno, "SO_ATTACH_FILTER: %s", strerror(errno));
 			goto fail;
 		}

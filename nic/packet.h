@@ -122,11 +122,21 @@ struct xt_packet_stats {
 	uint64_t rx_kept_main;   /* main-ring frames the engine kept (read in place) */
 	uint64_t rx_kept_big;    /* big-ring frames the engine kept */
 	uint64_t wake_kept;      /* arm_wake refusals: the newest frame was kept (-EAGAIN) */
+	uint64_t tcp_switches;   /* xt_packet_set_tcp changes (TCP kept or not) */
 };
 
 /* Fills *out (reads and accumulates the kernel's PACKET_STATISTICS, which
  * the kernel resets on each read).  Returns 0, or -EINVAL when nic is not a
  * packet backend. */
 int xt_packet_stats(struct xt_nic *nic, struct xt_packet_stats *out);
+
+/* Whether the sockets keep TCP at all (on: yes, as opened).  A member of a
+ * fork family with no connection of its own and accepting nowhere turns
+ * TCP off, so that it no longer takes in every frame of its siblings'
+ * connections; ARP and ICMP still come.  Returns 0, -EINVAL when nic is
+ * not a packet backend, or -errno (the filter could not be replaced; the
+ * previous one stays). */
+int xt_packet_set_tcp(struct xt_nic *nic, bool on);
+bool xt_packet_tcp_on(struct xt_nic *nic);
 
 #endif
