@@ -345,6 +345,9 @@ static void *progress_main(void *arg)
 			xt_stack_flush(xp_eng.st); /* frames a send left (xp_unlock_lazy) */
 		}
 		xt_time_t dl = next_deadline();
+		xt_time_t fdl = xp_fork_idle_check(now); /* fork.c: a member without TCP */
+		if (fdl < dl)
+			dl = fdl;
 		/* The application handles the NIC itself while a thread of it
 		 * sleeps on the wake fd, or keeps calling in (epoll/poll/select
 		 * and non-blocking reads take what the NIC holds): then stay out

@@ -67,6 +67,8 @@
 #include <unistd.h>
 
 #include "shim.h"
+#include "stats.h"
+#include "packet.h"
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -499,14 +501,100 @@ int xp_fork_syn_owner(void *ctx, uint32_t lip, uint16_t lport, uint32_t rip, uin
 	return 0;
 }
 
+/* --- a member with nothing to do with TCP ------------------------------------
+ *
+ * Every member's packet socket takes in every frame for the address: under
+ * nginx, the master (which never accepts) would parse all of its workers'
+ * traffic.  A member with no connection of its own (xt_stack_nconns), that
+ * accepts on no port and holds no port that no other live member accepts
+ * on (where it may be the lone holder that takes the SYNs) turns TCP off
+ * in its socket filter (xt_packet_set_tcp); ARP and ICMP still come.  It
+ * turns TCP on again before anything that can start a connection of its
+ * own (accept() or a wait on a listener, connect(), listen()), and its
+ * progress thread looks again every XP_DEAF_CHECK (a member gone, a
+ * connection come). */
+
+#define XP_DEAF_CHECK XT_MS(500)
+static bool deaf;
+static xt_time_t deaf_checked;
+
+/* Engine lock held. */
+static void set_tcp(bool on)
+{
+	struct xt_nic *base = xp_eng.nic ? xp_nic_base(xp_eng.nic) : NULL;
+	if (!base || deaf == !on)
+		return;
+	if (xt_packet_set_tcp(base, on) != 0)
+		return; /* another backend, or the filter stays as it was */
+	deaf = !on;
+	XP_LOG(XP_LOG_DEBUG, on ? "fork: TCP frames taken in again"
+				: "fork: no connection of its own and accepting nowhere: the family's "
+				  "TCP frames are no longer taken in");
+}
+
+/* Engine lock held: before this process may start a connection. */
+void xp_fork_hear(void)
+{
+	if (XP_UNLIKELY(deaf))
+		set_tcp(true);
+}
+
+static bool someone_else_accepts(uint16_t port)
+{
+	for (int i = 0; i < FAM_SLOTS; i++) {
+		uint64_t k = atomic_load_explicit(&fam->slot[i], memory_order_relaxed);
+		if (k && key_port(k) == port && key_pid(k) != xp_fork_pid &&
+		    (key_flags(k) & (F_HOLD | F_ACCEPTING)) == (F_HOLD | F_ACCEPTING) && !pid_dead(key_pid(k)))
+			return true;
+	}
+	return false;
+}
+
+static bool idle_member(void)
+{
+	if (!fam || !xp_fam_on || !xp_eng.st || !xp_eng.nic || xt_stack_nsockets(xp_eng.st) > 64 ||
+	    xt_stack_nconns(xp_eng.st, 1))
+		return false;
+	for (int i = 0; i < FAM_SLOTS; i++) {
+		uint64_t k = atomic_load_explicit(&fam->slot[i], memory_order_relaxed);
+		if (!k || key_pid(k) != xp_fork_pid)
+			continue;
+		if (key_flags(k) & F_ACCEPTING)
+			return false;
+		if ((key_flags(k) & F_HOLD) && !someone_else_accepts(key_port(k)))
+			return false;
+	}
+	return true;
+}
+
+/* Progress thread, engine lock held: when to look again (XT_TIME_NEVER
+ * while TCP is on: the thread runs often enough when frames come). */
+xt_time_t xp_fork_idle_check(xt_time_t now)
+{
+	if (XP_LIKELY(!xp_fam_on) && !deaf)
+		return XT_TIME_NEVER;
+	if (now >= deaf_checked + XP_DEAF_CHECK) {
+		deaf_checked = now;
+		set_tcp(!idle_member());
+	}
+	return deaf ? deaf_checked + XP_DEAF_CHECK : XT_TIME_NEVER;
+}
+
 /* --- hooks from sock.c and mux.c --------------------------------------------- */
 
 void xp_fork_listening(struct xp_sock *s)
 {
+	xp_fork_hear(); /* it may be the port's lone holder */
 	if (s->listening)
 		slot_update(s->port, F_HOLD | F_CREATOR, 0);
 }
 
+bool xp_fork_is_accepting(const struct xp_sock *s)
+{
+	return !fam || (__atomic_load_n(&acc_done[s->port >> 3], __ATOMIC_RELAXED) & (1u << (s->port & 7)));
+}
+
+/* Engine lock held. */
 void xp_fork_accepting(struct xp_sock *s)
 {
 	if (!fam || !s->listening)
@@ -516,6 +604,7 @@ void xp_fork_accepting(struct xp_sock *s)
 	if (__atomic_load_n(&acc_done[port >> 3], __ATOMIC_RELAXED) & bit)
 		return;
 	__atomic_fetch_or(&acc_done[port >> 3], bit, __ATOMIC_RELAXED);
+	xp_fork_hear(); /* before the family hashes SYNs to it */
 	slot_update(port, F_HOLD | F_ACCEPTING, 0);
 }
 
@@ -554,6 +643,8 @@ void xp_fork_child(void)
 	pthread_mutex_init(&reg_mu, NULL);
 	memset(acc_done, 0, sizeof(acc_done));
 	xp_fam_on = false;
+	deaf = false; /* the child's own NIC queue takes in TCP */
+	deaf_checked = 0;
 	nkept = 0;
 	xp_thread_forget();
 	if (!xp_eng.st)

@@ -1160,8 +1160,11 @@ static int pset_add(struct pset *ps, int fd, short events, uint8_t sel)
 	}
 	if (it->s) {
 		ps->neng++;
-		if (events & (POLLIN | POLLRDNORM))
-			xp_fork_accepting(it->s); /* a listener waited on: fork.c */
+		if ((events & (POLLIN | POLLRDNORM)) && it->s->listening && !xp_fork_is_accepting(it->s)) {
+			xp_lock(); /* fork.c: a listener waited on (once per port) */
+			xp_fork_accepting(it->s);
+			xp_unlock();
+		}
 		if (!it->s->klisten || !(events & (POLLIN | POLLRDNORM)))
 			return 1;
 		events = POLLIN; /* a dual listener: the kernel side's connections too */

@@ -444,6 +444,9 @@ int xp_fork_syn_owner(void *ctx, uint32_t lip, uint16_t lport, uint32_t rip, uin
  * listening socket is waited on; repeated calls are cheap); a listener goes. */
 void xp_fork_listening(struct xp_sock *s);
 void xp_fork_accepting(struct xp_sock *s);
+bool xp_fork_is_accepting(const struct xp_sock *s);
+void xp_fork_hear(void);
+xt_time_t xp_fork_idle_check(xt_time_t now);
 void xp_fork_unlisten(struct xp_sock *s);
 /* atfork child handler (engine lock held). */
 void xp_fork_child(void);

@@ -401,6 +401,7 @@ static int connect_engine(struct xp_sock *s, uint32_t dst, uint16_t dport)
 		if (st != XT_CLOSE)
 			return -EISCONN;
 		xp_tx_hold(); /* the SYN waits for the connection's steering rule */
+		xp_fork_hear(); /* a fork family's member that took in no TCP */
 		r = xt_tcp_connect(xp_eng.st, s->esock, dst, dport, xp_clock());
 		if (r == -EINPROGRESS)
 			xp_flow_conn(s);

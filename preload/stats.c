@@ -298,6 +298,7 @@ static const char *const pkt_names[] = {
 	"rx_csum_offloaded", "rx_big", "rx_big_lost", "rx_copied", "rx_truncated", "tx_gso", "tx_calls",
 	"tx_errors",
 	"tx_full", "tx_oversize", "wake_errors", "rx_kept_main", "rx_kept_big", "wake_kept",
+	"tcp_switches", "tcp_off",
 };
 
 /* struct xt_verbs_stats, field by field (every field a uint64_t). */
@@ -328,7 +329,8 @@ static void fill_nic(void)
 	const uint64_t v[] = { ps.rx_frames, ps.rx_bytes, ps.tx_frames, ps.tx_bytes, ps.rx_drops,
 			       ps.rx_kernel_frames, ps.rx_csum_offloaded, ps.rx_big, ps.rx_big_lost,
 			       ps.rx_copied, ps.rx_truncated, ps.tx_gso, ps.tx_calls, ps.tx_errors, ps.tx_full,
-			       ps.tx_oversize, ps.wake_errors, ps.rx_kept_main, ps.rx_kept_big, ps.wake_kept };
+			       ps.tx_oversize, ps.wake_errors, ps.rx_kept_main, ps.rx_kept_big, ps.wake_kept,
+			       ps.tcp_switches, !xt_packet_tcp_on(xp_nic_base(xp_eng.nic)) };
 	_Static_assert(sizeof(v) / sizeof(v[0]) == sizeof(pkt_names) / sizeof(pkt_names[0]), "NIC counter names");
 	xts_fill_nic(seg, "packet", pkt_names, v, (uint32_t)(sizeof(v) / sizeof(v[0])));
 }

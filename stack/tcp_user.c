@@ -884,6 +884,16 @@ uint32_t xt_stack_nsockets(const struct xt_stack *st)
 	return st->nsocks;
 }
 
+uint32_t xt_stack_nconns(const struct xt_stack *st, uint32_t limit)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < st->sock_cap && n < limit; i++) {
+		const struct xt_sock *s = st->socks[i];
+		n += s && s->state != XT_LISTEN && s->state != XT_CLOSE;
+	}
+	return n;
+}
+
 int xt_tcp_next(const struct xt_stack *st, int from)
 {
 	for (uint32_t id = from < 0 ? 0 : (uint32_t)from; id < st->sock_cap; id++)

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # nginx under xtcp in ns A (10.55.0.3), master + 2 workers sharing the
-# listening socket (daemon on), driven from the kernel in ns B; once with
-# `sendfile on` and once with `sendfile off`:
+# listening socket, driven from the kernel in ns B; once with `sendfile on`
+# and `daemon on` (the master is a fork child that never attaches), once
+# with `sendfile off` and `daemon off` (the master is the process that
+# attached, as in a container):
 #   - curl downloads of 0 B, 4 KiB, 1 MiB and 64 MiB files are byte-identical
 #     (cmp), with keep-alive and with Connection: close
 #   - wrk -c 100 keep-alive on the 4 KiB file and Connection: close on the
 #     0 B file, XT_NGINX_WRK_SECS (default 5) each: no socket error, only 2xx
 #   - both workers served requests (access log by pid); no alert, crit or
 #     emerg line in nginx's error log; the master stops on SIGQUIT
+#   - daemon off, under xtcp: during wrk the master's NIC took in under 1%
+#     of the frames its workers took in (TCP off in its filter: it has no
+#     connection and accepts nowhere), xtcp-stat -j
 # nginx runs with its own -p prefix and config under build/ (pid file there).
 # XT_APP_KERNEL=1 runs nginx on the kernel instead (same checks).
 set -uo pipefail
@@ -56,14 +61,31 @@ wrk_check() {
 	ok "wrk $name: $rps requests/s, $(awk '/requests in/ {print $1}' <<<"$out") requests, no socket error, all 2xx"
 }
 
+# nic_rx PID...: per process, "PID NIC_RX_FRAMES TCP_OFF" (xtcp-stat -j)
+nic_rx() {
+	"$XT_REPO/build/xtcp-stat" -j "$@" | python3 -c '
+import json, sys
+procs = {p["pid"]: p for p in json.load(sys.stdin)["processes"]}
+for pid in map(int, sys.argv[1:]):
+    c = procs[pid]["nic"]["counters"]
+    print(pid, c["rx_frames"], c.get("tcp_off", 0))
+' "$@"
+}
+
 run_mode() {
-	local mode=$1 port=$2 master f i hdr n
-	step "nginx, sendfile $mode, port $port"
+	local mode=$1 port=$2 daemon=$3 master f i hdr n
+	step "nginx, sendfile $mode, daemon $daemon, port $port"
 	rm -f "$NG/nginx.pid" "$NG/access.log" "$NG/error.log"
 	sed -e "s|@DIR@|$NG|g" -e "s|@ADDR@|$XT_ADDR_X|g" -e "s|@PORT@|$port|g" -e "s|@SENDFILE@|$mode|g" \
-		"$XT_REPO/tests/netns/nginx.conf.in" >"$NG/nginx.conf"
-	app_a nginx -p "$NG/" -c "$NG/nginx.conf" -e "$NG/error.log" ||
-		fail "nginx did not start: $(tail -n 5 "$NG/error.log" 2>/dev/null)"
+		-e "s|@DAEMON@|$daemon|g" "$XT_REPO/tests/netns/nginx.conf.in" >"$NG/nginx.conf"
+	if [[ $daemon == on ]]; then
+		# the master is a fork child that never attaches: no engine of its own
+		app_a nginx -p "$NG/" -c "$NG/nginx.conf" -e "$NG/error.log" ||
+			fail "nginx did not start: $(tail -n 5 "$NG/error.log" 2>/dev/null)"
+	else
+		# the master is the process that attached (as in a container)
+		app_srv "nginx-$port" nginx -p "$NG/" -c "$NG/nginx.conf" -e "$NG/error.log"
+	fi
 	wait_file "$NG/nginx.pid" 15 || fail "no pid file"
 	master=$(cat "$NG/nginx.pid")
 	for i in $(seq 100); do
@@ -91,8 +113,26 @@ run_mode() {
 	rm -f "$APP_DIR/p1" "$APP_DIR/p2" "$APP_DIR/got"
 	ok "two parallel 64 MiB downloads byte-identical"
 
+	local check_master=
+	[[ $APP_MODE == xtcp && $daemon == off ]] && check_master=1
+	[[ $check_master ]] && nic_rx "$master" $(pgrep -P "$master") >"$APP_DIR/rx0"
 	wrk_check "$mode-keepalive-4k" "$URL:$port/4k"
 	wrk_check "$mode-close-0b" -H "Connection: close" "$URL:$port/0b"
+	if [[ $check_master ]]; then
+		# The master accepts nowhere and has no connection: its packet
+		# socket takes in no TCP (fork.c), so it does not parse its
+		# workers' traffic.  Frames the NIC gave each process during wrk:
+		nic_rx "$master" $(pgrep -P "$master") >"$APP_DIR/rx1"
+		local rx
+		rx=$(paste "$APP_DIR/rx0" "$APP_DIR/rx1" | awk '{printf "%s%s:%d(tcp_off %d) ", NR == 1 ? "master " : "worker ", $1, $5 - $2, $6}')
+		note "NIC frames during wrk: $rx"
+		paste "$APP_DIR/rx0" "$APP_DIR/rx1" | awk '
+			NR == 1 { m = $5 - $2; moff = $6; next }
+			{ w += $5 - $2; if ($6) woff = 1 }
+			END { exit !(moff == 1 && woff == 0 && w > 10000 && m * 100 < w) }' ||
+			fail "the master took in its workers' TCP frames, or a worker took in none: $rx"
+		ok "the master took in none of its workers' TCP traffic (TCP off in its filter)"
+	fi
 
 	sleep 1.5 # the access log's flush=1s
 	local per
@@ -116,5 +156,5 @@ run_mode() {
 	ok "nginx stopped; no alert in its error log"
 }
 
-run_mode on 8080
-run_mode off 8081
+run_mode on 8080 on
+run_mode off 8081 off
