@@ -15,9 +15,12 @@ The server runs pinned to CPU 1, the client to CPU 0.
 Workloads: sockperf ping-pong 64 B and 1 KiB (half round trip, as sockperf
 reports it: avg, p50, p99, p99.9; xtcp with busy polling on), sockperf
 throughput, redis-benchmark GET and SET -c 50 with and without -P 16, nginx
-+ wrk keep-alive (4 KiB file) and with "Connection: close", and 1 GiB
++ wrk keep-alive (4 KiB file) and with "Connection: close" (one process),
+keep-alive again with a master and 2 workers (nginx_keepalive_2w: the
+default kind of deployment, in the foreground as in a container; under
+xtcp a fork family), and 1 GiB
 iperf3 transfers into the server and (bulk_1GiB_send, -R) out of it.  For each: the server's CPU time per request (utime + stime
-of the whole process from /proc, all threads), for redis, nginx and the
+of the whole process and its children from /proc, all threads), for redis, nginx and the
 transfer also both CPUs' busy time per request (/proc/stat: on veth the
 kernel runs the receiving end's TCP input on the sender's CPU, so only the
 sum compares the two modes fairly), and for sockperf 64 B and
@@ -302,13 +305,21 @@ http {{
 """
 
 
-def nginx(mode, raw, close, secs):
+def nginx(mode, raw, close, secs, workers=0):
+    """workers=0: one process (master_process off); else a master and that
+    many workers (they run as nobody: the files are world-readable)."""
     addr = addr_of(mode)
     d = tempfile.mkdtemp(prefix="xtb-nginx-")
+    os.chmod(d, 0o755)
     os.makedirs(d + "/www")
     with open(d + "/www/4k", "wb") as f:
         f.write(os.urandom(4096))
-    open(d + "/nginx.conf", "w").write(NGINX_CONF.format(d=d, addr=addr))
+    os.chmod(d + "/www/4k", 0o644)
+    conf = NGINX_CONF.format(d=d, addr=addr)
+    if workers:
+        conf = conf.replace("worker_processes 1;\nmaster_process off;",
+                            f"worker_processes {workers};\nmaster_process on;")
+    open(d + "/nginx.conf", "w").write(conf)
     p = start_server(mode, ["nginx", "-p", d, "-c", d + "/nginx.conf", "-e", d + "/error.log"], raw)
     try:
         wait_port(addr, 8080, p)
@@ -473,6 +484,7 @@ def main():
         ("redis_set_P16", lambda m, r: redis(m, r, "set", 16, n_redis * 4)),
         ("nginx_keepalive_4k", lambda m, r: nginx(m, r, False, secs)),
         ("nginx_close_4k", lambda m, r: nginx(m, r, True, secs)),
+        ("nginx_keepalive_2w", lambda m, r: nginx(m, r, False, secs, workers=2)),
         ("bulk_1GiB", lambda m, r: bulk(m, r, 1 << 30)),
         ("bulk_1GiB_send", lambda m, r: bulk(m, r, 1 << 30, reverse=True)),
     ]
