@@ -973,13 +973,17 @@ static void test_tcp_passive_echo(void **state)
 	passive_echo(&veth_eng, 11, "passive echo");
 }
 
-/* Child in ns B: a connect() to the engine's echo port that gives up after
- * 500 ms.  Exit 0: it did not connect; 1: it did; 2: error. */
+struct try_arg {
+	uint32_t ip;
+	uint16_t port;
+};
+
+/* Child: a connect() to ip:port that gives up after 500 ms.  Exit 0: it did
+ * not connect; 1: it did; 2: error. */
 static int try_connect(void *arg)
 {
-	(void)arg;
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(PORT_ECHO + 1),
-				 .sin_addr.s_addr = htonl(IP_ENGINE) };
+	const struct try_arg *t = arg;
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(t->port), .sin_addr.s_addr = htonl(t->ip) };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return 2;
@@ -993,6 +997,32 @@ static int try_connect(void *arg)
 	socklen_t l = sizeof(err);
 	getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l);
 	return r > 0 && !err ? 1 : r == 0 ? 0 : 2;
+}
+
+/* With TCP off (xt_packet_set_tcp), a connect() from ns `which` to a
+ * listener on ip:port: the child's exit code (0: it did not connect) and
+ * the SYNs that reached the listener.  TCP is on again at return. */
+static void tcp_off_try(struct eng *e, char which, uint32_t ip, uint16_t port, int *rc_out, uint64_t *syns_out)
+{
+	struct try_arg t = { ip, port };
+	int ls = xt_tcp_open(e->st);
+	bool setup = ls >= 0 && xt_tcp_bind(e->st, ls, ip, port) == 0 && xt_tcp_listen(e->st, ls, 4) == 0;
+	uint64_t opens = xt_stack_counters(e->st)->tcp_passive_opens;
+	pid_t pid = setup ? spawn(which, try_connect, &t) : -1;
+	xt_time_t end = mono() + XT_MS(CASE_TIMEOUT_MS);
+	int rc = -1;
+	while (pid > 0 && mono() < end && (rc = reap(pid)) < 0) {
+		eng_pump(e);
+		eng_wait(e, STEP_MS);
+	}
+	if (pid > 0 && rc < 0)
+		rc = reap_wait(pid, 100);
+	if (ls >= 0)
+		xt_tcp_close(e->st, ls, e->now);
+	*rc_out = setup ? rc : -2;
+	*syns_out = xt_stack_counters(e->st)->tcp_passive_opens - opens;
+	fprintf(stderr, "TCP off: connect %s, SYNs that reached the listener %" PRIu64 "\n",
+		rc == 0 ? "did not complete" : rc == 1 ? "completed" : "failed", *syns_out);
 }
 
 /* xt_packet_set_tcp: with TCP off the sockets take in no TCP (a SYN to a
@@ -1016,27 +1046,11 @@ static void test_tcp_off(void **state)
 	 * engine.  A segment of an earlier case's connection (its last ACK)
 	 * may still have been on its way when TCP went off: what counts is
 	 * that no SYN reached the listener. */
-	int ls = xt_tcp_open(e->st);
-	bool setup = ls >= 0 && xt_tcp_bind(e->st, ls, IP_ENGINE, PORT_ECHO + 1) == 0 &&
-		     xt_tcp_listen(e->st, ls, 4) == 0;
-	uint64_t opens = xt_stack_counters(e->st)->tcp_passive_opens;
-	pid_t pid = setup ? spawn('b', try_connect, NULL) : -1;
-	xt_time_t end = mono() + XT_MS(CASE_TIMEOUT_MS);
-	int rc = -1;
-	while (pid > 0 && mono() < end && (rc = reap(pid)) < 0) {
-		eng_pump(e);
-		eng_wait(e, STEP_MS);
-	}
-	if (pid > 0 && rc < 0)
-		rc = reap_wait(pid, 100);
-	uint64_t syns = xt_stack_counters(e->st)->tcp_passive_opens - opens;
-	fprintf(stderr, "TCP off: connect from ns B %s, SYNs that reached the listener %" PRIu64 "\n",
-		rc == 0 ? "did not complete" : rc == 1 ? "completed" : "failed", syns);
+	int rc;
+	uint64_t syns;
+	tcp_off_try(e, 'b', IP_ENGINE, PORT_ECHO + 1, &rc, &syns);
 	int ping_rc = ping_engine(e); /* ARP and ICMP still come */
-	if (ls >= 0)
-		xt_tcp_close(e->st, ls, e->now);
 	int on_rc = xt_packet_set_tcp(e->nic, true);
-	assert_true(setup);
 	assert_int_equal(rc, 0);
 	assert_int_equal(syns, 0);
 	assert_int_equal(ping_rc, 0);
@@ -1410,6 +1424,17 @@ static void tun_case(int tx_mode, const char *what)
 	fprintf(stderr, "%s: %" PRIu64 " packets bounced by the tun's holder\n", what, e.reflected);
 	assert_int_equal(c.recvd, TUN_BYTES);
 	assert_int_equal(xt_stack_counters(e.st)->drop_tcp_csum, 0);
+	if (tx_mode == XT_PACKET_TX_SENDMMSG) {
+		/* the filter's TCP block on a device without a link header */
+		int rc;
+		uint64_t syns;
+		assert_int_equal(xt_packet_set_tcp(e.nic, false), 0);
+		tcp_off_try(&e, 't', IP_TUN_ENGINE, PORT_TUN + 1, &rc, &syns);
+		int on_rc = xt_packet_set_tcp(e.nic, true);
+		assert_int_equal(rc, 0);
+		assert_int_equal(syns, 0);
+		assert_int_equal(on_rc, 0);
+	}
 	eng_close(&e);
 	close(tunfd);
 }
