@@ -505,7 +505,7 @@ int xp_fork_syn_owner(void *ctx, uint32_t lip, uint16_t lport, uint32_t rip, uin
  *
  * Every member's packet socket takes in every frame for the address: under
  * nginx, the master (which never accepts) would parse all of its workers'
- * traffic.  A member with no connection of its own (xt_stack_nconns), that
+ * traffic.  A member with no connection of its own (xt_stack_has_conns), that
  * accepts on no port and holds no port that no other live member accepts
  * on (where it may be the lone holder that takes the SYNs) turns TCP off
  * in its socket filter (xt_packet_set_tcp); ARP and ICMP still come.  It
@@ -515,18 +515,22 @@ int xp_fork_syn_owner(void *ctx, uint32_t lip, uint16_t lport, uint32_t rip, uin
  * connection come). */
 
 #define XP_DEAF_CHECK XT_MS(500)
-static bool deaf;
 static xt_time_t deaf_checked;
+
+/* Engine lock held: is TCP off in this process's NIC?  (A fork child's
+ * NIC, opened when it attaches, takes TCP in.) */
+static bool deaf(void)
+{
+	return xp_eng.nic && !xt_packet_tcp_on(xp_nic_base(xp_eng.nic));
+}
 
 /* Engine lock held. */
 static void set_tcp(bool on)
 {
-	struct xt_nic *base = xp_eng.nic ? xp_nic_base(xp_eng.nic) : NULL;
-	if (!base || deaf == !on)
+	if (!xp_eng.nic || deaf() == !on)
 		return;
-	if (xt_packet_set_tcp(base, on) != 0)
+	if (xt_packet_set_tcp(xp_nic_base(xp_eng.nic), on) != 0)
 		return; /* another backend, or the filter stays as it was */
-	deaf = !on;
 	XP_LOG(XP_LOG_DEBUG, on ? "fork: TCP frames taken in again"
 				: "fork: no connection of its own and accepting nowhere: the family's "
 				  "TCP frames are no longer taken in");
@@ -535,7 +539,7 @@ static void set_tcp(bool on)
 /* Engine lock held: before this process may start a connection. */
 void xp_fork_hear(void)
 {
-	if (XP_UNLIKELY(deaf))
+	if (XP_UNLIKELY(deaf()))
 		set_tcp(true);
 }
 
@@ -553,7 +557,7 @@ static bool someone_else_accepts(uint16_t port)
 static bool idle_member(void)
 {
 	if (!fam || !xp_fam_on || !xp_eng.st || !xp_eng.nic || xt_stack_nsockets(xp_eng.st) > 64 ||
-	    xt_stack_nconns(xp_eng.st, 1))
+	    xt_stack_has_conns(xp_eng.st))
 		return false;
 	for (int i = 0; i < FAM_SLOTS; i++) {
 		uint64_t k = atomic_load_explicit(&fam->slot[i], memory_order_relaxed);
@@ -571,13 +575,13 @@ static bool idle_member(void)
  * while TCP is on: the thread runs often enough when frames come). */
 xt_time_t xp_fork_idle_check(xt_time_t now)
 {
-	if (XP_LIKELY(!xp_fam_on) && !deaf)
+	if (XP_LIKELY(!xp_fam_on) && !deaf())
 		return XT_TIME_NEVER;
 	if (now >= deaf_checked + XP_DEAF_CHECK) {
 		deaf_checked = now;
 		set_tcp(!idle_member());
 	}
-	return deaf ? deaf_checked + XP_DEAF_CHECK : XT_TIME_NEVER;
+	return deaf() ? deaf_checked + XP_DEAF_CHECK : XT_TIME_NEVER;
 }
 
 /* --- hooks from sock.c and mux.c --------------------------------------------- */
@@ -643,7 +647,6 @@ void xp_fork_child(void)
 	pthread_mutex_init(&reg_mu, NULL);
 	memset(acc_done, 0, sizeof(acc_done));
 	xp_fam_on = false;
-	deaf = false; /* the child's own NIC queue takes in TCP */
 	deaf_checked = 0;
 	nkept = 0;
 	xp_thread_forget();

@@ -884,14 +884,18 @@ uint32_t xt_stack_nsockets(const struct xt_stack *st)
 	return st->nsocks;
 }
 
-uint32_t xt_stack_nconns(const struct xt_stack *st, uint32_t limit)
+bool xt_stack_has_conns(const struct xt_stack *st)
 {
-	uint32_t n = 0;
-	for (uint32_t i = 0; i < st->sock_cap && n < limit; i++) {
+	uint32_t seen = 0;
+	for (uint32_t i = 0; i < st->sock_cap && seen < st->nsocks; i++) {
 		const struct xt_sock *s = st->socks[i];
-		n += s && s->state != XT_LISTEN && s->state != XT_CLOSE;
+		if (!s)
+			continue;
+		if (s->state != XT_LISTEN && s->state != XT_CLOSE)
+			return true;
+		seen++;
 	}
-	return n;
+	return false;
 }
 
 int xt_tcp_next(const struct xt_stack *st, int from)

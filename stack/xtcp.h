@@ -431,10 +431,10 @@ struct xt_sock_view {
 };
 /* Sockets held, in every state. */
 uint32_t xt_stack_nsockets(const struct xt_stack *st);
-/* Sockets that are neither listening nor closed (connections in any state,
- * handshakes, TIME_WAITs, orphans), counted up to limit (a walk of the
- * socket table). */
-uint32_t xt_stack_nconns(const struct xt_stack *st, uint32_t limit);
+/* Is any socket neither listening nor closed (a connection in any state, a
+ * handshake, a TIME_WAIT, an orphan)?  A walk of the socket table up to the
+ * last socket held. */
+bool xt_stack_has_conns(const struct xt_stack *st);
 /* The lowest socket handle >= from, or -1. */
 int xt_tcp_next(const struct xt_stack *st, int from);
 /* One socket by handle, orphans included; -EBADF if there is none. */

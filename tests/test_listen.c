@@ -368,10 +368,12 @@ static void test_clock_never_runs_backwards(void **state)
 	(void)state;
 	struct net *net = net_new(1);
 	int l = listener(net, 4), c;
+	assert_false(xt_stack_has_conns(net->b)); /* a listener only */
 	connect_n(net, &c, 1);
 	run(net, XT_MS(10));
 	int got[1] = { -1 };
 	assert_int_equal(accept_all(net, l, got, 1), 1);
+	assert_true(xt_stack_has_conns(net->b));
 	xt_time_t past = net->now - XT_SEC(100);
 	assert_int_equal(xt_tcp_send(net->a, c, "late", 4, 0, past), 4); /* times the segment at "past" */
 	run(net, XT_MS(10));
@@ -483,7 +485,9 @@ static void test_port_held_by_connections(void **state)
 	assert_int_equal(xt_tcp_shutdown(net->b, got[0], XT_SHUT_WR, net->now), -ENOTCONN);
 	assert_int_equal(xt_tcp_close(net->b, got[0], net->now), 0);
 	assert_int_equal(xt_tcp_bind(net->b, n, 0, PORT), -EADDRINUSE);
+	assert_true(xt_stack_has_conns(net->b)); /* an orphaned TIME_WAIT */
 	run(net, XT_SEC(61)); /* TIME_WAIT over */
+	assert_false(xt_stack_has_conns(net->b)); /* n is closed, unbound */
 	assert_int_equal(xt_tcp_bind(net->b, n, 0, PORT), 0);
 	net_free(net);
 }

@@ -897,18 +897,13 @@ static int exec_ping(void *arg)
 	return 127;
 }
 
-/* ping(8) (or a raw ICMP socket) from ns B to the engine: its exit code. */
-static int ping_engine(struct eng *e)
+/* Runs the engine until child pid exits (woken by its pidfd), within
+ * CASE_TIMEOUT_MS: its exit code, as reap_wait gives it. */
+static int pump_until_exit(struct eng *e, pid_t pid)
 {
-	uint32_t dst = IP_ENGINE;
-	xt_time_t end;
-	pid_t pid;
+	xt_time_t end = mono() + XT_MS(CASE_TIMEOUT_MS);
 	int rc = -1;
-	bool ping = have_ping();
 
-	pid = spawn('b', ping ? exec_ping : raw_ping, &dst);
-	assert_true(pid > 0);
-	end = mono() + XT_MS(CASE_TIMEOUT_MS);
 	e->childfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	while (mono() < end && (rc = reap(pid)) < 0) {
 		eng_pump(e);
@@ -919,6 +914,18 @@ static int ping_engine(struct eng *e)
 	if (e->childfd >= 0)
 		close(e->childfd);
 	e->childfd = -1;
+	return rc;
+}
+
+/* ping(8) (or a raw ICMP socket) from ns B to the engine: its exit code. */
+static int ping_engine(struct eng *e)
+{
+	uint32_t dst = IP_ENGINE;
+	bool ping = have_ping();
+	pid_t pid = spawn('b', ping ? exec_ping : raw_ping, &dst);
+
+	assert_true(pid > 0);
+	int rc = pump_until_exit(e, pid);
 	fprintf(stderr, "ping via %s: exit %d, echo replies %" PRIu64 ", ARP replies %" PRIu64 "\n",
 		ping ? "ping(8)" : "a raw ICMP socket", rc, xt_stack_counters(e->st)->icmp_tx_echo_reply,
 		xt_stack_counters(e->st)->arp_tx_reply);
@@ -1009,14 +1016,7 @@ static void tcp_off_try(struct eng *e, char which, uint32_t ip, uint16_t port, i
 	bool setup = ls >= 0 && xt_tcp_bind(e->st, ls, ip, port) == 0 && xt_tcp_listen(e->st, ls, 4) == 0;
 	uint64_t opens = xt_stack_counters(e->st)->tcp_passive_opens;
 	pid_t pid = setup ? spawn(which, try_connect, &t) : -1;
-	xt_time_t end = mono() + XT_MS(CASE_TIMEOUT_MS);
-	int rc = -1;
-	while (pid > 0 && mono() < end && (rc = reap(pid)) < 0) {
-		eng_pump(e);
-		eng_wait(e, STEP_MS);
-	}
-	if (pid > 0 && rc < 0)
-		rc = reap_wait(pid, 100);
+	int rc = pid > 0 ? pump_until_exit(e, pid) : -1;
 	if (ls >= 0)
 		xt_tcp_close(e->st, ls, e->now);
 	*rc_out = setup ? rc : -2;
