@@ -771,6 +771,10 @@ void xp_wait_init(struct xp_wait *w, struct xp_sock *s, uint64_t timeo_ns, bool 
 	w->put_on_cancel = true;
 	w->extra_fd = -1;
 	w->started = false;
+	w->spin_masked = false;
+	w->spin_iter = 0;
+	w->ran0 = xp_sig_ran;
+	w->nr0 = xp_sig_ran_norestart;
 }
 
 static void waiter_add(struct xp_sock *s, struct xp_waiter *w)
@@ -829,6 +833,51 @@ static bool interrupts(const sigset_t *pend, const sigset_t *mask, bool restarta
 	return intr;
 }
 
+/* Did a handler (a wrapped one, sigdisp.c) run since the call began, and
+ * does that end the call?  Looks once per run. */
+static bool ran_ends(struct xp_wait *w)
+{
+	unsigned ran = xp_sig_ran, nr = xp_sig_ran_norestart;
+	if (ran == w->ran0)
+		return false;
+	bool end = !w->restartable || nr != w->nr0;
+	w->ran0 = ran;
+	w->nr0 = nr;
+	xp_sig_changed(); /* it may have had SA_RESETHAND */
+	return end;
+}
+
+/* Is one of the signals in pend let in by mask? */
+static bool lets_in(const sigset_t *pend, const sigset_t *mask)
+{
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sigismember(pend, sig) && !sigismember(mask, sig))
+			return true;
+	return false;
+}
+
+/* The end of a spin with signals held (engine lock not held): the thread's
+ * mask back, so the handlers of what came meanwhile run; true if one of
+ * them ends the call. */
+static bool spin_release(struct xp_wait *w)
+{
+	sigset_t pend;
+	bool intr = false;
+	sigemptyset(&pend);
+	sigpending(&pend);
+	if (lets_in(&pend, &w->spin_old))
+		intr = interrupts(&pend, &w->spin_old, w->restartable);
+	pthread_sigmask(SIG_SETMASK, &w->spin_old, NULL); /* handlers run here */
+	w->spin_masked = false;
+	return intr;
+}
+
+void xp_wait_done(struct xp_wait *w)
+{
+	if (w->spin_masked)
+		(void)spin_release(w);
+}
+
 /* Engine lock held. */
 /* No wake-up of the progress thread here: a request loop leaves its wait
  * once per request, and a wake-up each time would be a context switch per
@@ -880,14 +929,51 @@ static void wait_cancelled(void *arg)
 int xp_wait(struct xp_wait *w)
 {
 	xt_time_t now = xp_now();
-	if (w->deadline != UINT64_MAX && now >= w->deadline)
+	if (w->deadline != UINT64_MAX && now >= w->deadline) {
+		if (w->spin_masked) {
+			xp_unlock();
+			bool intr = spin_release(w);
+			xp_lock();
+			if (intr)
+				return -EINTR;
+		}
 		return -EAGAIN;
+	}
+	/* Signals (sigdisp.c): with every handler wrapped, a run is counted and
+	 * the wait needs nothing more: it spins and sleeps with signals let in. */
+	unsigned sum = xp_sig_summary();
+	bool counted = (sum & XP_SIGK_WRAPPED) && !w->spin_masked;
+	if (counted && ran_ends(w))
+		return -EINTR;
 	if (now < w->spin_until) { /* XTCP_SPIN_US: busy-poll before sleeping */
+		int r = 0;
 		xp_unlock();
-		__builtin_ia32_pause();
+		if (counted) {
+			/* nothing held: a handler's run shows at the next turn */
+		} else if (!w->spin_masked) {
+			sigset_t all;
+			sigfillset(&all);
+			pthread_sigmask(SIG_SETMASK, &all, &w->spin_old);
+			w->spin_masked = true;
+		} else if ((++w->spin_iter & 15) == 0) {
+			sigset_t pend;
+			sigemptyset(&pend);
+			sigpending(&pend);
+			if (lets_in(&pend, &w->spin_old) && spin_release(w))
+				r = -EINTR;
+		}
+		if (r == 0)
+			__builtin_ia32_pause();
 		xp_lock();
 		xp_drive(xp_clock());
-		return 0;
+		return r;
+	}
+	if (w->spin_masked) { /* the spin is over: the caller looks once more */
+		xp_unlock();
+		bool intr = spin_release(w);
+		xp_lock();
+		xp_drive(xp_clock());
+		return intr ? -EINTR : 0;
 	}
 	int r = th_setup();
 	if (r < 0) {
@@ -907,28 +993,41 @@ int xp_wait(struct xp_wait *w)
 		__atomic_add_fetch(&xp_eng.nic_waiters, 1, __ATOMIC_RELAXED);
 	xp_unlock();
 
+	/* Signals: the sleep is the kernel's ppoll under the thread's own mask
+	 * when a handler's run is counted, or when every handler agrees on
+	 * SA_RESTART (an EINTR then means that a handler ran, and which one does
+	 * not matter); otherwise every signal is blocked around the sleep, a
+	 * signalfd watches the ones the thread lets in, and what is pending
+	 * says which came. */
+	unsigned kind = sum & XP_SIGK_KIND;
+	bool exact = !counted && kind == XP_SIGK_MIXED;
 	sigset_t all, old, pend;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	/* the signalfd watches what this thread normally lets in */
-	sigset_t want;
-	/* glibc's sigfillset/sigemptyset touch only the first 8 bytes of the
-	 * 128-byte sigset_t: clear it all, or the comparison below sees stack
-	 * garbage and calls signalfd() on every wait. */
-	memset(&want, 0, sizeof(want));
-	sigfillset(&want);
-	for (int sig = 1; sig < NSIG; sig++)
-		if (sigismember(&old, sig))
-			sigdelset(&want, sig);
-	if (memcmp(&want, &th.sigfd_mask, sizeof(want)) != 0) {
-		th.sigfd_mask = want;
-		(void)signalfd(th.sigfd, &th.sigfd_mask, 0);
+	if (exact) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		/* the signalfd watches what this thread normally lets in */
+		sigset_t want;
+		/* glibc's sigfillset/sigemptyset touch only the first 8 bytes of the
+		 * 128-byte sigset_t: clear it all, or the comparison below sees stack
+		 * garbage and calls signalfd() on every wait. */
+		memset(&want, 0, sizeof(want));
+		sigfillset(&want);
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sigismember(&old, sig))
+				sigdelset(&want, sig);
+		if (memcmp(&want, &th.sigfd_mask, sizeof(want)) != 0) {
+			th.sigfd_mask = want;
+			(void)signalfd(th.sigfd, &th.sigfd_mask, 0);
+		}
 	}
 
 	struct pollfd p[4];
-	int n = 0;
+	int n = 0, sigp = -1;
 	p[n++] = (struct pollfd){ .fd = th.evfd, .events = POLLIN };
-	p[n++] = (struct pollfd){ .fd = th.sigfd, .events = POLLIN };
+	if (exact) {
+		sigp = n;
+		p[n++] = (struct pollfd){ .fd = th.sigfd, .events = POLLIN };
+	}
 	if (xp_eng.wake_fd >= 0)
 		p[n++] = (struct pollfd){ .fd = xp_eng.wake_fd, .events = POLLIN };
 	if (w->extra_fd >= 0)
@@ -942,22 +1041,29 @@ int xp_wait(struct xp_wait *w)
 		tsp = &ts;
 	}
 
-	struct wait_cleanup cl = { .w = w, .me = &me, .old = &old, .masked = true };
+	struct wait_cleanup cl = { .w = w, .me = &me, .old = &old, .masked = exact };
 	int pr;
 	pthread_cleanup_push(wait_cancelled, &cl);
-	xp_in_lib++; /* the kernel's ppoll: extra_fd is a socket of ours */
-	pr = ppoll(p, (nfds_t)n, tsp, NULL);
-	xp_in_lib--;
+	pr = xp_real.ppoll(p, (nfds_t)n, tsp, NULL); /* a cancellation point */
 	pthread_cleanup_pop(0);
 	int perr = errno;
 
 	bool intr = false;
-	if ((pr > 0 && (p[1].revents & POLLIN)) || (pr < 0 && perr == EINTR)) {
-		sigemptyset(&pend);
-		sigpending(&pend);
-		intr = interrupts(&pend, &old, w->restartable);
+	if (exact) {
+		if ((pr > 0 && (p[sigp].revents & POLLIN)) || (pr < 0 && perr == EINTR)) {
+			sigemptyset(&pend);
+			sigpending(&pend);
+			intr = interrupts(&pend, &old, w->restartable);
+		}
+		pthread_sigmask(SIG_SETMASK, &old, NULL); /* handlers run here */
+	} else if (counted && xp_sig_ran != w->ran0) {
+		intr = ran_ends(w);
+	} else if (pr < 0 && perr == EINTR) {
+		/* a handler ran in ppoll: glibc's own (SA_RESTART), or (not
+		 * counted) one of the program's, all of one kind */
+		intr = !w->restartable || (!counted && kind == XP_SIGK_NORESTART);
+		xp_sig_changed(); /* it may have been SA_RESETHAND */
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL); /* handlers run here */
 	if (pr > 0 && (p[0].revents & POLLIN)) {
 		uint64_t v;
 		(void)syscall(SYS_read, th.evfd, &v, sizeof(v));

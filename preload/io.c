@@ -185,6 +185,7 @@ ssize_t xp_recv(struct xp_sock *s, const struct iovec *iov, int iovcnt, int flag
 		}
 	}
 	xp_unlock_lazy(); /* a window update waits for the round's other frames */
+	xp_wait_done(&w);
 	return r;
 }
 
@@ -243,6 +244,7 @@ ssize_t xp_send(struct xp_sock *s, const struct iovec *iov, int iovcnt, int flag
 		}
 	}
 	xp_unlock_lazy();
+	xp_wait_done(&w);
 	if (r == -EPIPE && !(flags & MSG_NOSIGNAL))
 		raise_sigpipe();
 	return r;

@@ -25,9 +25,12 @@
  *
  * Signals: the sleeps are the kernel's own (epoll_pwait2/ppoll with the
  * caller's mask), so a handler interrupts them with EINTR exactly as in
- * Linux, which never restarts these calls.  While spinning, signals are
- * blocked and sigpending() is checked now and then: a pending signal the call
- * lets in is delivered at once and the call returns EINTR if a handler ran.
+ * Linux, which never restarts these calls.  While spinning, a call without a
+ * mask of its own in a process whose handlers are all wrapped (sigdisp.c)
+ * lets signals in and returns EINTR once the count of handler runs moves;
+ * otherwise signals are blocked and sigpending() is checked now and then: a
+ * pending signal the call lets in is delivered at once and the call returns
+ * EINTR if a handler ran.
  *
  * Locking: entries, ready lists and the eventfd state live under the engine
  * lock; kfd calls are made without it.
@@ -554,11 +557,16 @@ out:
 	return r;
 }
 
-/* --- spinning with signals held --------------------------------------------- */
+/* --- spinning with signals held, or counted ---------------------------------- */
 
+/* A call without a mask of its own, in a process whose handlers are all
+ * wrapped (sigdisp.c), spins with signals let in and ends when the count of
+ * handler runs moves; otherwise signals are held while it spins. */
 struct spin {
-	bool on;
+	bool on;      /* signals held; old: the thread's mask */
+	bool counted; /* watching xp_sig_ran (from ran0) */
 	unsigned iter;
+	unsigned ran0;
 	sigset_t old;
 };
 
@@ -584,6 +592,18 @@ static bool handler_pending(const sigset_t *pend, const sigset_t *callmask, bool
 static int spin_step(struct spin *sp, const sigset_t *sigmask)
 {
 	sigset_t all;
+	if (!sp->on && !sp->counted && !sigmask && (xp_sig_summary() & XP_SIGK_WRAPPED)) {
+		sp->counted = true;
+		sp->ran0 = xp_sig_ran;
+	}
+	if (sp->counted) {
+		if (xp_sig_ran != sp->ran0) {
+			xp_sig_changed(); /* it may have had SA_RESETHAND */
+			return -EINTR; /* these calls are never restarted */
+		}
+		__builtin_ia32_pause();
+		return 0;
+	}
 	if (!sp->on) {
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &sp->old);

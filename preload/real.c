@@ -77,6 +77,8 @@ int xp_real_init(void)
 		R(ppoll, "ppoll");
 		R(select, "select");
 		R(pselect, "pselect");
+		R(sigaction, "sigaction");
+		R(sigset, "sigset");
 		R(exit_, "_exit");
 		R(Exit_, "_Exit");
 		R(execve, "execve");

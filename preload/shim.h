@@ -103,6 +103,9 @@ struct xp_real {
 	int (*execvp)(const char *, char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
+	/* signal dispositions: sigdisp.c */
+	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+	__sighandler_t (*sigset)(int, __sighandler_t);
 	/* children made without the atfork handlers: fork.c */
 	int (*clone)(int (*)(void *), void *, int, void *, ...);
 	pid_t (*Fork_)(void);
@@ -282,13 +285,38 @@ struct xp_wait {
 	bool put_on_cancel;  /* the caller's reference on s goes if the thread is cancelled */
 	int extra_fd;        /* a kernel fd to watch for POLLIN too (dual listen), or -1 */
 	bool started;
+	bool spin_masked;    /* spinning with every signal held; spin_old: the thread's mask */
+	unsigned spin_iter;
+	unsigned ran0, nr0;  /* xp_sig_ran, xp_sig_ran_norestart when the call began */
+	sigset_t spin_old;
 };
 void xp_wait_init(struct xp_wait *w, struct xp_sock *s, uint64_t timeo_ns, bool restartable);
 /* With the engine lock held: sleeps until the socket may have changed, the
  * deadline or a signal.  Returns 0 (look again), -EAGAIN (deadline passed),
  * -EINTR (interrupted by a handler, not to be restarted).  Returns with the
- * lock held and the engine driven at the current time. */
+ * lock held and the engine driven at the current time.  While it spins
+ * (XTCP_SPIN_US) with a handler installed that sigdisp.c could not wrap,
+ * every signal stays held between calls: the caller ends every wait it
+ * began with xp_wait_done, engine lock not held. */
 int xp_wait(struct xp_wait *w);
+void xp_wait_done(struct xp_wait *w);
+
+/* --- sigdisp.c: the program's signal handlers ------------------------------ */
+
+/* What the process's handlers have in common (xp_sig_summary): */
+enum {
+	XP_SIGK_RESTART = 0,   /* every handler has SA_RESTART (or there is none) */
+	XP_SIGK_NORESTART = 1, /* handlers, none with SA_RESTART */
+	XP_SIGK_MIXED = 2,     /* some with, some without */
+	XP_SIGK_KIND = 3,
+	XP_SIGK_WRAPPED = 4,   /* every handler counts its runs (below) */
+};
+unsigned xp_sig_summary(void);
+/* A disposition may have changed behind the interposed calls (a handler
+ * with SA_RESETHAND ran, a raw rt_sigaction): rebuild on the next ask. */
+void xp_sig_changed(void);
+/* Handler runs in this thread, all and those without SA_RESTART. */
+extern XP_TLS volatile unsigned xp_sig_ran, xp_sig_ran_norestart;
 
 /* --- steer.c: the NIC backend and flow steering ----------------------------- */
 

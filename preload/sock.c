@@ -349,6 +349,7 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 			xp_lock();
 			if (r != -EAGAIN) {
 				xp_unlock();
+				xp_wait_done(&w);
 				if (r >= 0)
 					xp_stats_handoff("accepted on the kernel side of a dual listener");
 				return r; /* a kernel socket: not ours */
@@ -358,6 +359,7 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 			/* a listener shared with the family (xp_refresh_shared) */
 			refreshed = true;
 			xp_unlock();
+			xp_wait_done(&w);
 			xp_refresh_shared(fd, s);
 			xp_lock();
 			xp_wait_init(&w, s, s->rcvtimeo_ns, true);
@@ -372,6 +374,7 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 			break;
 	}
 	xp_unlock_lazy();
+	xp_wait_done(&w);
 	if (stale)
 		xp_sock_put(stale);
 	if (r < 0 || !addr)
@@ -387,6 +390,17 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 }
 
 /* Linux __inet_stream_connect(), with sk_state from the engine. */
+/* xp_wait_done for a wait that ends with the engine lock held: the lock
+ * is let go while the handlers of signals held by a spin run. */
+static void wait_done_locked(struct xp_wait *w)
+{
+	if (w->spin_masked) {
+		xp_unlock();
+		xp_wait_done(w);
+		xp_lock();
+	}
+}
+
 static int connect_engine(struct xp_sock *s, uint32_t dst, uint16_t dport)
 {
 	int r, st;
@@ -419,13 +433,19 @@ static int connect_engine(struct xp_sock *s, uint32_t dst, uint16_t dport)
 		st = xt_tcp_state(xp_eng.st, s->esock);
 		if (st != XT_SYN_SENT && st != XT_SYN_RECV)
 			break;
-		if (atomic_load(&s->nonblock))
+		if (atomic_load(&s->nonblock)) {
+			wait_done_locked(&w);
 			return r;
+		}
 		int e = xp_wait(&w);
 		if (e == -EAGAIN)
 			return r; /* SO_SNDTIMEO: EINPROGRESS, still connecting */
 		if (e < 0)
 			return e;
+	}
+	if (w.spin_masked) {
+		wait_done_locked(&w);
+		st = xt_tcp_state(xp_eng.st, s->esock);
 	}
 	if (st == XT_CLOSE) {
 		int err = 0;
@@ -571,6 +591,7 @@ void xp_sock_release(struct xp_sock *s)
 		struct xp_wait w;
 		xt_tcp_shutdown(xp_eng.st, s->esock, XT_SHUT_WR, xp_clock());
 		xp_wait_init(&w, NULL, (uint64_t)s->linger * 1000000000ull, false);
+		w.spin_until = 0; /* no spin: it would hold signals across the release */
 		w.s = s;
 		w.put_on_cancel = false; /* refs is already 0 */
 		for (;;) {

@@ -1,0 +1,258 @@
+/* Signal handlers and dispositions, for the waits of blocked calls
+ * (engine.c xp_wait).
+ *
+ * A blocked recv/accept/send/connect must end with EINTR when a handler
+ * without SA_RESTART runs, or any handler if the call has a timeout, and go
+ * on otherwise (signal(7)); and so must one that busy-polls (XTCP_SPIN_US).
+ * To know that a handler ran, and which kind, the handlers the program
+ * installs with sigaction, signal, bsd_signal, ssignal, sysv_signal,
+ * __sysv_signal or siginterrupt are wrapped: the kernel runs a trampoline
+ * of ours that counts the run in the thread (xp_sig_ran, and
+ * xp_sig_ran_norestart for a handler without SA_RESTART) and calls the
+ * program's handler with its arguments.  sigaction reports the program's
+ * own handler and flags back.  A wait then needs no system call for
+ * signals: it sleeps in the kernel's ppoll under the thread's own mask and
+ * spins with signals let in, and compares the counts.
+ *
+ * Not wrapped: handlers of the synchronous faults (SIGSEGV, SIGBUS, SIGILL,
+ * SIGFPE, SIGTRAP, SIGSYS: a crash reporter sees its own frame first), and
+ * handlers set with sigset() or a raw rt_sigaction system call.  While a
+ * handler of the second kind is installed (xp_sig_summary: not all
+ * wrapped) a wait falls back on blocking every signal around the sleep or
+ * the spin and reading what is pending, two system calls more per wait.
+ *
+ * The summary is rebuilt from the kernel (a sigaction query per signal) on
+ * the first ask and after every change made through these calls, and after
+ * a wait saw a handler run (a SA_RESETHAND handler resets itself in the
+ * kernel).  glibc's own signals (SIGCANCEL, SIGSETXID) are neither wrapped
+ * nor queried (sigaction refuses them); their handlers have SA_RESTART.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <string.h>
+
+#include "shim.h"
+
+#define XP_EXPORT __attribute__((visibility("default")))
+
+XP_TLS volatile unsigned xp_sig_ran, xp_sig_ran_norestart;
+
+/* The program's handler of each signal, as it gave it: two slots, the one
+ * in use named by act_cur, so that a handler being installed never
+ * rewrites the record a delivery on another thread may be reading. */
+struct act {
+	void *fn;
+	int flags;
+};
+static struct act acts[NSIG][2];
+static atomic_uchar act_cur[NSIG];
+
+static void tramp(int sig, siginfo_t *si, void *uc)
+{
+	const struct act *a = &acts[sig][atomic_load_explicit(&act_cur[sig], memory_order_acquire) & 1];
+	xp_sig_ran++;
+	if (!(a->flags & SA_RESTART))
+		xp_sig_ran_norestart++;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (a->flags & SA_SIGINFO)
+		((void (*)(int, siginfo_t *, void *))a->fn)(sig, si, uc);
+	else
+		((void (*)(int))a->fn)(sig);
+}
+
+static bool sync_fault(int sig)
+{
+	return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP || sig == SIGSYS;
+}
+
+static bool has_handler(const struct sigaction *sa)
+{
+	return (sa->sa_flags & SA_SIGINFO) || (sa->sa_handler != SIG_DFL && sa->sa_handler != SIG_IGN);
+}
+
+/* --- the summary ----------------------------------------------------------- */
+
+/* gen counts the changes seen; summary = gen << 3 | all_wrapped << 2 | kind
+ * of the last rebuild.  A rebuild started before a change is tagged with
+ * the older gen, so it is never taken for current. */
+static atomic_uint sig_gen = 1;
+static atomic_ullong sig_summary; /* gen 0: never built */
+
+void xp_sig_changed(void)
+{
+	atomic_fetch_add_explicit(&sig_gen, 1, memory_order_acq_rel);
+}
+
+static unsigned rebuild(void)
+{
+	int with = 0, without = 0;
+	bool wrapped = true;
+
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		if (xp_real.sigaction(sig, NULL, &sa) < 0)
+			continue; /* glibc's own, or beyond the kernel's */
+		if (!has_handler(&sa))
+			continue; /* no handler runs: never an EINTR */
+		int flags = sa.sa_flags;
+		if (sa.sa_sigaction == tramp)
+			flags = acts[sig][atomic_load(&act_cur[sig]) & 1].flags;
+		else if (!sync_fault(sig))
+			wrapped = false;
+		if (flags & SA_RESTART)
+			with++;
+		else
+			without++;
+	}
+	unsigned k = with && without ? XP_SIGK_MIXED : without ? XP_SIGK_NORESTART : XP_SIGK_RESTART;
+	return k | (wrapped ? XP_SIGK_WRAPPED : 0);
+}
+
+unsigned xp_sig_summary(void)
+{
+	unsigned g = atomic_load_explicit(&sig_gen, memory_order_acquire);
+	unsigned long long s = atomic_load_explicit(&sig_summary, memory_order_acquire);
+	if (XP_LIKELY((unsigned)(s >> 3) == g))
+		return (unsigned)(s & 7);
+	if (xp_real_init() < 0 || !xp_real.sigaction)
+		return XP_SIGK_MIXED; /* unknown: the exact way */
+	unsigned k = rebuild();
+	atomic_store_explicit(&sig_summary, (unsigned long long)g << 3 | k, memory_order_release);
+	return k;
+}
+
+/* --- the calls that set a handler ------------------------------------------ */
+
+#define REAL(field, fail)                                                                   \
+	do {                                                                                \
+		if (XP_UNLIKELY(!xp_real.field) && (xp_real_init() < 0 || !xp_real.field)) { \
+			errno = ENOSYS;                                                     \
+			return (fail);                                                      \
+		}                                                                           \
+	} while (0)
+
+/* The kernel's view of an action of ours turned back into the program's. */
+static void unwrap(struct sigaction *sa, const struct act *a)
+{
+	if (has_handler(sa) && sa->sa_sigaction == tramp) {
+		sa->sa_sigaction = (void (*)(int, siginfo_t *, void *))a->fn;
+		sa->sa_flags = (sa->sa_flags & ~SA_SIGINFO) | (a->flags & SA_SIGINFO);
+	}
+}
+
+XP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	REAL(sigaction, -1);
+	if (sig <= 0 || sig >= NSIG) {
+		errno = EINVAL;
+		return -1;
+	}
+	unsigned char prev = atomic_load(&act_cur[sig]) & 1;
+	struct act was = acts[sig][prev];
+	struct sigaction k;
+	const struct sigaction *use = act;
+	bool wrap = false;
+	if (act && sig != SIGKILL && sig != SIGSTOP && !sync_fault(sig) && has_handler(act)) {
+		unsigned char next = prev ^ 1;
+		acts[sig][next] = (struct act){ (act->sa_flags & SA_SIGINFO) ? (void *)act->sa_sigaction
+									   : (void *)act->sa_handler,
+						act->sa_flags };
+		atomic_store_explicit(&act_cur[sig], next, memory_order_release);
+		k = *act;
+		k.sa_sigaction = tramp;
+		k.sa_flags |= SA_SIGINFO;
+		use = &k;
+		wrap = true;
+	}
+	int r = xp_real.sigaction(sig, use, old);
+	int e = errno;
+	if (r < 0 && wrap)
+		atomic_store_explicit(&act_cur[sig], prev, memory_order_release);
+	if (r == 0 && old)
+		unwrap(old, &was);
+	if (act)
+		xp_sig_changed();
+	errno = e;
+	return r;
+}
+
+/* siginterrupt's record (glibc keeps its own, which signal() no longer reads) */
+static sigset_t intr_set;
+
+XP_EXPORT __sighandler_t signal(int sig, __sighandler_t h)
+{
+	struct sigaction a, o;
+	if (h == SIG_ERR || sig <= 0 || sig >= NSIG) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	memset(&a, 0, sizeof(a));
+	a.sa_handler = h;
+	sigemptyset(&a.sa_mask);
+	sigaddset(&a.sa_mask, sig);
+	a.sa_flags = sigismember(&intr_set, sig) == 1 ? 0 : SA_RESTART; /* BSD semantics, as glibc */
+	if (sigaction(sig, &a, &o) < 0)
+		return SIG_ERR;
+	return o.sa_handler;
+}
+
+XP_EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t h)
+{
+	return signal(sig, h);
+}
+
+XP_EXPORT __sighandler_t ssignal(int sig, __sighandler_t h)
+{
+	return signal(sig, h);
+}
+
+XP_EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t h)
+{
+	struct sigaction a, o;
+	if (h == SIG_ERR || sig <= 0 || sig >= NSIG) {
+		errno = EINVAL;
+		return SIG_ERR;
+	}
+	memset(&a, 0, sizeof(a));
+	a.sa_handler = h;
+	sigemptyset(&a.sa_mask);
+	a.sa_flags = SA_RESETHAND | SA_NODEFER; /* System V: once, not masked, not restarted */
+	if (sigaction(sig, &a, &o) < 0)
+		return SIG_ERR;
+	return o.sa_handler;
+}
+
+XP_EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t h)
+{
+	return sysv_signal(sig, h);
+}
+
+XP_EXPORT int siginterrupt(int sig, int flag)
+{
+	struct sigaction a;
+	if (sig <= 0 || sig >= NSIG) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (sigaction(sig, NULL, &a) < 0)
+		return -1;
+	if (flag) {
+		sigaddset(&intr_set, sig);
+		a.sa_flags &= ~SA_RESTART;
+	} else {
+		sigdelset(&intr_set, sig);
+		a.sa_flags |= SA_RESTART;
+	}
+	return sigaction(sig, &a, NULL);
+}
+
+/* SysV sigset: glibc's, handler not wrapped (xp_sig_summary says so) */
+XP_EXPORT __sighandler_t sigset(int sig, __sighandler_t h)
+{
+	REAL(sigset, SIG_ERR);
+	__sighandler_t r = xp_real.sigset(sig, h);
+	xp_sig_changed();
+	return r;
+}
