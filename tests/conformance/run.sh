@@ -91,6 +91,7 @@ RESULTS=$OUT/results${NIC:+-$NIC}.md
 export XT_NIC=$NIC
 
 # name | program | port | directional (1: kernel reference per subject) | extra args
+# (an extra word XTCP_NAME=value is put in both ends' environment instead)
 CASES=(
 	"handshake|handshake|7000|0|"
 	"refused|refused|7010|0|"
@@ -117,6 +118,8 @@ CASES=(
 	"bulk-64MiB|bulk|7250|0|"
 	"conn-1000|many|7260|0|"
 	"epoll-et-new-data|epollet|7270|0|"
+	"signals-blocked-call|signals|7290|1|"
+	"signals-spinning-call|signals|7300|1|XTCP_SPIN_US=1000000"
 )
 
 if ((LIST)); then
@@ -196,7 +199,10 @@ exit_desc() {
 run_one() {
 	local dir=$1 mode=$2 subject=$3 prog=$4 port=$5
 	shift 5
-	local extra=("$@")
+	local extra=() envx=() a
+	for a in "$@"; do # XTCP_NAME=value words: the environment (the kernel's runs ignore it)
+		if [[ $a =~ ^XTCP_[A-Z_]+= ]]; then envx+=("$a"); else extra+=("$a"); fi
+	done
 	rm -rf "$dir"
 	mkdir -p "$dir/sync"
 	local s_ns s_addr c_ns c_addr c_local s_x=env c_x=env
@@ -220,7 +226,7 @@ run_one() {
 		done
 	fi
 	local t0=$SECONDS
-	local envv=(XT_SYNC="$dir/sync" XT_SUBJECT="$subject")
+	local envv=(XT_SYNC="$dir/sync" XT_SUBJECT="$subject" "${envx[@]}")
 	run_bg "$s_ns" "$dir/server.out" "$dir/server.err" "$s_x" "${envv[@]}" \
 		"$BIN/$prog" server "$s_addr" "$port" "$s_addr" "${extra[@]}"
 	local spid=$XT_LAST_PID
