@@ -23,6 +23,15 @@
 #  4. txb_client writes one record, then computes for 2 s without a system
 #     call; the record must reach the peer well before the computing ends
 #     (bound 1 s; the progress thread sends it within its 2 ms lease).
+#  5. A wait costs no system call for signals: txb_client, with a SIGINT
+#     handler set by sigaction() and a SIGUSR1 handler with SA_RESTART,
+#     writes a record and waits for the answer in a blocking read(), 200
+#     times.  strace must count fewer
+#     rt_sigprocmask calls than a quarter of the rounds (the handler is
+#     wrapped, libxtcp(7) SEMANTICS); with the SIGINT handler set by
+#     sigset() (not wrapped, and the handlers differ on SA_RESTART: every
+#     signal is held around each sleep) at least one per round, so the
+#     count can fail.
 #
 # AF_PACKET only (the count is of its send calls).  Exit 0 = pass.
 set -uo pipefail
@@ -171,4 +180,27 @@ else
 	fail=1
 fi
 netns_down
+
+# sigmasks HOW: prints the rt_sigprocmask count of NSIG rounds of blocking
+# reads with the SIGINT handler set by HOW, or "fail"
+NSIG=200
+sigmasks() {
+	local dir=$OUT/sigmask-$1
+	traced "$dir" 1 "blocking: $NSIG done" "peer: 1 x $NSIG records checked" \
+		"-c -e trace=rt_sigprocmask" "rounds $XT_ADDR_B $PORT 1 $NSIG" \
+		"blocking $XT_ADDR_B $PORT $NSIG $1" || { echo fail; return; }
+	awk '$NF == "rt_sigprocmask" { print $4; found = 1 } END { if (!found) print 0 }' "$dir/strace"
+}
+wrapped=$(sigmasks sigaction)
+held=$(sigmasks sigset)
+echo "t_txbatch: $NSIG blocking reads: rt_sigprocmask calls $wrapped (handler wrapped), $held (sigset handler)"
+if [[ $wrapped == fail || $held == fail ]]; then
+	fail=1
+elif ((wrapped * 4 >= NSIG)); then
+	echo "t_txbatch: FAIL: the waits of a program whose handlers are wrapped still mask signals"
+	fail=1
+elif ((held < NSIG)); then
+	echo "t_txbatch: FAIL: with a sigset() handler fewer mask changes than waits ($held < $NSIG): the count proves nothing"
+	fail=1
+fi
 exit $fail

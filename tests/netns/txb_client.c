@@ -21,6 +21,12 @@
  *     destructor, and the records and FINs must not be lost with the process
  *     image (the library sends what the batch holds first).
  *
+ *   txb_client blocking ADDR PORT NROUNDS sigaction|sigset
+ *     A SIGINT handler set with sigaction() (no SA_RESTART) or with SysV
+ *     sigset(), and a SIGUSR1 handler with SA_RESTART; then one connection: each round writes one record and waits
+ *     for the one-byte answer in a blocking read().  Prints "blocking:
+ *     NROUNDS done".  (t_txbatch.sh counts the rt_sigprocmask calls.)
+ *
  *   txb_client hold ADDR PORT SECS
  *     One connection: writes one record, prints the CLOCK_MONOTONIC time of
  *     the write ("wrote SEC.NSEC"), then computes for SECS seconds without a
@@ -32,6 +38,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +119,51 @@ static int rounds(const char *addr, int port, int nconn, int nrounds)
 	for (int c = 0; c < nconn; c++)
 		close(fd[c]);
 	printf("rounds: %d x %d done\n", nconn, nrounds);
+	return 0;
+}
+
+static void on_int(int sig)
+{
+	(void)sig;
+}
+
+static int blocking(const char *addr, int port, int nrounds, const char *how)
+{
+	if (strcmp(how, "sigset") == 0) {
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+		if (sigset(SIGINT, on_int) == SIG_ERR)
+			die("sigset");
+#pragma GCC diagnostic pop
+	} else {
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_int;
+		if (sigaction(SIGINT, &sa, NULL) < 0)
+			die("sigaction");
+	}
+	/* and one with SA_RESTART: the handlers differ in kind */
+	struct sigaction sr;
+	memset(&sr, 0, sizeof(sr));
+	sr.sa_handler = on_int;
+	sr.sa_flags = SA_RESTART;
+	if (sigaction(SIGUSR1, &sr, NULL) < 0)
+		die("sigaction");
+	int fd = dial(addr, port);
+	for (int r = 0; r < nrounds; r++) {
+		uint8_t rec[16];
+		char b;
+
+		record(rec, 0, (uint32_t)r);
+		if (write(fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
+			die("write");
+		if (read(fd, &b, 1) != 1 || b != 'k') {
+			fprintf(stderr, "txb_client: round %d: bad answer\n", r);
+			return 1;
+		}
+	}
+	close(fd);
+	printf("blocking: %d done\n", nrounds);
 	return 0;
 }
 
@@ -202,6 +254,8 @@ static int hold(const char *addr, int port, double secs)
 
 int main(int argc, char **argv)
 {
+	if (argc == 6 && strcmp(argv[1], "blocking") == 0)
+		return blocking(argv[2], atoi(argv[3]), atoi(argv[4]), argv[5]);
 	if (argc == 6 && strcmp(argv[1], "rounds") == 0)
 		return rounds(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
 	if (argc == 6 && strcmp(argv[1], "leave") == 0)
@@ -210,6 +264,6 @@ int main(int argc, char **argv)
 		return closes(argv[2], atoi(argv[3]), atoi(argv[4]));
 	if (argc == 5 && strcmp(argv[1], "hold") == 0)
 		return hold(argv[2], atoi(argv[3]), atof(argv[4]));
-	fprintf(stderr, "usage: txb_client rounds ADDR PORT NCONN NROUNDS | closes ADDR PORT NCONN | leave ADDR PORT NCONN exit|exec | hold ADDR PORT SECS\n");
+	fprintf(stderr, "usage: txb_client rounds ADDR PORT NCONN NROUNDS | blocking ADDR PORT NROUNDS sigaction|sigset | closes ADDR PORT NCONN | leave ADDR PORT NCONN exit|exec | hold ADDR PORT SECS\n");
 	return 2;
 }
