@@ -843,7 +843,6 @@ static bool ran_ends(struct xp_wait *w)
 	bool end = !w->restartable || nr != w->nr0;
 	w->ran0 = ran;
 	w->nr0 = nr;
-	xp_sig_changed(); /* it may have had SA_RESETHAND */
 	return end;
 }
 
@@ -1062,7 +1061,7 @@ int xp_wait(struct xp_wait *w)
 		/* a handler ran in ppoll: glibc's own (SA_RESTART), or (not
 		 * counted) one of the program's, all of one kind */
 		intr = !w->restartable || (!counted && kind == XP_SIGK_NORESTART);
-		xp_sig_changed(); /* it may have been SA_RESETHAND */
+		xp_sig_changed(); /* one set behind our back may have changed */
 	}
 	if (pr > 0 && (p[0].revents & POLLIN)) {
 		uint64_t v;

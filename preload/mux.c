@@ -597,10 +597,8 @@ static int spin_step(struct spin *sp, const sigset_t *sigmask)
 		sp->ran0 = xp_sig_ran;
 	}
 	if (sp->counted) {
-		if (xp_sig_ran != sp->ran0) {
-			xp_sig_changed(); /* it may have had SA_RESETHAND */
+		if (xp_sig_ran != sp->ran0)
 			return -EINTR; /* these calls are never restarted */
-		}
 		__builtin_ia32_pause();
 		return 0;
 	}

@@ -312,8 +312,8 @@ enum {
 	XP_SIGK_WRAPPED = 4,   /* every handler counts its runs (below) */
 };
 unsigned xp_sig_summary(void);
-/* A disposition may have changed behind the interposed calls (a handler
- * with SA_RESETHAND ran, a raw rt_sigaction): rebuild on the next ask. */
+/* A disposition may have changed behind the interposed calls (a raw
+ * rt_sigaction): reads every signal's action from the kernel again. */
 void xp_sig_changed(void);
 /* Handler runs in this thread, all and those without SA_RESTART. */
 extern XP_TLS volatile unsigned xp_sig_ran, xp_sig_ran_norestart;

@@ -21,11 +21,12 @@
  * wrapped) a wait falls back on blocking every signal around the sleep or
  * the spin and reading what is pending, two system calls more per wait.
  *
- * The summary is rebuilt from the kernel (a sigaction query per signal) on
- * the first ask and after every change made through these calls, and after
- * a wait saw a handler run (a SA_RESETHAND handler resets itself in the
- * kernel).  glibc's own signals (SIGCANCEL, SIGSETXID) are neither wrapped
- * nor queried (sigaction refuses them); their handlers have SA_RESTART.
+ * The summary (xp_sig_summary) comes from a table of what each signal's
+ * action is, kept by these calls as they set it and by the trampoline (a
+ * SA_RESETHAND handler resets itself in the kernel), so a program that
+ * sets a handler around every write costs no system call for it.  glibc's
+ * own signals (SIGCANCEL, SIGSETXID) are neither wrapped nor queried
+ * (sigaction refuses them); their handlers have SA_RESTART.
  */
 #define _GNU_SOURCE
 #include <signal.h>
@@ -47,12 +48,17 @@ struct act {
 static struct act acts[NSIG][2];
 static atomic_uchar act_cur[NSIG];
 
+enum { CLS_NONE, CLS_RESTART, CLS_NORESTART, CLS_RAW_RESTART, CLS_RAW_NORESTART };
+static void set_cls(int sig, unsigned char c);
+
 static void tramp(int sig, siginfo_t *si, void *uc)
 {
 	const struct act *a = &acts[sig][atomic_load_explicit(&act_cur[sig], memory_order_acquire) & 1];
 	xp_sig_ran++;
 	if (!(a->flags & SA_RESTART))
 		xp_sig_ran_norestart++;
+	if (a->flags & SA_RESETHAND) /* the kernel has reset it to SIG_DFL */
+		set_cls(sig, CLS_NONE);
 	atomic_signal_fence(memory_order_seq_cst);
 	if (a->flags & SA_SIGINFO)
 		((void (*)(int, siginfo_t *, void *))a->fn)(sig, si, uc);
@@ -72,54 +78,88 @@ static bool has_handler(const struct sigaction *sa)
 
 /* --- the summary ----------------------------------------------------------- */
 
-/* gen counts the changes seen; summary = gen << 3 | all_wrapped << 2 | kind
- * of the last rebuild.  A rebuild started before a change is tagged with
- * the older gen, so it is never taken for current. */
-static atomic_uint sig_gen = 1;
-static atomic_ullong sig_summary; /* gen 0: never built */
+/* What each signal's action is, as far as a wait is concerned, kept by the
+ * calls below as they set it (no system call), and the summary computed
+ * from that by a scan of the table when it changed.  The table is filled
+ * from the kernel (a sigaction query per signal) on the first ask, and
+ * again after a sleep was interrupted by a handler that was not counted
+ * (one set behind our back, or glibc's own). */
+static atomic_uchar cls[NSIG];
+static atomic_bool cls_known;
+static atomic_uint sig_gen = 1; /* bumped after every change of cls */
+static atomic_uint sum_cache;   /* gen << 3 | summary, of the last scan */
 
-void xp_sig_changed(void)
+static unsigned char class_of(int sig, const struct sigaction *sa, int app_flags)
 {
+	if (sig == SIGKILL || sig == SIGSTOP || sync_fault(sig) || !has_handler(sa))
+		return CLS_NONE; /* no handler (or a fault's, left alone): never an EINTR in a wait */
+	bool restart = app_flags & SA_RESTART;
+	if (sa->sa_sigaction == tramp)
+		return restart ? CLS_RESTART : CLS_NORESTART;
+	return restart ? CLS_RAW_RESTART : CLS_RAW_NORESTART;
+}
+
+static void set_cls(int sig, unsigned char c)
+{
+	atomic_store_explicit(&cls[sig], c, memory_order_relaxed);
 	atomic_fetch_add_explicit(&sig_gen, 1, memory_order_acq_rel);
 }
 
-static unsigned rebuild(void)
+/* One signal's class, from the kernel. */
+static void query(int sig)
 {
-	int with = 0, without = 0;
-	bool wrapped = true;
-
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-		if (sig == SIGKILL || sig == SIGSTOP)
-			continue;
-		if (xp_real.sigaction(sig, NULL, &sa) < 0)
-			continue; /* glibc's own, or beyond the kernel's */
-		if (!has_handler(&sa))
-			continue; /* no handler runs: never an EINTR */
-		int flags = sa.sa_flags;
-		if (sa.sa_sigaction == tramp)
-			flags = acts[sig][atomic_load(&act_cur[sig]) & 1].flags;
-		else if (!sync_fault(sig))
-			wrapped = false;
-		if (flags & SA_RESTART)
-			with++;
-		else
-			without++;
+	struct sigaction sa;
+	if (xp_real.sigaction(sig, NULL, &sa) < 0) {
+		set_cls(sig, CLS_NONE); /* glibc's own, or beyond the kernel's */
+		return;
 	}
-	unsigned k = with && without ? XP_SIGK_MIXED : without ? XP_SIGK_NORESTART : XP_SIGK_RESTART;
-	return k | (wrapped ? XP_SIGK_WRAPPED : 0);
+	int flags = sa.sa_flags;
+	if (has_handler(&sa) && sa.sa_sigaction == tramp)
+		flags = acts[sig][atomic_load(&act_cur[sig]) & 1].flags;
+	set_cls(sig, class_of(sig, &sa, flags));
+}
+
+void xp_sig_changed(void)
+{
+	if (xp_real_init() < 0 || !xp_real.sigaction)
+		return;
+	for (int sig = 1; sig < NSIG; sig++)
+		query(sig);
+	atomic_store_explicit(&cls_known, true, memory_order_release);
 }
 
 unsigned xp_sig_summary(void)
 {
+	if (XP_UNLIKELY(!atomic_load_explicit(&cls_known, memory_order_acquire))) {
+		xp_sig_changed();
+		if (!atomic_load(&cls_known))
+			return XP_SIGK_MIXED; /* unknown: the exact way */
+	}
 	unsigned g = atomic_load_explicit(&sig_gen, memory_order_acquire);
-	unsigned long long s = atomic_load_explicit(&sig_summary, memory_order_acquire);
-	if (XP_LIKELY((unsigned)(s >> 3) == g))
-		return (unsigned)(s & 7);
-	if (xp_real_init() < 0 || !xp_real.sigaction)
-		return XP_SIGK_MIXED; /* unknown: the exact way */
-	unsigned k = rebuild();
-	atomic_store_explicit(&sig_summary, (unsigned long long)g << 3 | k, memory_order_release);
+	unsigned c = atomic_load_explicit(&sum_cache, memory_order_acquire);
+	if (XP_LIKELY(c >> 3 == (g & 0x1fffffffu)))
+		return c & 7;
+	int with = 0, without = 0;
+	bool wrapped = true;
+	for (int sig = 1; sig < NSIG; sig++) {
+		switch (atomic_load_explicit(&cls[sig], memory_order_relaxed)) {
+		case CLS_RAW_RESTART:
+			wrapped = false;
+			/* fall through */
+		case CLS_RESTART:
+			with++;
+			break;
+		case CLS_RAW_NORESTART:
+			wrapped = false;
+			/* fall through */
+		case CLS_NORESTART:
+			without++;
+			break;
+		}
+	}
+	unsigned k = with && without ? XP_SIGK_MIXED : without ? XP_SIGK_NORESTART : XP_SIGK_RESTART;
+	k |= wrapped ? XP_SIGK_WRAPPED : 0;
+	atomic_store_explicit(&sum_cache, (g & 0x1fffffffu) << 3 | k, memory_order_release);
 	return k;
 }
 
@@ -172,8 +212,8 @@ XP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 		atomic_store_explicit(&act_cur[sig], prev, memory_order_release);
 	if (r == 0 && old)
 		unwrap(old, &was);
-	if (act)
-		xp_sig_changed();
+	if (r == 0 && act)
+		set_cls(sig, class_of(sig, use, act->sa_flags));
 	errno = e;
 	return r;
 }
@@ -253,6 +293,9 @@ XP_EXPORT __sighandler_t sigset(int sig, __sighandler_t h)
 {
 	REAL(sigset, SIG_ERR);
 	__sighandler_t r = xp_real.sigset(sig, h);
-	xp_sig_changed();
+	int e = errno;
+	if (sig > 0 && sig < NSIG && xp_real.sigaction)
+		query(sig);
+	errno = e;
 	return r;
 }

@@ -21,11 +21,14 @@
  *     destructor, and the records and FINs must not be lost with the process
  *     image (the library sends what the batch holds first).
  *
- *   txb_client blocking ADDR PORT NROUNDS sigaction|sigset
+ *   txb_client blocking ADDR PORT NROUNDS sigaction|sigset|perwrite
  *     A SIGINT handler set with sigaction() (no SA_RESTART) or with SysV
- *     sigset(), and a SIGUSR1 handler with SA_RESTART; then one connection: each round writes one record and waits
- *     for the one-byte answer in a blocking read().  Prints "blocking:
- *     NROUNDS done".  (t_txbatch.sh counts the rt_sigprocmask calls.)
+ *     sigset(), and a SIGUSR1 handler with SA_RESTART; then one connection:
+ *     each round writes one record and waits for the one-byte answer in a
+ *     blocking read().  perwrite: as sigaction, and SIGPIPE ignored around
+ *     every write (sigaction, then put back), as some programs do.  Prints
+ *     "blocking: NROUNDS done".  (t_txbatch.sh counts the rt_sigprocmask
+ *     and rt_sigaction calls.)
  *
  *   txb_client hold ADDR PORT SECS
  *     One connection: writes one record, prints the CLOCK_MONOTONIC time of
@@ -39,6 +42,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +133,7 @@ static void on_int(int sig)
 
 static int blocking(const char *addr, int port, int nrounds, const char *how)
 {
+	bool perwrite = strcmp(how, "perwrite") == 0;
 	if (strcmp(how, "sigset") == 0) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
@@ -155,8 +160,16 @@ static int blocking(const char *addr, int port, int nrounds, const char *how)
 		char b;
 
 		record(rec, 0, (uint32_t)r);
+		struct sigaction ign, was;
+		if (perwrite) { /* as some programs do around every write */
+			memset(&ign, 0, sizeof(ign));
+			ign.sa_handler = SIG_IGN;
+			sigaction(SIGPIPE, &ign, &was);
+		}
 		if (write(fd, rec, sizeof(rec)) != (ssize_t)sizeof(rec))
 			die("write");
+		if (perwrite)
+			sigaction(SIGPIPE, &was, NULL);
 		if (read(fd, &b, 1) != 1 || b != 'k') {
 			fprintf(stderr, "txb_client: round %d: bad answer\n", r);
 			return 1;
