@@ -763,10 +763,11 @@ static int th_setup(void)
 
 void xp_wait_init(struct xp_wait *w, struct xp_sock *s, uint64_t timeo_ns, bool restartable)
 {
-	xt_time_t now = xp_now();
 	w->s = s;
-	w->deadline = timeo_ns ? now + timeo_ns : UINT64_MAX;
-	w->spin_until = xp_cfg.spin_ns ? now + xp_cfg.spin_ns : 0;
+	w->timeo_ns = timeo_ns;
+	w->deadline = UINT64_MAX; /* both set when the call first waits: most never do */
+	w->spin_until = 0;
+	w->spin = true;
 	w->restartable = restartable && !timeo_ns;
 	w->put_on_cancel = true;
 	w->extra_fd = -1;
@@ -928,6 +929,13 @@ static void wait_cancelled(void *arg)
 int xp_wait(struct xp_wait *w)
 {
 	xt_time_t now = xp_now();
+	if (!w->started) {
+		w->started = true;
+		if (w->timeo_ns)
+			w->deadline = now + w->timeo_ns;
+		if (w->spin && xp_cfg.spin_ns)
+			w->spin_until = now + xp_cfg.spin_ns;
+	}
 	if (w->deadline != UINT64_MAX && now >= w->deadline) {
 		if (w->spin_masked) {
 			xp_unlock();

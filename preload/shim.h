@@ -279,8 +279,10 @@ bool xp_is_local_kernel_addr(uint32_t ip);
 /* A blocking call's wait: created by the caller, reused across iterations. */
 struct xp_wait {
 	struct xp_sock *s;
-	uint64_t deadline;   /* absolute ns, UINT64_MAX: none */
-	uint64_t spin_until;
+	uint64_t timeo_ns;   /* SO_RCVTIMEO/SO_SNDTIMEO/linger, 0: none */
+	uint64_t deadline;   /* absolute ns, UINT64_MAX: none (set by the first wait) */
+	uint64_t spin_until; /* (set by the first wait) */
+	bool spin;           /* busy-poll first (XTCP_SPIN_US) */
 	bool restartable;    /* SA_RESTART restarts it (no timeout set) */
 	bool put_on_cancel;  /* the caller's reference on s goes if the thread is cancelled */
 	int extra_fd;        /* a kernel fd to watch for POLLIN too (dual listen), or -1 */

@@ -591,7 +591,7 @@ void xp_sock_release(struct xp_sock *s)
 		struct xp_wait w;
 		xt_tcp_shutdown(xp_eng.st, s->esock, XT_SHUT_WR, xp_clock());
 		xp_wait_init(&w, NULL, (uint64_t)s->linger * 1000000000ull, false);
-		w.spin_until = 0; /* no spin: it would hold signals across the release */
+		w.spin = false; /* it could hold signals across the release */
 		w.s = s;
 		w.put_on_cancel = false; /* refs is already 0 */
 		for (;;) {
