@@ -221,7 +221,9 @@ XP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 /* siginterrupt's record (glibc keeps its own, which signal() no longer reads) */
 static sigset_t intr_set;
 
-XP_EXPORT __sighandler_t signal(int sig, __sighandler_t h)
+/* signal() and its kin: h for sig with these flags, sig itself held while
+ * it runs unless SA_NODEFER; the handler it replaced, or SIG_ERR. */
+static __sighandler_t set_handler(int sig, __sighandler_t h, int flags)
 {
 	struct sigaction a, o;
 	if (h == SIG_ERR || sig <= 0 || sig >= NSIG) {
@@ -231,11 +233,19 @@ XP_EXPORT __sighandler_t signal(int sig, __sighandler_t h)
 	memset(&a, 0, sizeof(a));
 	a.sa_handler = h;
 	sigemptyset(&a.sa_mask);
-	sigaddset(&a.sa_mask, sig);
-	a.sa_flags = sigismember(&intr_set, sig) == 1 ? 0 : SA_RESTART; /* BSD semantics, as glibc */
+	if (!(flags & SA_NODEFER))
+		sigaddset(&a.sa_mask, sig);
+	a.sa_flags = flags;
 	if (sigaction(sig, &a, &o) < 0)
 		return SIG_ERR;
 	return o.sa_handler;
+}
+
+XP_EXPORT __sighandler_t signal(int sig, __sighandler_t h)
+{
+	/* BSD semantics, as glibc's: restarted unless siginterrupt said not */
+	bool intr = sig > 0 && sig < NSIG && sigismember(&intr_set, sig) == 1;
+	return set_handler(sig, h, intr ? 0 : SA_RESTART);
 }
 
 XP_EXPORT __sighandler_t bsd_signal(int sig, __sighandler_t h)
@@ -250,18 +260,7 @@ XP_EXPORT __sighandler_t ssignal(int sig, __sighandler_t h)
 
 XP_EXPORT __sighandler_t sysv_signal(int sig, __sighandler_t h)
 {
-	struct sigaction a, o;
-	if (h == SIG_ERR || sig <= 0 || sig >= NSIG) {
-		errno = EINVAL;
-		return SIG_ERR;
-	}
-	memset(&a, 0, sizeof(a));
-	a.sa_handler = h;
-	sigemptyset(&a.sa_mask);
-	a.sa_flags = SA_RESETHAND | SA_NODEFER; /* System V: once, not masked, not restarted */
-	if (sigaction(sig, &a, &o) < 0)
-		return SIG_ERR;
-	return o.sa_handler;
+	return set_handler(sig, h, SA_RESETHAND | SA_NODEFER); /* System V: once, not held, not restarted */
 }
 
 XP_EXPORT __sighandler_t __sysv_signal(int sig, __sighandler_t h)
