@@ -18,14 +18,6 @@
 
 #include "shim.h"
 
-#define XP_EXPORT __attribute__((visibility("default")))
-
-#define ENSURE(field, fallback)                                                             \
-	do {                                                                                \
-		if (XP_UNLIKELY(!xp_real.field) && (xp_real_init() < 0 || !xp_real.field)) \
-			return (fallback);                                                  \
-	} while (0)
-
 extern void __chk_fail(void) __attribute__((noreturn));
 
 /* A socket of ours that is not (or no longer) the kernel's; reference taken. */

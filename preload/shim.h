@@ -116,6 +116,17 @@ extern atomic_int xp_real_ready;
  * inside dlsym), in which case the caller uses the raw system call. */
 int xp_real_init(void);
 
+/* A symbol libxtcp.so exports (libxtcp.map lists them). */
+#define XP_EXPORT __attribute__((visibility("default")))
+
+/* In an interposed function: returns fallback when the real one cannot be
+ * resolved (from inside dlsym). */
+#define ENSURE(field, fallback)                                                             \
+	do {                                                                                \
+		if (XP_UNLIKELY(!xp_real.field) && (xp_real_init() < 0 || !xp_real.field)) \
+			return (fallback);                                                  \
+	} while (0)
+
 /* >0 while this thread runs library code that may call interposed symbols
  * (the backend, libc helpers): such calls go straight to the kernel. */
 extern XP_TLS int xp_in_lib;

@@ -18,8 +18,10 @@
  * SIGFPE, SIGTRAP, SIGSYS: a crash reporter sees its own frame first), and
  * handlers set with sigset() or a raw rt_sigaction system call.  While a
  * handler of the second kind is installed (xp_sig_summary: not all
- * wrapped) a wait falls back on blocking every signal around the sleep or
- * the spin and reading what is pending, two system calls more per wait.
+ * wrapped) a spinning wait blocks every signal and reads what is pending,
+ * and so does a sleeping one among handlers that differ on SA_RESTART (two
+ * system calls more per wait); if they agree, an interrupted sleep is
+ * decided by their kind.
  *
  * The summary (xp_sig_summary) comes from a table of what each signal's
  * action is, kept by these calls as they set it and by the trampoline (a
@@ -33,8 +35,6 @@
 #include <string.h>
 
 #include "shim.h"
-
-#define XP_EXPORT __attribute__((visibility("default")))
 
 XP_TLS volatile unsigned xp_sig_ran, xp_sig_ran_norestart;
 
@@ -165,14 +165,6 @@ unsigned xp_sig_summary(void)
 
 /* --- the calls that set a handler ------------------------------------------ */
 
-#define REAL(field, fail)                                                                   \
-	do {                                                                                \
-		if (XP_UNLIKELY(!xp_real.field) && (xp_real_init() < 0 || !xp_real.field)) { \
-			errno = ENOSYS;                                                     \
-			return (fail);                                                      \
-		}                                                                           \
-	} while (0)
-
 /* The kernel's view of an action of ours turned back into the program's. */
 static void unwrap(struct sigaction *sa, const struct act *a)
 {
@@ -184,7 +176,7 @@ static void unwrap(struct sigaction *sa, const struct act *a)
 
 XP_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-	REAL(sigaction, -1);
+	ENSURE(sigaction, (errno = ENOSYS, -1));
 	if (sig <= 0 || sig >= NSIG) {
 		errno = EINVAL;
 		return -1;
@@ -290,7 +282,7 @@ XP_EXPORT int siginterrupt(int sig, int flag)
 /* SysV sigset: glibc's, handler not wrapped (xp_sig_summary says so) */
 XP_EXPORT __sighandler_t sigset(int sig, __sighandler_t h)
 {
-	REAL(sigset, SIG_ERR);
+	ENSURE(sigset, (errno = ENOSYS, SIG_ERR));
 	__sighandler_t r = xp_real.sigset(sig, h);
 	int e = errno;
 	if (sig > 0 && sig < NSIG && xp_real.sigaction)

@@ -389,7 +389,6 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 	return r;
 }
 
-/* Linux __inet_stream_connect(), with sk_state from the engine. */
 /* xp_wait_done for a wait that ends with the engine lock held: the lock
  * is let go while the handlers of signals held by a spin run. */
 static void wait_done_locked(struct xp_wait *w)
@@ -401,6 +400,7 @@ static void wait_done_locked(struct xp_wait *w)
 	}
 }
 
+/* Linux __inet_stream_connect(), with sk_state from the engine. */
 static int connect_engine(struct xp_sock *s, uint32_t dst, uint16_t dport)
 {
 	int r, st;

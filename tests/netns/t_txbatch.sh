@@ -89,13 +89,18 @@ traced() {
 	fi
 }
 
+# strace_count CALL FILE: the calls strace -c counted (0 when none)
+strace_count() {
+	awk -v c="$1" '$NF == c { print $4; found = 1 } END { if (!found) print 0 }' "$2"
+}
+
 # rounds BATCH: prints the sendmmsg count, or "fail"
 rounds() {
 	local dir=$OUT/rounds-$1
 	traced "$dir" "$1" "rounds: $NCONN x $NROUNDS done" "peer: $NCONN x $NROUNDS records checked" \
 		"-c -e trace=sendmmsg" "rounds $XT_ADDR_B $PORT $NCONN $NROUNDS" \
 		"rounds $XT_ADDR_B $PORT $NCONN $NROUNDS" || { echo fail; return; }
-	awk '$NF == "sendmmsg" { print $4; found = 1 } END { if (!found) print 0 }' "$dir/strace"
+	strace_count sendmmsg "$dir/strace"
 }
 
 on=$(rounds 1)
@@ -183,15 +188,15 @@ else
 fi
 netns_down
 
-# sigmasks HOW: prints the rt_sigprocmask count of NSIG rounds of blocking
-# reads with the SIGINT handler set by HOW, or "fail"
+# sigmasks HOW [CALL]: prints the count of CALL (default rt_sigprocmask) in
+# NSIG rounds of blocking reads with the SIGINT handler set by HOW, or "fail"
 NSIG=200
 sigmasks() {
 	local dir=$OUT/sigmask-$1 call=${2:-rt_sigprocmask}
 	traced "$dir" 1 "blocking: $NSIG done" "peer: 1 x $NSIG records checked" \
 		"-c -e trace=$call" "rounds $XT_ADDR_B $PORT 1 $NSIG" \
 		"blocking $XT_ADDR_B $PORT $NSIG $1" || { echo fail; return; }
-	awk -v c="$call" '$NF == c { print $4; found = 1 } END { if (!found) print 0 }' "$dir/strace"
+	strace_count "$call" "$dir/strace"
 }
 wrapped=$(sigmasks sigaction)
 held=$(sigmasks sigset)
