@@ -48,15 +48,23 @@ uint32_t xt_tcp_cur_mss(const struct xt_sock *s)
 
 /* Window to announce, already scaled.  Receiver silly-window avoidance
  * (RFC 1122 4.2.3.3): the right edge moves only by min(buffer/2, MSS) or
- * more; and it never moves left (RFC 9293 3.8.6.2.2), so we round up. */
+ * more; and it never moves left (RFC 9293 3.8.6.2.2), so we round up.
+ * SWS is a small window's disease, though: while the window announced is
+ * still at least half of all we could offer, the edge follows the free
+ * space by any amount, as Linux's does (__tcp_select_window() in units of
+ * the scale).  A server whose program reads each request at once then
+ * announces the same window field segment after segment, and a Linux peer
+ * stays on its header-prediction fast path (tcp_rcv_established(): a
+ * changed window sends every segment down the slow path). */
 uint32_t xt_tcp_window_now(const struct xt_sock *s)
 {
 	uint32_t free = s->rq.buf ? xt_rq_room(s) : s->rcvbuf;
 	uint32_t cur = SEQ_GT(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
 	uint32_t maxw = 65535u << s->rcv_ws;
 	uint32_t wnd = free < maxw ? free : maxw;
+	uint32_t full = s->rcvbuf < maxw ? s->rcvbuf : maxw;
 	uint32_t step = s->rcvbuf / 2 < s->adv_mss ? s->rcvbuf / 2 : s->adv_mss;
-	if (wnd > cur && wnd - cur < step)
+	if (wnd > cur && wnd - cur < step && cur < full / 2)
 		wnd = cur;
 	return wnd < cur ? cur : wnd;
 }

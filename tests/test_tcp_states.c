@@ -1387,6 +1387,55 @@ static void test_recv_window_scaled(void **state)
 	assert_true(fx->our_ws > 0); /* a 256 KiB buffer needs scaling */
 }
 
+/* A server whose program reads each request as it comes announces the same
+ * window field in every reply, as Linux does: the right edge follows the
+ * free space while the window is wide open.  A Linux peer keeps a segment
+ * on its header-prediction fast path only when the field is the one it
+ * last saw (tcp_rcv_established()).  With the buffer filling up, receiver
+ * SWS avoidance holds the edge again (test_recv_window_*). */
+static void request_reply_run(struct fx *fx, int peer_ws)
+{
+	struct xt_stack_cfg cfg;
+	fx_default_cfg(&cfg);
+	cfg.rcvbuf = 262144;
+	fx_restart(fx, &cfg);
+	fx->peer.ws = peer_ws;
+	xt_time_t t = established(fx);
+	uint8_t buf[64];
+	int first = -1, quick = 0;
+	for (int i = 0; i < 100; i++) {
+		t += XT_MS(1);
+		uint32_t snd = fx->our_nxt;
+		fx->peer_ack = snd; /* the request acknowledges the last reply */
+		peer_data_n(fx, t, 36);
+		assert_int_equal(app_recv(fx, t, buf, sizeof buf, 0), 36);
+		assert_int_equal(app_send_n(fx, t, 5), 5);
+		/* a quick ACK of the request may go first (the connection's
+		 * start), announcing the window less the unread request */
+		struct seg segs[4];
+		int n = collect(fx, segs, 4), k = n - 1;
+		assert_true(n >= 1 && n <= 2);
+		assert_int_equal(segs[k].seq, snd);
+		assert_int_equal(segs[k].len, 5);
+		assert_int_equal(segs[k].ack, fx->peer_seq);
+		if (first < 0)
+			first = segs[k].win;
+		else if (segs[k].win != first)
+			fx_fail(fx, "reply %d announces window field %u, the first reply %d", i, segs[k].win, first);
+		quick += n - 1;
+	}
+	assert_true(first > 0);
+	assert_true(quick < 50);
+}
+
+static void test_request_reply_window_steady(void **state) { request_reply_run(*state, -1); }
+static void test_request_reply_window_steady_scaled(void **state)
+{
+	struct fx *fx = *state;
+	request_reply_run(fx, 7);
+	assert_true(fx->ws_on && fx->our_ws > 0);
+}
+
 /* LAST_ACK / FIN_WAIT1 end only when the FIN itself is acknowledged. */
 static void test_fin_needs_its_own_ack(void **state)
 {
@@ -1794,6 +1843,8 @@ int main(void)
 		T(test_overlap_trimmed),
 		T(test_recv_window_shrinks_and_reopens),
 		T(test_recv_window_scaled),
+		T(test_request_reply_window_steady),
+		T(test_request_reply_window_steady_scaled),
 		T(test_fin_needs_its_own_ack),
 		T(test_data_both_ways),
 		T(test_peer_sequence_wraps),
