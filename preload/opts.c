@@ -329,9 +329,10 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 			xt_tcp_getopt(xp_eng.st, s->esock, xt, &x);
 		xp_unlock_lazy();
 		put_int(val, len, x);
-	} else if (level == IPPROTO_TCP && name == TCP_MAXSEG) {
+	} else if (level == IPPROTO_TCP && (name == TCP_MAXSEG || name == TCP_QUICKACK)) {
+		/* the connection's own: TCP_QUICKACK reads back interactive mode */
 		xp_lock();
-		if (s->esock >= 0 && xt_tcp_getopt(xp_eng.st, s->esock, XT_TCP_MAXSEG, &x) == 0)
+		if (s->esock >= 0 && xt_tcp_getopt(xp_eng.st, s->esock, find_opt(level, name)->xt, &x) == 0)
 			put_int(val, len, x);
 		xp_unlock_lazy();
 	} else if (level == IPPROTO_TCP && name == TCP_INFO) {

@@ -107,7 +107,8 @@ struct xt_sock {
 		bound : 1, user_bound : 1, in_ehash : 1, fin_queued : 1, ts_ok : 1, sack_ok : 1, ws_ok : 1,
 		acked_overflow : 1, in_lhash : 1, /* final ACK dropped on accept-queue overflow */
 		rtt_pending : 1, in_recovery : 1, ever_connected : 1, in_aq : 1, in_synq : 1,
-		fin_rcvd : 1, fin_ooo : 1, connecting : 1, rescued : 1;
+		fin_rcvd : 1, fin_ooo : 1, connecting : 1, rescued : 1,
+		pingpong : 1; /* Linux's interactive mode: no quick ACKs (see schedule_ack) */
 	uint8_t snd_ws, rcv_ws;
 	uint8_t backoff;      /* RTO exponent */
 	uint8_t retransmits;  /* RTOs since progress */

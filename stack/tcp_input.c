@@ -678,11 +678,14 @@ static bool reass_add(struct xt_sock *s, uint32_t start, uint32_t end)
 }
 
 /* Linux's delayed-ACK rule: ACK at once in quick-ACK mode or when more than
- * one full segment is unacknowledged; otherwise within 40 ms. */
+ * one full segment is unacknowledged; otherwise within 40 ms.  Quick ACKs
+ * are off in interactive (ping-pong) mode, entered when we send data
+ * within the ACK timeout of data received (Linux tcp_event_data_sent()):
+ * the reply carries the ACK, so an ACK of its own is a wasted segment. */
 static void schedule_ack(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
 	s->ack_pending++;
-	if (s->quickack) {
+	if (s->quickack && !s->pingpong) {
 		s->quickack--;
 		xt_tcp_send_ack(st, s, now);
 	} else if (s->rcv_nxt - s->rcv_wup > s->rcv_mss) {

@@ -260,6 +260,8 @@ static void tcp_xmit(struct xt_stack *st, struct xt_sock *s, uint32_t seq, uint8
 			xt_ring_peek(&s->sq, seq - s->snd_una, th + hlen, len);
 		st->cnt.tcp_tx_bytes += len;
 		s->last_data_tx = now;
+		if (s->bytes_received && now - s->last_data_rx < XT_DELACK_NS)
+			s->pingpong = 1; /* a reply: Linux tcp_event_data_sent() */
 	}
 	if (flags & XT_TH_ACK) {
 		s->ack_pending = 0;

@@ -196,6 +196,9 @@ static bool on_2msl(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 static bool on_delack(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 {
 	if (xt_state_synchronized(s->state) || s->state == XT_SYN_RECV) {
+		/* no reply came to carry the ACK: the exchange is no longer
+		 * ping-pong (Linux tcp_delack_timer_handler()) */
+		s->pingpong = 0;
 		st->cnt.tcp_delayed_acks++;
 		xt_tcp_send_ack(st, s, now);
 	}

@@ -699,6 +699,9 @@ int xt_tcp_setopt(struct xt_stack *st, int id, int opt, int val, xt_time_t now)
 			xt_tcp_update_mss(st, s);
 		break;
 	case XT_TCP_QUICKACK:
+		/* Linux: 1 leaves interactive mode, 0 enters it, and reading it
+		 * back tells which (tcp_sock_set_quickack()) */
+		s->pingpong = !val;
 		if (val) {
 			s->quickack = XT_MAX_QUICKACKS;
 			if (s->ack_pending && xt_state_synchronized(s->state))
@@ -764,7 +767,7 @@ int xt_tcp_getopt(struct xt_stack *st, int id, int opt, int *val)
 	case XT_TCP_MAXSEG:
 		*val = xt_state_synchronized(s->state) ? s->mss : s->user_mss ? s->user_mss : XT_DEFAULT_MSS;
 		break;
-	case XT_TCP_QUICKACK: *val = s->quickack != 0; break;
+	case XT_TCP_QUICKACK: *val = !s->pingpong; break;
 	case XT_TCP_USER_TIMEOUT: *val = (int)s->user_timeout_ms; break;
 	case XT_TCP_DEFER_ACCEPT: *val = (int)s->defer_accept_s; break;
 	case XT_TCP_CONGESTION: *val = s->cc == &xt_cc_cubic ? XT_CC_CUBIC : XT_CC_RENO; break;

@@ -1436,6 +1436,58 @@ static void test_request_reply_window_steady_scaled(void **state)
 	assert_true(fx->ws_on && fx->our_ws > 0);
 }
 
+/* Linux's interactive (ping-pong) mode: data sent within the ACK timeout
+ * of data received turns quick ACKs off, so a request is not ACKed on its
+ * own when the reply will carry the ACK; a delayed ACK that had to go out
+ * alone turns them back on; TCP_QUICKACK reads back !pingpong and sets it
+ * (tcp_event_data_sent(), tcp_delack_timer_handler(),
+ * tcp_sock_set_quickack()). */
+static void test_pingpong_mode(void **state)
+{
+	struct fx *fx = *state;
+	xt_time_t t = established(fx);
+	uint8_t buf[64];
+	assert_int_equal(app_getopt(fx, XT_TCP_QUICKACK), 1);
+	/* the first request: quick-ACK mode at the connection's start */
+	peer_data_n(fx, t + XT_MS(1), 30);
+	expect_ack(fx, fx->our_nxt, fx->peer_seq);
+	expect_none(fx);
+	assert_int_equal(app_recv(fx, t + XT_MS(1), buf, sizeof buf, 0), 30);
+	uint32_t snd = fx->our_nxt;
+	assert_int_equal(app_send_n(fx, t + XT_MS(2), 10), 10);
+	expect_data(fx, snd, 10);
+	assert_int_equal(app_getopt(fx, XT_TCP_QUICKACK), 0);
+	/* the second: no ACK of its own, the reply carries it */
+	fx->peer_ack = fx->our_nxt;
+	peer_data_n(fx, t + XT_MS(3), 30);
+	expect_none(fx);
+	assert_int_equal(app_recv(fx, t + XT_MS(3), buf, sizeof buf, 0), 30);
+	snd = fx->our_nxt;
+	assert_int_equal(app_send_n(fx, t + XT_MS(4), 10), 10);
+	const struct seg *d = expect_data(fx, snd, 10);
+	assert_int_equal(d->ack, fx->peer_seq);
+	expect_none(fx);
+	/* a message with no reply: the delayed ACK, then quick ACKs again */
+	fx->peer_ack = fx->our_nxt;
+	peer_data_n(fx, t + XT_MS(5), 30);
+	expect_none(fx);
+	assert_int_equal(app_recv(fx, t + XT_MS(5), buf, sizeof buf, 0), 30);
+	expect_none(fx);
+	fx_advance(fx, XT_MS(39));
+	expect_none(fx);
+	fx_advance(fx, XT_MS(2));
+	expect_ack(fx, fx->our_nxt, fx->peer_seq);
+	assert_int_equal(app_getopt(fx, XT_TCP_QUICKACK), 1);
+	peer_data_n(fx, fx->now + XT_MS(1), 30);
+	expect_ack(fx, fx->our_nxt, fx->peer_seq);
+	expect_none(fx);
+	/* the option sets the mode and reads it back */
+	assert_int_equal(app_setopt(fx, fx->now, XT_TCP_QUICKACK, 0), 0);
+	assert_int_equal(app_getopt(fx, XT_TCP_QUICKACK), 0);
+	assert_int_equal(app_setopt(fx, fx->now, XT_TCP_QUICKACK, 1), 0);
+	assert_int_equal(app_getopt(fx, XT_TCP_QUICKACK), 1);
+}
+
 /* LAST_ACK / FIN_WAIT1 end only when the FIN itself is acknowledged. */
 static void test_fin_needs_its_own_ack(void **state)
 {
@@ -1845,6 +1897,7 @@ int main(void)
 		T(test_recv_window_scaled),
 		T(test_request_reply_window_steady),
 		T(test_request_reply_window_steady_scaled),
+		T(test_pingpong_mode),
 		T(test_fin_needs_its_own_ack),
 		T(test_data_both_ways),
 		T(test_peer_sequence_wraps),

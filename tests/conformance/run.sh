@@ -115,6 +115,7 @@ CASES=(
 	"write-close-exit|exitclose|7185|1|"
 	"peer-reset|reset|7190|0|"
 	"recv-flags|recvopts|7200|1|"
+	"quickack-mode|quickack|7205|1|"
 	"timeouts|timeo|7210|1|"
 	"cork-nodelay|cork|7220|1|"
 	"keepalive|keepalive|7230|1|"
