@@ -755,7 +755,9 @@ static bool data_input(struct xt_stack *st, struct xt_sock *s, const struct xt_s
 	return true;
 }
 
-static void fin_input(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
+/* may_delay: the FIN came in order, with nothing else asking for an ACK
+ * at once (a filled hole does). */
+static void fin_input(struct xt_stack *st, struct xt_sock *s, xt_time_t now, bool may_delay)
 {
 	s->rcv_nxt++;
 	s->fin_rcvd = 1;
@@ -766,6 +768,14 @@ static void fin_input(struct xt_stack *st, struct xt_sock *s, xt_time_t now)
 	case XT_SYN_RECV:
 	case XT_ESTABLISHED:
 		xt_tcp_set_state(st, s, XT_CLOSE_WAIT);
+		/* Linux tcp_fin(): interactive mode, so the ACK is delayed and
+		 * the program's close() usually carries it on its own FIN (a
+		 * close in three segments, not four) */
+		s->pingpong = 1;
+		if (may_delay) {
+			schedule_ack(st, s, now);
+			return;
+		}
 		break;
 	case XT_FIN_WAIT1:
 		xt_tcp_set_state(st, s, XT_CLOSING);
@@ -928,7 +938,7 @@ static void synchronized_input(struct xt_stack *st, struct xt_sock *s, struct xt
 	if (fin && !s->fin_rcvd) {
 		uint32_t fin_seq = seg->end_seq - 1;
 		if (fin_seq == s->rcv_nxt) {
-			fin_input(st, s, now);
+			fin_input(st, s, now, !ack_now && !s->nreass);
 			ack_now = false;
 		} else if (SEQ_GT(fin_seq, s->rcv_nxt)) {
 			s->fin_ooo = 1;
@@ -939,7 +949,7 @@ static void synchronized_input(struct xt_stack *st, struct xt_sock *s, struct xt
 		ack_now = true; /* retransmitted FIN: our ACK was lost */
 	}
 	if (s->fin_ooo && !s->fin_rcvd && s->rcv_nxt == s->rcv_fin_seq) {
-		fin_input(st, s, now);
+		fin_input(st, s, now, false);
 		ack_now = false;
 	}
 	if (s->state == XT_TIME_WAIT)

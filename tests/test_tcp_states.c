@@ -677,6 +677,36 @@ static void test_passive_close_by_close(void **state)
 	assert_int_equal(r->seq, fin + 1);
 }
 
+/* Linux tcp_fin(): a FIN received in ESTABLISHED puts the connection in
+ * interactive mode, so its ACK is delayed; a program that closes at once
+ * acknowledges it with its own FIN (three segments close the connection,
+ * not four), one that does not sends the ACK alone after the delayed-ACK
+ * timeout. */
+static void test_fin_ack_rides_on_our_fin(void **state)
+{
+	struct fx *fx = *state;
+	xt_time_t t = established(fx) + XT_MS(1);
+	peer_fin(fx, t);
+	expect_none(fx);
+	expect_state(fx, XT_CLOSE_WAIT);
+	char buf[4];
+	assert_int_equal(app_recv(fx, t + XT_MS(5), buf, sizeof buf, 0), 0);
+	uint32_t fin = fx->our_nxt;
+	assert_int_equal(app_close(fx, t + XT_MS(10)), 0);
+	expect_only(fx, F_FIN | F_ACK, fin, fx->peer_seq);
+
+	fx_restart(fx, NULL);
+	t = established(fx) + XT_MS(1);
+	peer_fin(fx, t);
+	expect_none(fx);
+	fx_advance(fx, XT_MS(39));
+	expect_none(fx);
+	fx_advance(fx, XT_MS(2));
+	expect_ack(fx, fx->our_nxt, fx->peer_seq);
+	expect_none(fx);
+	assert_int_equal(app_getopt(fx, XT_TCP_QUICKACK), 1);
+}
+
 /* LAST_ACK: our FIN is retransmitted when not acknowledged. */
 static void test_last_ack_fin_retransmitted(void **state)
 {
@@ -1862,6 +1892,7 @@ int main(void)
 		T(test_time_wait_new_syn_reopens),
 		T(test_passive_close),
 		T(test_passive_close_by_close),
+		T(test_fin_ack_rides_on_our_fin),
 		T(test_last_ack_fin_retransmitted),
 		T(test_simultaneous_close),
 		T(test_fin_wait_1_finack_to_time_wait),
