@@ -3,7 +3,7 @@
 xtcp, in the same run, over a veth pair between two network namespaces.
 
     tools/bench.py [--reps N] [--quick] [--only REGEX] [--out DIR]
-                   [--no-strace] [--no-callgrind] [--perf]
+                   [--no-strace] [--no-callgrind] [--perf] [--two-hosts]
 
 Layout (made here and removed on any exit; no traffic leaves it):
     ns A  veth-a  kernel 10.56.0.1/24, xtcp engine 10.56.0.3 (AF_PACKET)
@@ -39,6 +39,15 @@ perf record (cpu-clock, call graphs) and leaves OUT/raw/NAME.MODE.I.perf.txt,
 the flat profile; the CPU figures of such a run count perf too.  A workload that fails is reported as
 failed with its reason; the run goes on.
 
+--two-hosts charges each end's receive work to its own side, as two real
+hosts would: both veths get GRO on and TSO off (the kernel then segments in
+software; veth hands TSO frames past NAPI), and threaded NAPI, each end's
+napi/veth-* thread pinned to that end's CPU.  The server's CPU figures then
+add its side's NAPI thread (the kernel server's TCP/IP input, xtcp's frame
+delivery into the packet ring) and no longer hold the client's TCP input
+that veth otherwise runs inside the server's sends.  Throughput and latency
+of such a run are not comparable with a default run's.
+
 Environment: XT_LIB=PATH runs another build's libxtcp.so (A/B of two
 commits in the same minutes); XT_ENV="XTCP_A=x XTCP_B=y" adds settings to
 every server under xtcp (A/B of a setting).
@@ -67,6 +76,8 @@ SPIN_US = "1000"  # busy polling for the latency workloads under xtcp
 
 procs = []  # every server we started
 PERF = False  # --perf: servers run under perf record
+TWO_HOSTS = False  # --two-hosts: threaded NAPI, each end's receive on its side
+NAPI_SERVER = []  # pids of the server side's napi/veth-a-* threads
 
 
 def log(msg):
@@ -112,9 +123,46 @@ def netns_up():
         a = sh(["ip", "netns", "exec", NS_A, "cat", f"/sys/class/net/{IF_A}/carrier"], check=False).stdout.strip()
         b = sh(["ip", "netns", "exec", NS_B, "cat", f"/sys/class/net/{IF_B}/carrier"], check=False).stdout.strip()
         if a == "1" and b == "1":
-            return
+            break
         time.sleep(0.01)
-    raise RuntimeError("veth carrier did not come up")
+    else:
+        raise RuntimeError("veth carrier did not come up")
+    if TWO_HOSTS:
+        napi_up()
+
+
+def napi_threads(dev):
+    """pids of the kernel threads that poll dev's NAPI instances."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    comm = f.read().strip()
+            except OSError:
+                continue
+            if comm.startswith(f"napi/{dev}-"):
+                pids.append(int(d))
+    return pids
+
+
+def napi_up():
+    """--two-hosts: veth takes the NAPI path only with GRO on and without
+    TSO frames; threaded NAPI then runs each receive in a napi/veth-* kernel
+    thread instead of in the sender's softirq, pinned here to the CPU of the
+    receiving end."""
+    global NAPI_SERVER
+    for ns, dev in ((NS_A, IF_A), (NS_B, IF_B)):
+        sh(["ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on", "tso", "off"])
+        sh(["ip", "netns", "exec", ns, "sh", "-c", f"echo 1 > /sys/class/net/{dev}/threaded"])
+    NAPI_SERVER = napi_threads(IF_A)
+    client_threads = napi_threads(IF_B)
+    if not NAPI_SERVER or not client_threads:
+        raise RuntimeError("--two-hosts: no napi/veth-* threads after enabling threaded NAPI")
+    for pid in NAPI_SERVER:
+        sh(["taskset", "-pc", SERVER_CPU, str(pid)])
+    for pid in client_threads:
+        sh(["taskset", "-pc", CLIENT_CPU, str(pid)])
 
 
 def xtcp_env(spin=False):
@@ -194,6 +242,20 @@ def cpu_ticks(pid):
     return t + sum(cpu_ticks(int(k)) for k in kids)
 
 
+def srv_ticks(pid):
+    """The server's CPU ticks: its process tree, and with --two-hosts its
+    side's NAPI threads too."""
+    t = cpu_ticks(pid)
+    for k in NAPI_SERVER:
+        try:
+            with open(f"/proc/{k}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            t += int(fields[11]) + int(fields[12])
+        except FileNotFoundError:
+            pass
+    return t
+
+
 def sys_busy():
     """Busy time of every CPU together (jiffies): /proc/stat minus idle and
     iowait.  Softirq work lands on whichever CPU runs it (on veth, the
@@ -214,10 +276,10 @@ def sockperf_pp(mode, raw, size, secs):
     p = start_server(mode, ["sockperf", "sr", "--tcp", "-i", addr, "-p", "11111"], raw, spin=True)
     try:
         wait_port(addr, 11111, p)
-        c0 = cpu_ticks(p.pid)
+        c0 = srv_ticks(p.pid)
         r = client(["sockperf", "pp", "--tcp", "-i", addr, "-p", "11111", "-m", str(size), "-t", str(secs)],
                    timeout=secs + 60)
-        c1 = cpu_ticks(p.pid)
+        c1 = srv_ticks(p.pid)
     finally:
         stop_server(p)
     txt = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
@@ -237,10 +299,10 @@ def sockperf_tp(mode, raw, secs):
     p = start_server(mode, ["sockperf", "sr", "--tcp", "-i", addr, "-p", "11112"], raw)
     try:
         wait_port(addr, 11112, p)
-        c0 = cpu_ticks(p.pid)
+        c0 = srv_ticks(p.pid)
         r = client(["sockperf", "tp", "--tcp", "-i", addr, "-p", "11112", "-m", "1024", "-t", str(secs)],
                    timeout=secs + 60)
-        c1 = cpu_ticks(p.pid)
+        c1 = srv_ticks(p.pid)
     finally:
         stop_server(p)
     txt = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout + r.stderr)
@@ -262,12 +324,12 @@ def redis(mode, raw, test, pipeline, n):
     p, d = redis_server(mode, raw)
     try:
         wait_port(addr, 6379, p)
-        c0, s0 = cpu_ticks(p.pid), sys_busy()
+        c0, s0 = srv_ticks(p.pid), sys_busy()
         argv = ["redis-benchmark", "-h", addr, "-p", "6379", "-c", "50", "-n", str(n), "-t", test, "--csv"]
         if pipeline > 1:
             argv += ["-P", str(pipeline)]
         r = client(argv, timeout=300)
-        c1, s1 = cpu_ticks(p.pid), sys_busy()
+        c1, s1 = srv_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
         shutil.rmtree(d, ignore_errors=True)
@@ -323,12 +385,12 @@ def nginx(mode, raw, close, secs, workers=0):
     p = start_server(mode, ["nginx", "-p", d, "-c", d + "/nginx.conf", "-e", d + "/error.log"], raw)
     try:
         wait_port(addr, 8080, p)
-        c0, s0 = cpu_ticks(p.pid), sys_busy()
+        c0, s0 = srv_ticks(p.pid), sys_busy()
         argv = ["wrk", "-t", "1", "-c", "100", "-d", f"{secs}s", "--latency", f"http://{addr}:8080/4k"]
         if close:
             argv[1:1] = ["-H", "Connection: close"]
         r = client(argv, timeout=secs + 60)
-        c1, s1 = cpu_ticks(p.pid), sys_busy()
+        c1, s1 = srv_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
         shutil.rmtree(d, ignore_errors=True)
@@ -352,10 +414,10 @@ def bulk(mode, raw, nbytes, reverse=False):
     p = start_server(mode, ["iperf3", "-s", "-1", "-B", addr, "-p", "5201"], raw)
     try:
         time.sleep(0.3)  # iperf3 -1 serves one client: no probe connection
-        c0, s0 = cpu_ticks(p.pid), sys_busy()
+        c0, s0 = srv_ticks(p.pid), sys_busy()
         r = client(["iperf3", "-c", addr, "-p", "5201", "-n", str(nbytes), "-J"] + (["-R"] if reverse else []),
                    timeout=300)
-        c1, s1 = cpu_ticks(p.pid), sys_busy()
+        c1, s1 = srv_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
     open(raw + ".client.out", "w").write(r.stdout + r.stderr)
@@ -457,13 +519,16 @@ def main():
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--modes", default="kernel,xtcp")
     ap.add_argument("--perf", action="store_true", help="profile every server with perf record")
+    ap.add_argument("--two-hosts", action="store_true",
+                    help="threaded NAPI: each end's receive work on its own CPU, the server's counted")
     a = ap.parse_args()
-    global PERF
+    global PERF, TWO_HOSTS
     PERF = a.perf
+    TWO_HOSTS = a.two_hosts
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces)")
     for tool in ("sockperf", "redis-server", "redis-benchmark", "nginx", "wrk", "iperf3", "strace", "valgrind",
-                 "taskset"):
+                 "taskset", "ethtool"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} is missing: run tools/install-deps.sh")
     if not os.path.exists(LIB):
@@ -544,7 +609,7 @@ def main():
                     log(f"callgrind {mode}: FAILED: {e}")
     finally:
         netns_down()
-    write_results(a.out, results, extra, reps, time.time() - t0)
+    write_results(a.out, results, extra, reps, time.time() - t0, a.two_hosts)
 
 
 def summarize(runs, key):
@@ -574,7 +639,7 @@ def machine():
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
-def write_results(out, results, extra, reps, elapsed):
+def write_results(out, results, extra, reps, elapsed, two_hosts=False):
     mach = machine()
     lines = ["# xtcp benchmark: kernel vs xtcp, same run", "",
              f"Machine: {mach['cpu']}, {mach['cpus']} CPUs, Linux {mach['kernel']}; {mach['date']}. "
@@ -584,6 +649,10 @@ def write_results(out, results, extra, reps, elapsed):
              "xtcp/kernel is the ratio of the medians; paired is the median of the per-repetition "
              "ratios (each xtcp run against the kernel run just before it) with their range: the "
              "host's drift between pairs cancels out of it.", "",
+             *(["Accounting: --two-hosts. Both veths have GRO on, TSO off and threaded NAPI; each end's "
+                "napi/veth-* thread is pinned to its CPU, and the server's cpu_us_per_req (and cpu_ms_per_gb) "
+                "includes its side's NAPI thread: every receive is charged to the receiving end, as on two "
+                "hosts. Not comparable with a default run.", ""] if two_hosts else []),
              "| workload | metric | kernel | xtcp | xtcp/kernel | paired |", "|---|---|---|---|---|---|"]
     spreads = []
     for name, by_mode in results.items():
@@ -635,7 +704,7 @@ def write_results(out, results, extra, reps, elapsed):
     with open(os.path.join(out, "bench.md"), "w") as f:
         f.write(md)
     with open(os.path.join(out, "bench.json"), "w") as f:
-        json.dump({"machine": mach, "reps": reps, "elapsed_s": elapsed, "results": results, "extra": extra}, f,
+        json.dump({"machine": mach, "two_hosts": two_hosts, "reps": reps, "elapsed_s": elapsed, "results": results, "extra": extra}, f,
                   indent=1)
     print(md)
 

@@ -26,6 +26,7 @@ packages=(
 	libmemcached-tools  # memcslap: load for memcached under xtcp
 	iperf3
 	strace              # make bench: syscalls per request
+	ethtool             # tools/bench.py --two-hosts: GRO/TSO of the veths
 	linux-perf
 	man-db              # man pages render without warnings
 	procps
