@@ -694,7 +694,8 @@ def write_results(out, results, extra, reps, elapsed, two_hosts=False):
         lines += ["", f"Noise: median spread {statistics.median(spreads) * 100:.0f}%, "
                       f"worst {max(spreads) * 100:.0f}% over {len(spreads)} figures."]
     lines += ["", "Latencies are sockperf's half round trip; cpu_us_per_req is the server process's "
-                  "utime+stime (all threads) over the requests served; both_cpu_us_per_req (and "
+                  "utime+stime (all threads" + (", plus its side's NAPI thread" if two_hosts else "") +
+                  ") over the requests served; both_cpu_us_per_req (and "
                   "both_cpu_ms_per_gb) is the busy time of both CPUs (server and client ends, softirqs "
                   "included) over the requests: on veth the kernel runs a receiver's TCP/IP input on the "
                   "sender's CPU, so the kernel server's own receive work is charged to the client's CPU, "
