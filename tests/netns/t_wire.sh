@@ -4,7 +4,7 @@
 # (10.55.0.1) and then under xtcp (10.55.0.3), a kernel client in ns B, and
 # tcpdump on ns B's veth.  Each capture is normalized by wire_pair.py
 # (direction, flags, payload length, relative sequence and acknowledgement
-# numbers) and the lists must be equal; from its first reply on, the
+# numbers) and each direction's list must be equal; from its first reply on, the
 # server's window field may not change more often under xtcp than on the
 # kernel (a changed field sends a Linux peer's segment down its slow path).  Scenarios (wire_pair.py):
 #   rr        10 request/reply rounds, then the client closes: the first
@@ -12,6 +12,8 @@
 #             reply (interactive mode), and the client's FIN by the
 #             server's own FIN (three segments close it)
 #   srvclose  a request, a 100-byte reply and the server's close
+# each with the server under xtcp (the client the kernel in ns B), then with
+# the client under xtcp (the server the kernel in ns B).
 # The kernel's reference is taken again when xtcp differs from it; xtcp
 # then passes if it matches either kernel run (the kernel's own timing can
 # move a delayed ACK).
@@ -26,11 +28,20 @@ port=7400
 
 fail_note() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-# capture MODE SCENARIO OUT: one run; the normalized segments land in OUT
+# capture MODE SCENARIO OUT [client]: one run; the normalized segments land
+# in OUT.  MODE (kernel or xtcp) is the server's, in ns A; with "client" it
+# is the client's instead, in ns A, and the server is the kernel in ns B.
 capture() {
-	local mode=$1 sc=$2 out=$3 addr srv=()
+	local mode=$1 sc=$2 out=$3 side=${4:-server} addr sns=A cns=B srv=() cli=()
 	port=$((port + 1))
-	if [[ $mode == xtcp ]]; then addr=$XT_ADDR_X srv=(under_xtcp); else addr=$XT_ADDR_A; fi
+	if [[ $side == client ]]; then
+		addr=$XT_ADDR_B sns=B cns=A
+		[[ $mode == xtcp ]] && cli=(under_xtcp)
+	elif [[ $mode == xtcp ]]; then
+		addr=$XT_ADDR_X srv=(under_xtcp)
+	else
+		addr=$XT_ADDR_A
+	fi
 	rm -f "$W/ready" "$W/cap.pcap"
 	run_bg B "$W/tcpdump.out" "$W/tcpdump.err" tcpdump -i "$XT_IF_B" -nn -U --immediate-mode -w "$W/cap.pcap" "tcp port $port"
 	local td=$XT_LAST_PID i
@@ -38,10 +49,10 @@ capture() {
 		grep -q "listening on" "$W/tcpdump.err" 2>/dev/null && break
 		sleep 0.01
 	done
-	run_bg A "$W/server.out" "$W/server.err" "${srv[@]}" python3 "$PY" server "$addr" "$port" "$sc" "$W/ready"
+	run_bg "$sns" "$W/server.out" "$W/server.err" "${srv[@]}" python3 "$PY" server "$addr" "$port" "$sc" "$W/ready"
 	local sp=$XT_LAST_PID
 	wait_file "$W/ready" 20 || { cat "$W/server.err"; return 1; }
-	run_in B python3 "$PY" client "$addr" "$port" "$sc" || { echo "client failed"; return 1; }
+	run_in "$cns" "${cli[@]}" python3 "$PY" client "$addr" "$port" "$sc" || { echo "client failed"; return 1; }
 	wait_pid "$sp" 20 || { echo "server failed: $(cat "$W/server.err")"; return 1; }
 	sleep 0.3 # the last ACK
 	kill -INT "$td" 2>/dev/null
@@ -52,15 +63,18 @@ capture() {
 }
 
 win_changes() { sed -n 's/^server window field changes from the first reply: //p' "$1"; }
-segs() { grep -v '^server window' "$1"; }
+# each direction's segments in order (how the two directions interleave is
+# the timing of two hosts, not TCP's behaviour)
+segs() { grep '^C ' "$1"; grep '^S ' "$1"; }
 
 netns_up || exit 1
-for sc in rr srvclose; do
-	echo "== $sc"
-	capture kernel "$sc" "$W/k1" || { fail_note "$sc: kernel run"; continue; }
-	capture xtcp "$sc" "$W/x" || { fail_note "$sc: xtcp run"; continue; }
+for spec in rr:server srvclose:server rr:client srvclose:client; do
+	sc=${spec%:*} side=${spec#*:}
+	echo "== $sc, the $side under xtcp"
+	capture kernel "$sc" "$W/k1" "$side" || { fail_note "$sc: kernel run"; continue; }
+	capture xtcp "$sc" "$W/x" "$side" || { fail_note "$sc: xtcp run"; continue; }
 	if ! diff -q <(segs "$W/k1") <(segs "$W/x") >/dev/null; then
-		capture kernel "$sc" "$W/k2" || { fail_note "$sc: second kernel run"; continue; }
+		capture kernel "$sc" "$W/k2" "$side" || { fail_note "$sc: second kernel run"; continue; }
 		if diff -q <(segs "$W/k2") <(segs "$W/x") >/dev/null; then
 			echo "   (the kernel's first run differed from its second; xtcp matches the second)"
 			cp "$W/k2" "$W/k1"
@@ -73,7 +87,7 @@ for sc in rr srvclose; do
 		fi
 	fi
 	kw=$(win_changes "$W/k1") xw=$(win_changes "$W/x")
-	if ((xw > kw)); then
+	if [[ $side == server ]] && ((xw > kw)); then
 		fail_note "$sc: the server's window field changed $xw times under xtcp, $kw on the kernel"
 		continue
 	fi
