@@ -4,14 +4,17 @@
 # (10.55.0.1) and then under xtcp (10.55.0.3), a kernel client in ns B, and
 # tcpdump on ns B's veth.  Each capture is normalized by wire_pair.py
 # (direction, flags, payload length, relative sequence and acknowledgement
-# numbers) and each direction's list must be equal; from its first reply on, the
-# server's window field may not change more often under xtcp than on the
-# kernel (a changed field sends a Linux peer's segment down its slow path).  Scenarios (wire_pair.py):
+# numbers) and each direction's list must be equal; the window field of the
+# server's replies may not change more often under xtcp than on the kernel
+# (a changed field sends a Linux peer's segment down its slow path).  Scenarios (wire_pair.py):
 #   rr        10 request/reply rounds, then the client closes: the first
 #             request is ACKed at once (quick-ACK mode), the others by the
 #             reply (interactive mode), and the client's FIN by the
 #             server's own FIN (three segments close it)
 #   srvclose  a request, a 100-byte reply and the server's close
+#   halfclose a request and the client's shutdown(SHUT_WR), then the reply
+#             (it carries the ACK of the client's FIN) and the server's close
+#   slowreply 3 requests answered 100 ms late: quick or delayed ACKs first
 # each with the server under xtcp (the client the kernel in ns B), then with
 # the client under xtcp (the server the kernel in ns B).
 # The kernel's reference is taken again when xtcp differs from it; xtcp
@@ -62,13 +65,13 @@ capture() {
 	[[ -s $out ]] && grep -q '^S S' "$out" || { echo "nothing captured"; return 1; }
 }
 
-win_changes() { sed -n 's/^server window field changes from the first reply: //p' "$1"; }
+win_changes() { sed -n 's/^server window field changes between replies: //p' "$1"; }
 # each direction's segments in order (how the two directions interleave is
 # the timing of two hosts, not TCP's behaviour)
 segs() { grep '^C ' "$1"; grep '^S ' "$1"; }
 
 netns_up || exit 1
-for spec in rr:server srvclose:server rr:client srvclose:client; do
+for spec in rr:server srvclose:server halfclose:server slowreply:server rr:client srvclose:client halfclose:client slowreply:client; do
 	sc=${spec%:*} side=${spec#*:}
 	echo "== $sc, the $side under xtcp"
 	capture kernel "$sc" "$W/k1" "$side" || { fail_note "$sc: kernel run"; continue; }

@@ -12,15 +12,19 @@ kernel or under xtcp):
             the server closes on EOF
   srvclose  one request of 20 bytes; the server answers 100 bytes and
             closes at once (HTTP/1.0 style); the client reads to EOF, closes
+  halfclose the client sends 20 bytes and shuts its side down; the server
+            reads to EOF, answers 100 bytes and closes
+  slowreply 3 requests, each answered 100 ms after it was read (longer
+            than the delayed-ACK timeout: no interactive mode)
 
 A normalized segment is: direction (C: client to server, S: back), flags,
 payload length, sequence number relative to the sender's ISN, and the
 acknowledgement relative to the other end's ISN.  Window values, options and
-timing are left out; how often the server's window field changes from its
-first reply to the first FIN is printed as a last line of its own.  (Before
-the first reply the field may differ: an ACK sent before the program read
-the request announces xtcp's exact free space, less the request, where
-Linux clamps its window well below its buffer.)"""
+timing are left out; how often the window field changes from one of the
+server's replies (segments with data) to the next, up to the first FIN, is
+printed as a last line of its own.  (A pure ACK sent before the program
+read a request may differ: it announces xtcp's exact free space, less the
+request, where Linux's window is clamped well below its buffer.)"""
 import socket
 import struct
 import sys
@@ -45,6 +49,18 @@ def server(addr, port, scenario, ready):
             if not b:
                 break
             s.sendall(b.upper())
+    elif scenario == "halfclose":
+        while s.recv(4096):
+            pass
+        s.sendall(b"R" * 100)
+    elif scenario == "slowreply":
+        for _ in range(3):
+            b = b""
+            while len(b) < 20:
+                b += s.recv(20 - len(b))
+            time.sleep(0.1)
+            s.sendall(b.upper())
+        s.recv(1)
     else:
         b = b""
         while len(b) < 20:
@@ -63,6 +79,17 @@ def client(addr, port, scenario):
             while len(got) < 20:
                 got += c.recv(20 - len(got))
             time.sleep(0.005)
+    elif scenario == "halfclose":
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n\0\0")
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(4096):
+            pass
+    elif scenario == "slowreply":
+        for i in range(3):
+            c.sendall(b"request-%02d-abcdefghi" % i)
+            got = b""
+            while len(got) < 20:
+                got += c.recv(20 - len(got))
     else:
         c.sendall(b"GET / HTTP/1.0\r\n\r\n\0\0")
         while c.recv(4096):
@@ -75,7 +102,7 @@ def segments(pcap, sport):
     magic = struct.unpack("<I", data[:4])[0]
     e = "<" if magic in (0xa1b2c3d4, 0xa1b23c4d) else ">"
     off, out, isn, wins = 24, [], {}, []
-    fin_seen = replied = False
+    fin_seen = False
     while off + 16 <= len(data):
         _, _, caplen, _ = struct.unpack(e + "IIII", data[off:off + 16])
         p = data[off + 16:off + 16 + caplen]
@@ -103,14 +130,12 @@ def segments(pcap, sport):
         out.append(f"{d} {flags:<3} len {plen:<4} seq {rs:<5} ack {ra}")
         if fl & 0x01:
             fin_seen = True
-        if d == "S" and plen:
-            replied = True
-        if d == "S" and replied and not fin_seen:
+        if d == "S" and plen and not fin_seen:
             wins.append(win)
     for line in out:
         print(line)
     changes = sum(1 for a, b in zip(wins, wins[1:]) if a != b)
-    print(f"server window field changes from the first reply: {changes}")
+    print(f"server window field changes between replies: {changes}")
 
 
 if __name__ == "__main__":
