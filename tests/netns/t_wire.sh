@@ -15,8 +15,11 @@
 #   halfclose a request and the client's shutdown(SHUT_WR), then the reply
 #             (it carries the ACK of the client's FIN) and the server's close
 #   slowreply 3 requests answered 100 ms late: quick or delayed ACKs first
+#   pipe      3 rounds, then two requests that reach a server busy elsewhere
+#             (they are ACKed as they come) and are answered in one write
 # each with the server under xtcp (the client the kernel in ns B), then with
 # the client under xtcp (the server the kernel in ns B).
+# WIRE_ONLY="SCENARIO:SIDE ..." (e.g. "pipe:server") runs only those.
 # The kernel's reference is taken again when xtcp differs from it; xtcp
 # then passes if it matches either kernel run (the kernel's own timing can
 # move a delayed ACK).
@@ -71,7 +74,7 @@ win_changes() { sed -n 's/^server window field changes between replies: //p' "$1
 segs() { grep '^C ' "$1"; grep '^S ' "$1"; }
 
 netns_up || exit 1
-for spec in rr:server srvclose:server halfclose:server slowreply:server rr:client srvclose:client halfclose:client slowreply:client; do
+for spec in ${WIRE_ONLY:-rr:server srvclose:server halfclose:server slowreply:server pipe:server rr:client srvclose:client halfclose:client slowreply:client pipe:client}; do
 	sc=${spec%:*} side=${spec#*:}
 	echo "== $sc, the $side under xtcp"
 	capture kernel "$sc" "$W/k1" "$side" || { fail_note "$sc: kernel run"; continue; }

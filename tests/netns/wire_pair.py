@@ -16,6 +16,9 @@ kernel or under xtcp):
             reads to EOF, answers 100 bytes and closes
   slowreply 3 requests, each answered 100 ms after it was read (longer
             than the delayed-ACK timeout: no interactive mode)
+  pipe      3 request/reply rounds, then two requests 2 ms apart that the
+            server reads together 20 ms after the first, answering both
+            in one write; the client closes
 
 A normalized segment is: direction (C: client to server, S: back), flags,
 payload length, sequence number relative to the sender's ISN, and the
@@ -53,6 +56,16 @@ def server(addr, port, scenario, ready):
         while s.recv(4096):
             pass
         s.sendall(b"R" * 100)
+    elif scenario == "pipe":
+        for r in range(4):
+            if r == 3:
+                time.sleep(0.02)
+            b = b""
+            want = 40 if r == 3 else 20
+            while len(b) < want:
+                b += s.recv(want - len(b))
+            s.sendall(b.upper())
+        s.recv(1)
     elif scenario == "slowreply":
         for _ in range(3):
             b = b""
@@ -84,6 +97,19 @@ def client(addr, port, scenario):
         c.shutdown(socket.SHUT_WR)
         while c.recv(4096):
             pass
+    elif scenario == "pipe":
+        for i in range(3):
+            c.sendall(b"request-%02d-abcdefghi" % i)
+            got = b""
+            while len(got) < 20:
+                got += c.recv(20 - len(got))
+            time.sleep(0.005)
+        c.sendall(b"request-A--abcdefghi")
+        time.sleep(0.002)
+        c.sendall(b"request-B--abcdefghi")
+        got = b""
+        while len(got) < 40:
+            got += c.recv(40 - len(got))
     elif scenario == "slowreply":
         for i in range(3):
             c.sendall(b"request-%02d-abcdefghi" % i)
