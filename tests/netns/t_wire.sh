@@ -15,8 +15,11 @@
 #   halfclose a request and the client's shutdown(SHUT_WR), then the reply
 #             (it carries the ACK of the client's FIN) and the server's close
 #   slowreply 3 requests answered 100 ms late: quick or delayed ACKs first
-#   pipe      3 rounds, then two requests that reach a server busy elsewhere
-#             (they are ACKed as they come) and are answered in one write
+#   pipe      3 rounds, then two requests written 2 ms apart to a server
+#             busy elsewhere: the client's Nagle holds the second until the
+#             server's delayed ACK of the first (40 ms; it also ends
+#             interactive mode), so the second gets a quick ACK; both are
+#             answered in one write
 # each with the server under xtcp (the client the kernel in ns B), then with
 # the client under xtcp (the server the kernel in ns B).
 # WIRE_ONLY="SCENARIO:SIDE ..." (e.g. "pipe:server") runs only those.

@@ -16,9 +16,10 @@ kernel or under xtcp):
             reads to EOF, answers 100 bytes and closes
   slowreply 3 requests, each answered 100 ms after it was read (longer
             than the delayed-ACK timeout: no interactive mode)
-  pipe      3 request/reply rounds, then two requests 2 ms apart that the
-            server reads together 20 ms after the first, answering both
-            in one write; the client closes
+  pipe      3 request/reply rounds, then two requests written 2 ms apart
+            while the server sleeps 20 ms; it answers both in one write
+            (the client's Nagle holds the second request until the
+            server's delayed ACK of the first); the client closes
 
 A normalized segment is: direction (C: client to server, S: back), flags,
 payload length, sequence number relative to the sender's ISN, and the
