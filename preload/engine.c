@@ -10,11 +10,13 @@
  * first processes the frames, and the engine's on_event callback writes the
  * eventfd of each thread waiting on a socket whose readiness changed.
  *
- * Signals: a waiting thread blocks every signal and watches a signalfd of the
- * signals it had unblocked.  When one is pending it knows which, looks at that
- * signal's disposition (SA_RESTART or not), then restores its mask so the
- * handler runs, and returns -EINTR or goes on waiting as the kernel would
- * (signal(7)): restart under SA_RESTART unless the socket has a timeout.
+ * Signals (sigdisp.c wraps the program's handlers): a waiting thread sleeps
+ * in ppoll under its own mask, and a handler's run ends the wait with -EINTR
+ * or lets it go on as the kernel would (signal(7)): restart under SA_RESTART
+ * unless the socket has a timeout.  Only when a handler that is not wrapped
+ * exists and the handlers differ on SA_RESTART does the thread block every
+ * signal around the sleep and watch a signalfd of the ones it had unblocked,
+ * to learn which one came (xp_wait).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
