@@ -245,15 +245,7 @@ def cpu_ticks(pid):
 def srv_ticks(pid):
     """The server's CPU ticks: its process tree, and with --two-hosts its
     side's NAPI threads too."""
-    t = cpu_ticks(pid)
-    for k in NAPI_SERVER:
-        try:
-            with open(f"/proc/{k}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            t += int(fields[11]) + int(fields[12])
-        except FileNotFoundError:
-            pass
-    return t
+    return cpu_ticks(pid) + sum(cpu_ticks(k) for k in NAPI_SERVER)
 
 
 def sys_busy():
@@ -609,7 +601,7 @@ def main():
                     log(f"callgrind {mode}: FAILED: {e}")
     finally:
         netns_down()
-    write_results(a.out, results, extra, reps, time.time() - t0, a.two_hosts)
+    write_results(a.out, results, extra, reps, time.time() - t0)
 
 
 def summarize(runs, key):
@@ -639,7 +631,7 @@ def machine():
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
 
 
-def write_results(out, results, extra, reps, elapsed, two_hosts=False):
+def write_results(out, results, extra, reps, elapsed):
     mach = machine()
     lines = ["# xtcp benchmark: kernel vs xtcp, same run", "",
              f"Machine: {mach['cpu']}, {mach['cpus']} CPUs, Linux {mach['kernel']}; {mach['date']}. "
@@ -652,7 +644,7 @@ def write_results(out, results, extra, reps, elapsed, two_hosts=False):
              *(["Accounting: --two-hosts. Both veths have GRO on, TSO off and threaded NAPI; each end's "
                 "napi/veth-* thread is pinned to its CPU, and the server's cpu_us_per_req (and cpu_ms_per_gb) "
                 "includes its side's NAPI thread: every receive is charged to the receiving end, as on two "
-                "hosts. Not comparable with a default run.", ""] if two_hosts else []),
+                "hosts. Not comparable with a default run.", ""] if TWO_HOSTS else []),
              "| workload | metric | kernel | xtcp | xtcp/kernel | paired |", "|---|---|---|---|---|---|"]
     spreads = []
     for name, by_mode in results.items():
@@ -694,7 +686,7 @@ def write_results(out, results, extra, reps, elapsed, two_hosts=False):
         lines += ["", f"Noise: median spread {statistics.median(spreads) * 100:.0f}%, "
                       f"worst {max(spreads) * 100:.0f}% over {len(spreads)} figures."]
     lines += ["", "Latencies are sockperf's half round trip; cpu_us_per_req is the server process's "
-                  "utime+stime (all threads" + (", plus its side's NAPI thread" if two_hosts else "") +
+                  "utime+stime (all threads" + (", plus its side's NAPI thread" if TWO_HOSTS else "") +
                   ") over the requests served; both_cpu_us_per_req (and "
                   "both_cpu_ms_per_gb) is the busy time of both CPUs (server and client ends, softirqs "
                   "included) over the requests: on veth the kernel runs a receiver's TCP/IP input on the "
@@ -705,7 +697,7 @@ def write_results(out, results, extra, reps, elapsed, two_hosts=False):
     with open(os.path.join(out, "bench.md"), "w") as f:
         f.write(md)
     with open(os.path.join(out, "bench.json"), "w") as f:
-        json.dump({"machine": mach, "two_hosts": two_hosts, "reps": reps, "elapsed_s": elapsed, "results": results, "extra": extra}, f,
+        json.dump({"machine": mach, "two_hosts": TWO_HOSTS, "reps": reps, "elapsed_s": elapsed, "results": results, "extra": extra}, f,
                   indent=1)
     print(md)
 

@@ -65,7 +65,6 @@ capture() {
 	wait_pid "$sp" 20 || { echo "server failed: $(cat "$W/server.err")"; return 1; }
 	sleep 0.3 # the last ACK
 	kill -INT "$td" 2>/dev/null
-	pkill -INT -f "tcpdump -i $XT_IF_B -nn -U --immediate-mode -w $W/cap.pcap" 2>/dev/null
 	wait_pid "$td" 10 >/dev/null 2>&1
 	python3 "$PY" segments "$W/cap.pcap" "$port" >"$out" || return 1
 	[[ -s $out ]] && grep -q '^S S' "$out" || { echo "nothing captured"; return 1; }

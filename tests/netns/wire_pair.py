@@ -35,6 +35,31 @@ import sys
 import time
 
 
+def recv_n(sock, n, eof_ok=False):
+    """Exactly n bytes; b"" at EOF before the first byte when eof_ok, else
+    an early EOF is an error (the run fails at once instead of hanging)."""
+    b = b""
+    while len(b) < n:
+        x = sock.recv(n - len(b))
+        if not x:
+            if eof_ok and not b:
+                return b""
+            raise RuntimeError(f"EOF after {len(b)} of {n} bytes")
+        b += x
+    return b
+
+
+def exchange(c, i):
+    """One client round: a 20-byte request, its 20-byte reply."""
+    c.sendall(b"request-%02d-abcdefghi" % i)
+    recv_n(c, 20)
+
+
+def drain(sock):
+    while sock.recv(4096):
+        pass
+
+
 def server(addr, port, scenario, ready):
     l = socket.socket()
     l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,42 +68,25 @@ def server(addr, port, scenario, ready):
     open(ready, "w").close()
     s, _ = l.accept()
     if scenario == "rr":
-        while True:
-            b = b""
-            while len(b) < 20:
-                x = s.recv(20 - len(b))
-                if not x:
-                    break
-                b += x
-            if not b:
-                break
+        while b := recv_n(s, 20, eof_ok=True):
             s.sendall(b.upper())
     elif scenario == "halfclose":
-        while s.recv(4096):
-            pass
+        drain(s)
         s.sendall(b"R" * 100)
     elif scenario == "pipe":
-        for r in range(4):
-            if r == 3:
-                time.sleep(0.02)
-            b = b""
-            want = 40 if r == 3 else 20
-            while len(b) < want:
-                b += s.recv(want - len(b))
-            s.sendall(b.upper())
+        for _ in range(3):
+            s.sendall(recv_n(s, 20).upper())
+        time.sleep(0.02)
+        s.sendall(recv_n(s, 40).upper())
         s.recv(1)
     elif scenario == "slowreply":
         for _ in range(3):
-            b = b""
-            while len(b) < 20:
-                b += s.recv(20 - len(b))
+            b = recv_n(s, 20)
             time.sleep(0.1)
             s.sendall(b.upper())
         s.recv(1)
     else:
-        b = b""
-        while len(b) < 20:
-            b += s.recv(20 - len(b))
+        recv_n(s, 20)
         s.sendall(b"R" * 100)
     s.close()
     l.close()
@@ -88,39 +96,26 @@ def client(addr, port, scenario):
     c = socket.create_connection((addr, port), timeout=10)
     if scenario == "rr":
         for i in range(10):
-            c.sendall(b"request-%02d-abcdefghi" % i)
-            got = b""
-            while len(got) < 20:
-                got += c.recv(20 - len(got))
+            exchange(c, i)
             time.sleep(0.005)
     elif scenario == "halfclose":
         c.sendall(b"GET / HTTP/1.0\r\n\r\n\0\0")
         c.shutdown(socket.SHUT_WR)
-        while c.recv(4096):
-            pass
+        drain(c)
     elif scenario == "pipe":
         for i in range(3):
-            c.sendall(b"request-%02d-abcdefghi" % i)
-            got = b""
-            while len(got) < 20:
-                got += c.recv(20 - len(got))
+            exchange(c, i)
             time.sleep(0.005)
         c.sendall(b"request-A--abcdefghi")
         time.sleep(0.002)
         c.sendall(b"request-B--abcdefghi")
-        got = b""
-        while len(got) < 40:
-            got += c.recv(40 - len(got))
+        recv_n(c, 40)
     elif scenario == "slowreply":
         for i in range(3):
-            c.sendall(b"request-%02d-abcdefghi" % i)
-            got = b""
-            while len(got) < 20:
-                got += c.recv(20 - len(got))
+            exchange(c, i)
     else:
         c.sendall(b"GET / HTTP/1.0\r\n\r\n\0\0")
-        while c.recv(4096):
-            pass
+        drain(c)
     c.close()
 
 
