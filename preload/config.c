@@ -260,6 +260,10 @@ int xp_config_load(bool *off)
 	if (load_num("XTCP_SPIN_US", 0, 1000000, &x) < 0)
 		return -1;
 	c->spin_ns = x * 1000;
+	x = 500;
+	if (load_num("XTCP_KERNEL_POLL_US", 0, 100000, &x) < 0)
+		return -1;
+	c->kpoll_ns = x * 1000;
 	x = 5000;
 	if (load_num("XTCP_EXIT_DRAIN_MS", 0, 600000, &x) < 0)
 		return -1;

@@ -46,6 +46,14 @@ static inline struct xp_sock *eng(int fd)
 	return s;
 }
 
+/* After a call on a kernel fd that may have made one ready (xp_kgen); not
+ * for the backend's own sends (xp_in_lib). */
+static inline void kbump(void)
+{
+	if (!xp_in_lib)
+		xp_kgen_bump();
+}
+
 static long done(struct xp_sock *s, long r)
 {
 	xp_sock_put(s);
@@ -113,9 +121,9 @@ XP_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	ENSURE(connect, syscall(SYS_connect, fd, addr, len));
 	struct xp_sock *s = ours(fd);
-	if (!s)
-		return xp_real.connect(fd, addr, len);
-	return (int)done(s, xp_connect(fd, s, addr, len));
+	int r = s ? (int)done(s, xp_connect(fd, s, addr, len)) : xp_real.connect(fd, addr, len);
+	kbump(); /* a kernel connect to a listener of this process (loopback) */
+	return r;
 }
 
 XP_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *len)
@@ -167,7 +175,9 @@ XP_EXPORT int shutdown(int fd, int how)
 	if (!s || s->esock < 0) {
 		if (s)
 			xp_sock_put(s);
-		return xp_real.shutdown(fd, how);
+		int r = xp_real.shutdown(fd, how);
+		kbump();
+		return r;
 	}
 	return (int)done(s, xp_shutdown(fd, s, how));
 }
@@ -177,8 +187,11 @@ XP_EXPORT int shutdown(int fd, int how)
 XP_EXPORT int close(int fd)
 {
 	ENSURE(close, syscall(SYS_close, fd));
-	if (XP_LIKELY(xp_in_lib || !xp_fd_maybe_ours(fd)))
-		return xp_real.close(fd);
+	if (XP_LIKELY(xp_in_lib || !xp_fd_maybe_ours(fd))) {
+		int r = xp_real.close(fd);
+		kbump(); /* a pipe's last write end: its read end is readable */
+		return r;
+	}
 	return xp_ret(xp_close(fd));
 }
 
@@ -579,8 +592,11 @@ XP_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
 	ENSURE(write, syscall(SYS_write, fd, buf, n));
 	struct xp_sock *s = eng(fd);
-	if (XP_LIKELY(!s))
-		return xp_real.write(fd, buf, n);
+	if (XP_LIKELY(!s)) {
+		ssize_t r = xp_real.write(fd, buf, n);
+		kbump();
+		return r;
+	}
 	struct iovec v = { (void *)buf, n > SSIZE_MAX ? SSIZE_MAX : n };
 	return done(s, xp_send(s, &v, 1, 0, true));
 }
@@ -589,8 +605,11 @@ XP_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 {
 	ENSURE(writev, syscall(SYS_writev, fd, iov, cnt));
 	struct xp_sock *s = eng(fd);
-	if (!s)
-		return xp_real.writev(fd, iov, cnt);
+	if (!s) {
+		ssize_t r = xp_real.writev(fd, iov, cnt);
+		kbump();
+		return r;
+	}
 	struct iovec small[8], *v;
 	int r = get_iov(iov, cnt, small, &v);
 	if (r < 0)
@@ -604,8 +623,11 @@ XP_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
 	ENSURE(send, syscall(SYS_sendto, fd, buf, n, flags, NULL, 0));
 	struct xp_sock *s = eng(fd);
-	if (XP_LIKELY(!s))
-		return xp_real.send(fd, buf, n, flags);
+	if (XP_LIKELY(!s)) {
+		ssize_t r = xp_real.send(fd, buf, n, flags);
+		kbump();
+		return r;
+	}
 	struct iovec v = { (void *)buf, n > SSIZE_MAX ? SSIZE_MAX : n };
 	return done(s, xp_send(s, &v, 1, flags, false));
 }
@@ -615,8 +637,11 @@ XP_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const str
 {
 	ENSURE(sendto, syscall(SYS_sendto, fd, buf, n, flags, addr, alen));
 	struct xp_sock *s = eng(fd);
-	if (XP_LIKELY(!s))
-		return xp_real.sendto(fd, buf, n, flags, addr, alen);
+	if (XP_LIKELY(!s)) {
+		ssize_t r = xp_real.sendto(fd, buf, n, flags, addr, alen);
+		kbump();
+		return r;
+	}
 	/* TCP ignores the address of a connected socket */
 	struct iovec v = { (void *)buf, n > SSIZE_MAX ? SSIZE_MAX : n };
 	return done(s, xp_send(s, &v, 1, flags, false));
@@ -642,8 +667,11 @@ XP_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	ENSURE(sendmsg, syscall(SYS_sendmsg, fd, msg, flags));
 	struct xp_sock *s = eng(fd);
-	if (!s)
-		return xp_real.sendmsg(fd, msg, flags);
+	if (!s) {
+		ssize_t r = xp_real.sendmsg(fd, msg, flags);
+		kbump();
+		return r;
+	}
 	return done(s, sendmsg_one(s, msg, flags));
 }
 
@@ -651,8 +679,11 @@ XP_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned int vlen, int flags
 {
 	ENSURE(sendmmsg, syscall(SYS_sendmmsg, fd, vec, vlen, flags));
 	struct xp_sock *s = eng(fd);
-	if (!s)
-		return xp_real.sendmmsg(fd, vec, vlen, flags);
+	if (!s) {
+		int r = xp_real.sendmmsg(fd, vec, vlen, flags);
+		kbump();
+		return r;
+	}
 	if (vlen > 1024)
 		vlen = 1024;
 	unsigned int i;
@@ -674,8 +705,11 @@ XP_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *offset, size_t count)
 {
 	ENSURE(sendfile, syscall(SYS_sendfile, out_fd, in_fd, offset, count));
 	struct xp_sock *s = eng(out_fd);
-	if (!s)
-		return xp_real.sendfile(out_fd, in_fd, offset, count);
+	if (!s) {
+		ssize_t r = xp_real.sendfile(out_fd, in_fd, offset, count);
+		kbump();
+		return r;
+	}
 	return done(s, xp_sendfile(s, in_fd, offset, count));
 }
 
@@ -683,8 +717,11 @@ XP_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *offset, size_t count)
 {
 	ENSURE(sendfile64, syscall(SYS_sendfile, out_fd, in_fd, offset, count));
 	struct xp_sock *s = eng(out_fd);
-	if (!s)
-		return xp_real.sendfile64(out_fd, in_fd, offset, count);
+	if (!s) {
+		ssize_t r = xp_real.sendfile64(out_fd, in_fd, offset, count);
+		kbump();
+		return r;
+	}
 	return done(s, xp_sendfile(s, in_fd, offset, count));
 }
 

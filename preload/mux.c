@@ -84,6 +84,10 @@ struct xp_epoll {
 	struct xp_epi **kregs; /* entries with kreg (few: listeners) */
 	int nkregs, kcap;
 	int nmay;         /* entries with may_listen */
+	/* The kernel side's quiet (ep_collect), atomics written under the
+	 * engine lock and read without it: */
+	uint32_t kempty;  /* looks at kfd in a row that found nothing */
+	uint64_t kempty_at, kempty_gen; /* the last one's time and xp_kgen */
 	pid_t pid;        /* the process that made it: a fork child sees only its kernel fds */
 };
 
@@ -122,6 +126,8 @@ static void ev_signal(struct xp_epoll *ep)
 	uint64_t one = 1;
 	(void)syscall(SYS_write, ep->evfd, &one, sizeof(one));
 	ep->ev_sig = true;
+	if (ep->exposed)
+		xp_kgen_bump(); /* a kernel fd of an enclosing set is ready */
 }
 
 static void ev_drain(struct xp_epoll *ep)
@@ -373,10 +379,12 @@ void xp_mux_handoff(struct xp_sock *s)
 		struct xp_epi *e = s->epis;
 		struct epoll_event ev = { .events = e->events, .data.u64 = e->data };
 		struct xp_sock *cur = xp_fd_get(e->fd);
-		if (cur == s && xp_real.epoll_ctl(e->ep->kfd, EPOLL_CTL_ADD, e->fd, &ev) == 0)
+		if (cur == s && xp_real.epoll_ctl(e->ep->kfd, EPOLL_CTL_ADD, e->fd, &ev) == 0) {
 			atomic_fetch_add(&e->ep->nkernel, 1);
-		else
+			xp_kgen_bump();
+		} else {
 			XP_LOG(XP_LOG_WARN, "fd %d: its epoll registration could not follow it to the kernel", e->fd);
+		}
 		if (cur)
 			xp_sock_put(cur); /* never the last reference: the caller holds one */
 		epi_free(e, true);
@@ -516,6 +524,7 @@ int xp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 	if (s && s->ep) { /* an epoll fd of ours goes in: the kernel checks loops */
 		expose(s->ep);
 		r = xp_real.epoll_ctl(epfd, op, fd, uev) < 0 ? -errno : 0;
+		xp_kgen_bump();
 		goto out;
 	}
 	bool engine = s && es && xp_fork_attach() && mine(es->ep) && atomic_load(&s->mode) != XP_KERNEL &&
@@ -530,6 +539,7 @@ int xp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev)
 						    "it will never be reported ready", fd);
 			}
 		}
+		xp_kgen_bump(); /* Linux's epoll_ctl() queues an fd that is ready already */
 		if (r == 0 && es && op == EPOLL_CTL_ADD)
 			atomic_fetch_add(&es->ep->nkernel, 1);
 		else if (r == 0 && es && op == EPOLL_CTL_DEL)
@@ -747,19 +757,66 @@ static int eng_collect(struct xp_epoll *ep, struct epoll_event *out, int max)
 	return n;
 }
 
-/* Kernel events (zero timeout), then engine ones. */
-static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max)
+uint64_t xp_kgen;
+
+/* Looks at kfd (zero timeout) for this many calls in a row finding nothing
+ * before the set counts as quiet on the kernel side. */
+#define KQUIET_LOOKS 8
+
+/* Whether ep_collect may leave kfd alone this time: its kernel fds were
+ * quiet for KQUIET_LOOKS looks, the last less than XTCP_KERNEL_POLL_US ago,
+ * and nothing this process did since could have made one ready (xp_kgen).
+ * A readiness that comes from elsewhere (another process, the network on a
+ * kernel socket, a timer) is then reported up to that long after Linux
+ * would, and only while the engine has events in every call: the call
+ * with none looks at kfd before it spins or sleeps. */
+static bool kernel_quiet(struct xp_epoll *ep, uint64_t now)
+{
+	if (!xp_cfg.kpoll_ns || __atomic_load_n(&ep->kempty, __ATOMIC_RELAXED) < KQUIET_LOOKS)
+		return false;
+	uint64_t at = __atomic_load_n(&ep->kempty_at, __ATOMIC_RELAXED);
+	return now - at < xp_cfg.kpoll_ns &&
+	       __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE) == __atomic_load_n(&ep->kempty_gen, __ATOMIC_RELAXED);
+}
+
+/* Engine lock held: a look at kfd, taken at now after xp_kgen was gen. */
+static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_t gen)
+{
+	uint32_t n = empty ? __atomic_load_n(&ep->kempty, __ATOMIC_RELAXED) : 0;
+	__atomic_store_n(&ep->kempty, empty && n < UINT32_MAX ? n + 1 : 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&ep->kempty_at, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&ep->kempty_gen, gen, __ATOMIC_RELAXED);
+}
+
+/* Kernel events (zero timeout), then engine ones; klook: look at kfd even
+ * if it is quiet (the thread just slept on it). */
+static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max, bool klook)
 {
 	int k = 0, ntags = 0;
 	uint64_t tags[NTAGS];
-	if (atomic_load(&ep->nkernel) > 0 || ep->nkregs > 0) {
+	bool kset = atomic_load(&ep->nkernel) > 0 || ep->nkregs > 0;
+	if (kset && !klook && kernel_quiet(ep, xp_now())) {
+		xp_lock();
+		xp_drive(xp_clock());
+		if (XP_UNLIKELY(ep->nmay))
+			late_listeners(ep);
+		int n = eng_collect(ep, out, max);
+		xp_unlock();
+		if (n != 0)
+			return n;
+	}
+	uint64_t gen = __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE), t = 0;
+	if (kset) {
 		int room = ep->nrdy ? (max + 1) / 2 : max;
+		t = xp_now();
 		k = xp_real.epoll_wait(ep->kfd, out, room, 0);
 		if (k < 0)
 			return -errno;
 		k = kfilter(ep, out, k, tags, &ntags);
 	}
 	xp_lock();
+	if (kset)
+		kernel_looked(ep, k == 0 && ntags == 0, t, gen);
 	xp_drive(xp_clock());
 	if (XP_UNLIKELY(ep->nmay))
 		late_listeners(ep);
@@ -936,8 +993,9 @@ int xp_epoll_wait(int epfd, struct epoll_event *out, int max, const struct times
 	}
 	uint64_t spin_until = xp_cfg.spin_ns ? now + xp_cfg.spin_ns : 0;
 	struct spin sp = { 0 };
+	bool slept = false;
 	for (;;) {
-		n = ep_collect(ep, out, max);
+		n = ep_collect(ep, out, max, slept);
 		if (n != 0)
 			break;
 		now = xp_now();
@@ -952,6 +1010,7 @@ int xp_epoll_wait(int epfd, struct epoll_event *out, int max, const struct times
 		n = ep_sleep(es, out, max, deadline, sp.on && !sigmask ? &sp.old : sigmask);
 		if (n != 0)
 			break;
+		slept = true;
 	}
 	spin_end(&sp);
 	xp_sock_put(es);

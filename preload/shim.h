@@ -145,6 +145,7 @@ struct xp_config {
 	int nic;
 	uint32_t rcvbuf, sndbuf, somaxconn, max_sockets;
 	uint64_t spin_ns;
+	uint64_t kpoll_ns;      /* XTCP_KERNEL_POLL_US: see mux.c's ep_collect() */
 	uint64_t exit_drain_ns; /* XTCP_EXIT_DRAIN_MS */
 	bool tx_batch;          /* XTCP_TX_BATCH: a send leaves its frames for the next call */
 	bool tso;               /* XTCP_TSO: segments of up to 64 KiB, cut by the kernel/NIC */
@@ -416,6 +417,15 @@ void xp_mux_handoff(struct xp_sock *s);
 /* A new kernel epoll fd: wrapped unless the engine is off.  Returns fd. */
 int xp_epoll_wrap(int fd);
 int xp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev);
+/* Counts the calls by which this process may have made a kernel fd ready
+ * itself (a write, send, close, shutdown or connect on a kernel fd, an
+ * epoll_ctl of one, an epoll set's own eventfd): a quiet set's epoll_wait
+ * looks at its kernel fds again after any of them (see ep_collect()). */
+extern uint64_t xp_kgen;
+static inline void xp_kgen_bump(void)
+{
+	__atomic_add_fetch(&xp_kgen, 1, __ATOMIC_RELEASE);
+}
 /* tmo: NULL = no timeout. */
 int xp_epoll_wait(int epfd, struct epoll_event *uev, int max, const struct timespec *tmo,
 		  const sigset_t *sigmask);

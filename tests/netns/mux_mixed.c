@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -23,6 +24,7 @@
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/timerfd.h>
@@ -35,9 +37,11 @@ static int ctl_fd;
 static const char *own_addr;
 static int port;
 
-enum { L_PIPE, L_TIMER, L_SIG, L_UNIX, L_LISTEN, L_KLISTEN, L_DUAL, L_ACC, L_CLI, L_UND, L_EP, L_ACC2, L_DUP, L_NEW, L_MAX };
+enum { L_PIPE, L_TIMER, L_SIG, L_UNIX, L_LISTEN, L_KLISTEN, L_DUAL, L_ACC, L_CLI, L_UND, L_EP, L_ACC2, L_DUP, L_NEW,
+       L_Q1, L_Q2, L_Q3, L_MAX };
 static const char *names[L_MAX] = { "pipe", "timerfd", "signalfd", "unix", "listener", "klistener", "dual",
-				    "accepted", "client", "undecided", "epoll", "accepted2", "dup", "new" };
+				    "accepted", "client", "undecided", "epoll", "accepted2", "dup", "new",
+				    "qpipe1", "qpipe2", "qpipe3" };
 
 static void fail(const char *what)
 {
@@ -237,6 +241,30 @@ static void bounded(const char *what, const struct timespec *t0, long lo, long h
 	printf("%s: %s\n", what, el >= lo - 5 && el < hi ? "within bounds" : "OUT OF BOUNDS");
 	if (!(el >= lo - 5 && el < hi))
 		fprintf(stderr, "%s: %ld ms\n", what, el);
+}
+
+/* Calls with only the engine socket ready (label L_ACC), as many as it takes
+ * libxtcp to stop looking at the set's quiet kernel fds in every call. */
+static void quiet(const char *step, int ep)
+{
+	struct epoll_event ev[16];
+	int odd = 0;
+	for (int i = 0; i < 40; i++) {
+		int n = epoll_wait(ep, ev, 16, 0);
+		if (n != 1 || ev[0].data.u64 != L_ACC || ev[0].events != EPOLLIN)
+			odd++;
+	}
+	printf("%s: %d of 40 calls not just the socket\n", step, odd);
+}
+
+static int raw_fd;
+static void *raw_writer(void *arg)
+{
+	(void)arg;
+	usleep(20000);
+	if (syscall(SYS_write, raw_fd, "z", 1) != 1) /* not through the write() libxtcp sees */
+		fail("raw write");
+	return NULL;
 }
 
 static volatile sig_atomic_t alarms;
@@ -691,6 +719,48 @@ int main(int argc, char **argv)
 	bounded("pselect timeout time", &t0, 150, 3000);
 	tv = (struct timeval){ -1, 0 };
 	res("select negative timeout (EINVAL)", select(L + 1, &rs, NULL, NULL, &tv));
+
+	/* --- kernel fds that stay quiet while an engine socket is ready in every
+	 * call (libxtcp then looks at them less often, XTCP_KERNEL_POLL_US): what
+	 * the process itself does to one shows in the very next call, what
+	 * happens elsewhere within the bound */
+	int q1[2], q2[2], q3[2];
+	if (pipe2(q1, O_NONBLOCK) < 0 || pipe2(q2, O_NONBLOCK) < 0 || pipe2(q3, O_NONBLOCK) < 0)
+		fail("pipe");
+	int EQ = epoll_create1(0);
+	add(EQ, A1, L_ACC, EPOLLIN);
+	add(EQ, q1[0], L_Q1, EPOLLIN);
+	ctl("S %d 4", i1);
+	wait_all("busy socket", EQ, 1u << L_ACC, 3000);
+	quiet("busy, quiet pipe", EQ);
+	if (write(q1[1], "x", 1) != 1)
+		fail("write");
+	wait_show("busy, own write", EQ, 0);
+	if (read(q1[0], b, sizeof(b)) != 1)
+		fail("read");
+	quiet("busy, pipe read", EQ);
+	if (write(q2[1], "y", 1) != 1)
+		fail("write");
+	add(EQ, q2[0], L_Q2, EPOLLIN);
+	wait_show("busy, ready pipe added", EQ, 0);
+	res("del ready pipe", epoll_ctl(EQ, EPOLL_CTL_DEL, q2[0], NULL));
+	quiet("busy, pipe deleted", EQ);
+	close(q1[1]);
+	wait_show("busy, write end closed", EQ, 0);
+	res("del closed pipe", epoll_ctl(EQ, EPOLL_CTL_DEL, q1[0], NULL));
+	add(EQ, q3[0], L_Q3, EPOLLIN);
+	quiet("busy, second quiet pipe", EQ);
+	raw_fd = q3[1];
+	pthread_t th;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (pthread_create(&th, NULL, raw_writer, NULL) != 0)
+		fail("pthread_create");
+	wait_all("busy, another thread's raw write", EQ, 1u << L_Q3, 3000);
+	bounded("another thread's raw write time", &t0, 20, 2000);
+	pthread_join(th, NULL);
+	close(EQ);
+	close(q1[0]), close(q2[0]), close(q2[1]), close(q3[0]), close(q3[1]);
+	drain(A1);
 
 	close(A1);
 	ctl("Q");
