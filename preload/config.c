@@ -256,9 +256,18 @@ int xp_config_load(bool *off)
 	if (load_num("XTCP_MAX_SOCKETS", 1, 1u << 24, &x) < 0)
 		return -1;
 	c->max_sockets = (uint32_t)x;
+	/* a number of microseconds, auto (adaptive up to XP_SPIN_AUTO_MAX_US) or
+	 * auto:N (up to N) */
+	const char *sv = getenv("XTCP_SPIN_US");
 	x = 0;
-	if (load_num("XTCP_SPIN_US", 0, 1000000, &x) < 0)
+	if (sv && strncmp(sv, "auto", 4) == 0 && (sv[4] == 0 || sv[4] == ':')) {
+		c->spin_auto = true;
+		x = XP_SPIN_AUTO_MAX_US;
+		if (sv[4] == ':' && (parse_u64(sv + 5, 1000000, &x) < 0 || x == 0))
+			return bad("XTCP_SPIN_US", sv, "expected auto:N with N from 1 to 1000000");
+	} else if (load_num("XTCP_SPIN_US", 0, 1000000, &x) < 0) {
 		return -1;
+	}
 	c->spin_ns = x * 1000;
 	x = 500;
 	if (load_num("XTCP_KERNEL_POLL_US", 0, 100000, &x) < 0)

@@ -670,11 +670,12 @@ static int attach(void)
 	const char *nicv = getenv("XTCP_NIC"), *ipv = getenv("XTCP_IP");
 	XP_LOG(XP_LOG_INFO,
 	       "attached: backend %s (XTCP_NIC=%s), interface %s (XTCP_IFACE), address %s/%d (%s), gateway %s (%s), "
-	       "mac %02x:%02x:%02x:%02x:%02x:%02x (%s), mtu %u, spin %llu us; %d offload rules, capture %s",
+	       "mac %02x:%02x:%02x:%02x:%02x:%02x (%s), mtu %u, spin %s%llu us; %d offload rules, capture %s",
 	       xp_eng.backend, nicv && *nicv ? nicv : "auto", xp_cfg.iface, ipbuf, xp_cfg.prefix,
 	       ipv && *ipv ? "XTCP_IP" : "the interface's", gwbuf, xp_cfg.gw ? "XTCP_GW" : "XTCP_GW unset",
 	       m[0], m[1], m[2], m[3], m[4], m[5], xp_cfg.have_mac ? "XTCP_MAC" : "the interface's", sc.mtu,
-	       (unsigned long long)(xp_cfg.spin_ns / 1000), xp_rules_count(), xp_obs.pcap[0] ? xp_obs.pcap : "off");
+	       xp_cfg.spin_auto ? "auto, up to " : "", (unsigned long long)(xp_cfg.spin_ns / 1000), xp_rules_count(),
+	       xp_obs.pcap[0] ? xp_obs.pcap : "off");
 	return 0;
 fail:
 	if (xp_eng.prog_evfd >= 0)
@@ -774,6 +775,8 @@ void xp_wait_init(struct xp_wait *w, struct xp_sock *s, uint64_t timeo_ns, bool 
 	w->put_on_cancel = true;
 	w->extra_fd = -1;
 	w->started = false;
+	w->ended = false;
+	w->t0 = 0;
 	w->spin_masked = false;
 	w->spin_iter = 0;
 	w->ran0 = xp_sig_ran;
@@ -878,6 +881,41 @@ void xp_wait_done(struct xp_wait *w)
 {
 	if (w->spin_masked)
 		(void)spin_release(w);
+	if (w->started && w->spin)
+		xp_spin_learn(xp_now() - w->t0, !w->ended);
+}
+
+/* XTCP_SPIN_US=auto: each thread's period, adapted as the halt-polling of
+ * a KVM guest (Linux's cpuidle-haltpoll governor) adapts its own.  A wait
+ * longer than the period but within the ceiling would have ended in a spin
+ * one step longer: the period doubles (from a quarter of the ceiling).  A
+ * wait longer than the ceiling (a sparse or idle load, a peer that needs this
+ * CPU to answer) could not have: it halves, and below 1 us it is 0, so an
+ * idle process sleeps at once.  A wait that ended within the period keeps
+ * it. */
+static XP_TLS uint64_t spin_cur = UINT64_MAX; /* UINT64_MAX: a quarter of the ceiling */
+
+uint64_t xp_spin_until(uint64_t now)
+{
+	if (!xp_cfg.spin_auto)
+		return xp_cfg.spin_ns ? now + xp_cfg.spin_ns : 0;
+	if (spin_cur == UINT64_MAX)
+		spin_cur = xp_cfg.spin_ns / 4;
+	return spin_cur ? now + spin_cur : 0;
+}
+
+void xp_spin_learn(uint64_t waited_ns, bool event)
+{
+	uint64_t max = xp_cfg.spin_ns;
+	if (!xp_cfg.spin_auto || spin_cur == UINT64_MAX || waited_ns <= spin_cur)
+		return;
+	if (waited_ns > max) {
+		spin_cur /= 2;
+		if (spin_cur < 1000)
+			spin_cur = 0;
+	} else if (event) {
+		spin_cur = spin_cur * 2 < max / 4 ? max / 4 : spin_cur * 2 > max ? max : spin_cur * 2;
+	}
 }
 
 /* Engine lock held. */
@@ -928,15 +966,16 @@ static void wait_cancelled(void *arg)
 		xp_sock_put(c->w->s);
 }
 
-int xp_wait(struct xp_wait *w)
+static int wait_turn(struct xp_wait *w)
 {
 	xt_time_t now = xp_now();
 	if (!w->started) {
 		w->started = true;
+		w->t0 = now;
 		if (w->timeo_ns)
 			w->deadline = now + w->timeo_ns;
-		if (w->spin && xp_cfg.spin_ns)
-			w->spin_until = now + xp_cfg.spin_ns;
+		if (w->spin)
+			w->spin_until = xp_spin_until(now);
 	}
 	if (w->deadline != UINT64_MAX && now >= w->deadline) {
 		if (w->spin_masked) {
@@ -1085,4 +1124,12 @@ int xp_wait(struct xp_wait *w)
 		nic_waiter_leave();
 	xp_drive(xp_clock());
 	return intr ? -EINTR : 0;
+}
+
+int xp_wait(struct xp_wait *w)
+{
+	int r = wait_turn(w);
+	if (r < 0)
+		w->ended = true; /* the deadline, or a signal */
+	return r;
 }

@@ -788,21 +788,23 @@ static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_
 	__atomic_store_n(&ep->kempty_gen, gen, __ATOMIC_RELAXED);
 }
 
-/* Kernel events (zero timeout), then engine ones; klook: look at kfd even
- * if it is quiet (the thread just slept on it). */
-static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max, bool klook)
+/* How ep_collect treats a quiet kernel side: */
+enum klook { KL_QUIET_OK, KL_ALWAYS /* the thread slept on kfd */, KL_SPIN /* busy-polling: even with no engine event */ };
+
+/* Kernel events (zero timeout), then engine ones. */
+static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max, enum klook kl)
 {
 	int k = 0, ntags = 0;
 	uint64_t tags[NTAGS];
 	bool kset = atomic_load(&ep->nkernel) > 0 || ep->nkregs > 0;
-	if (kset && !klook && kernel_quiet(ep, xp_now())) {
+	if (kset && kl != KL_ALWAYS && kernel_quiet(ep, xp_now())) {
 		xp_lock();
 		xp_drive(xp_clock());
 		if (XP_UNLIKELY(ep->nmay))
 			late_listeners(ep);
 		int n = eng_collect(ep, out, max);
 		xp_unlock();
-		if (n != 0)
+		if (n != 0 || kl == KL_SPIN)
 			return n;
 	}
 	uint64_t gen = __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE), t = 0;
@@ -991,11 +993,11 @@ int xp_epoll_wait(int epfd, struct epoll_event *out, int max, const struct times
 		xp_sock_put(es);
 		return n;
 	}
-	uint64_t spin_until = xp_cfg.spin_ns ? now + xp_cfg.spin_ns : 0;
+	uint64_t t0 = now, spin_until = deadline > now ? xp_spin_until(now) : 0;
 	struct spin sp = { 0 };
-	bool slept = false;
+	enum klook kl = KL_QUIET_OK;
 	for (;;) {
-		n = ep_collect(ep, out, max, slept);
+		n = ep_collect(ep, out, max, kl);
 		if (n != 0)
 			break;
 		now = xp_now();
@@ -1005,14 +1007,17 @@ int xp_epoll_wait(int epfd, struct epoll_event *out, int max, const struct times
 			n = spin_step(&sp, sigmask);
 			if (n < 0)
 				break;
+			kl = KL_SPIN;
 			continue;
 		}
 		n = ep_sleep(es, out, max, deadline, sp.on && !sigmask ? &sp.old : sigmask);
 		if (n != 0)
 			break;
-		slept = true;
+		kl = KL_ALWAYS;
 	}
 	spin_end(&sp);
+	if (deadline > t0)
+		xp_spin_learn(xp_now() - t0, n > 0);
 	xp_sock_put(es);
 	return n;
 }
@@ -1140,8 +1145,8 @@ static __attribute__((noinline)) int ppoll_cancellable(struct pset *ps, bool nic
 /* The loop: returns the count, 0 on timeout, or -errno. */
 static int pset_wait(struct pset *ps, uint64_t deadline, const sigset_t *sigmask)
 {
-	uint64_t now = xp_now();
-	uint64_t spin_until = xp_cfg.spin_ns ? now + xp_cfg.spin_ns : 0;
+	uint64_t now = xp_now(), t0 = now;
+	uint64_t spin_until = deadline > now ? xp_spin_until(now) : 0;
 	struct spin sp = { 0 };
 	bool kfresh = false;
 	int c;
@@ -1214,6 +1219,8 @@ static int pset_wait(struct pset *ps, uint64_t deadline, const sigset_t *sigmask
 		kfresh = !ready;
 	}
 	spin_end(&sp);
+	if (deadline > t0)
+		xp_spin_learn(xp_now() - t0, c > 0);
 	return c;
 }
 

@@ -144,7 +144,8 @@ struct xp_config {
 	bool have_mac;
 	int nic;
 	uint32_t rcvbuf, sndbuf, somaxconn, max_sockets;
-	uint64_t spin_ns;
+	uint64_t spin_ns;       /* XTCP_SPIN_US: the busy-poll period, or its ceiling when auto */
+	bool spin_auto;         /* XTCP_SPIN_US=auto (the default): adaptive, see xp_spin_until() */
 	uint64_t kpoll_ns;      /* XTCP_KERNEL_POLL_US: see mux.c's ep_collect() */
 	uint64_t exit_drain_ns; /* XTCP_EXIT_DRAIN_MS */
 	bool tx_batch;          /* XTCP_TX_BATCH: a send leaves its frames for the next call */
@@ -158,6 +159,8 @@ extern int xp_log_level;
  * everything stays on the kernel). *off is set when XTCP_IFACE is unset or
  * XTCP_NIC=kernel (not an error). */
 int xp_config_load(bool *off);
+/* XTCP_SPIN_US=auto's ceiling. */
+#define XP_SPIN_AUTO_MAX_US 20
 void xp_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define XP_LOG(lvl, ...)                                   \
 	do {                                               \
@@ -299,6 +302,8 @@ struct xp_wait {
 	bool put_on_cancel;  /* the caller's reference on s goes if the thread is cancelled */
 	int extra_fd;        /* a kernel fd to watch for POLLIN too (dual listen), or -1 */
 	bool started;
+	bool ended;          /* xp_wait returned -EAGAIN or -EINTR */
+	uint64_t t0;         /* when the first wait began */
 	bool spin_masked;    /* spinning with every signal held; spin_old: the thread's mask */
 	unsigned spin_iter;
 	unsigned ran0, nr0;  /* xp_sig_ran, xp_sig_ran_norestart when the call began */
@@ -314,6 +319,12 @@ void xp_wait_init(struct xp_wait *w, struct xp_sock *s, uint64_t timeo_ns, bool 
  * began with xp_wait_done, engine lock not held. */
 int xp_wait(struct xp_wait *w);
 void xp_wait_done(struct xp_wait *w);
+/* Busy polling (XTCP_SPIN_US) for a call that may sleep, begun at now:
+ * until when it polls before it sleeps (0: it does not); and, once it ends,
+ * how long it waited and whether for an event (not a timeout or a signal),
+ * from which XTCP_SPIN_US=auto learns the calling thread's next period. */
+uint64_t xp_spin_until(uint64_t now);
+void xp_spin_learn(uint64_t waited_ns, bool event);
 
 /* --- sigdisp.c: the program's signal handlers ------------------------------ */
 

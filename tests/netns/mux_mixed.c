@@ -6,6 +6,10 @@
  *
  * Usage: mux_mixed CTL_PATH OWN_ADDR PORT PEER_ADDR PEER_PORT
  *        mux_mixed idle OWN_ADDR PORT READY_FILE    (blocks 6 s in epoll_wait)
+ *        mux_mixed echo OWN_ADDR PORT READY_FILE ROUNDS
+ *                 (echoes ROUNDS single bytes of one connection, each after
+ *                  an epoll_wait, then prints the CPU time and the sleeps it
+ *                  took: getrusage's utime+stime and voluntary switches)
  * Ports PORT..PORT+3 are used: PORT on OWN_ADDR, PORT+1 on 127.0.0.1, PORT+2
  * and PORT+3 on INADDR_ANY (dual listeners under xtcp). */
 #define _GNU_SOURCE
@@ -23,6 +27,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
@@ -297,12 +302,49 @@ static int idle_main(char **argv)
 	return 0;
 }
 
+static int echo_main(char **argv)
+{
+	int l = listener(argv[2], atoi(argv[3]));
+	long rounds = atol(argv[5]);
+	int ep = epoll_create1(0);
+	add(ep, l, L_LISTEN, EPOLLIN);
+	FILE *f = fopen(argv[4], "w");
+	fprintf(f, "%d\n", getpid());
+	fclose(f);
+	struct epoll_event ev;
+	if (epoll_wait(ep, &ev, 1, 10000) != 1)
+		fail("no connection");
+	int c = accept_wait(l);
+	add(ep, c, L_ACC, EPOLLIN);
+	struct rusage r0, r1;
+	getrusage(RUSAGE_SELF, &r0);
+	long done = 0;
+	while (done < rounds) {
+		int n = epoll_wait(ep, &ev, 1, 10000);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != 1)
+			fail("echo wait");
+		char b;
+		if (recv(c, &b, 1, 0) != 1 || send(c, &b, 1, 0) != 1)
+			fail("echo");
+		done++;
+	}
+	getrusage(RUSAGE_SELF, &r1);
+	long us = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1000000L +
+		  (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
+	printf("echo: %ld rounds cpu_ms %ld sleeps %ld\n", done, us / 1000, r1.ru_nvcsw - r0.ru_nvcsw);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	alarm(100);
 	if (argc == 5 && strcmp(argv[1], "idle") == 0)
 		return idle_main(argv);
+	if (argc == 6 && strcmp(argv[1], "echo") == 0)
+		return echo_main(argv);
 	if (argc != 6) {
 		fprintf(stderr, "usage: mux_mixed CTL OWN_ADDR PORT PEER_ADDR PEER_PORT\n");
 		return 2;

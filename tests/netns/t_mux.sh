@@ -126,6 +126,72 @@ else
 fi
 netns_down
 
+# XTCP_SPIN_US=auto: busy polling that learns.  One connection echoed
+# byte by byte (mux_mixed echo, under xtcp) for a kernel client in ns B.
+# With a 50 ms pause between rounds a fixed 40 ms spin burns most of a core,
+# auto:40000 next to nothing (every wait outlasts the ceiling, so the spin
+# shrinks to 0); back to back, auto:1000 catches nearly every byte spinning
+# (under half a sleep per round) where XTCP_SPIN_US=0 sleeps for each.
+cat >"$OUT/echo_client.py" <<'EOF'
+import socket, sys, time
+addr, port, rounds, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+for _ in range(200):
+    try:
+        s = socket.create_connection((addr, port), timeout=10)
+        break
+    except OSError:
+        time.sleep(0.05)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for _ in range(rounds):
+    s.sendall(b"x")
+    if s.recv(1) != b"x":
+        sys.exit("echo_client: bad echo")
+    if gap:
+        time.sleep(gap)
+print("client: done")
+EOF
+# echo_run NAME SPIN ROUNDS GAP: sets cpu_ms and sleeps from the server's line
+echo_run() {
+	local name=$1 spin=$2 rounds=$3 gap=$4
+	local dir=$OUT/echo-$name
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	cpu_ms=-1 sleeps=-1
+	netns_up || return 1
+	run_bg A "$dir/out" "$dir/err" under_xtcp XTCP_SPIN_US="$spin" "$BIN/mux_mixed" echo "$XT_ADDR_X" 7700 \
+		"$dir/pid" "$rounds"
+	local spid=$XT_LAST_PID
+	if wait_file "$dir/pid" 10 &&
+		run_in B python3 "$OUT/echo_client.py" "$XT_ADDR_X" 7700 "$rounds" "$gap" >"$dir/cli.out" 2>&1 &&
+		wait_pid "$spid" 30; then
+		read -r cpu_ms sleeps < <(awk -v r="$rounds" '$1 == "echo:" && $2 == r { print $5, $7 }' "$dir/out")
+	fi
+	netns_down
+	if [[ -z ${sleeps:-} || $sleeps == -1 ]]; then
+		echo "t_mux: FAIL: echo run $name did not finish:"
+		cat "$dir/cli.out" "$dir/out" "$dir/err"
+		fail=1
+		return 1
+	fi
+	echo "t_mux: echo $name (XTCP_SPIN_US=$spin, $rounds rounds, ${gap} s apart): ${cpu_ms} ms of CPU, $sleeps sleeps"
+}
+if echo_run sparse-fixed 40000 40 0.05 && ((cpu_ms < 500)); then
+	echo "t_mux: FAIL: a fixed 40 ms spin between 50 ms rounds should burn over 500 ms of 2 s"
+	fail=1
+fi
+if echo_run sparse-auto auto:40000 40 0.05 && ((cpu_ms >= 200)); then
+	echo "t_mux: FAIL: XTCP_SPIN_US=auto:40000 kept spinning through 50 ms pauses"
+	fail=1
+fi
+if echo_run busy-nospin 0 3000 0 && ((sleeps * 2 < 3000)); then
+	echo "t_mux: FAIL: without busy polling the echo server should sleep for most rounds"
+	fail=1
+fi
+if echo_run busy-auto auto:1000 3000 0 && ((sleeps * 2 >= 3000)); then
+	echo "t_mux: FAIL: XTCP_SPIN_US=auto:1000 slept for most rounds of a back-to-back echo"
+	fail=1
+fi
+
 # Ctrl-C: SIGINT (default action) ends a wait at once, sleeping or spinning.
 for spin in 0 1000000; do
 	dir=$OUT/sigint-$spin
