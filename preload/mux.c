@@ -768,8 +768,8 @@ uint64_t xp_kgen;
  * and nothing this process did since could have made one ready (xp_kgen).
  * A readiness that comes from elsewhere (another process, the network on a
  * kernel socket, a timer) is then reported up to that long after Linux
- * would, and only while the engine has events in every call: the call
- * with none looks at kfd before it spins or sleeps. */
+ * would, and only while the engine has events in every call: a call that
+ * returns none has looked at kfd, and a sleep watches it (enum klook). */
 static bool kernel_quiet(struct xp_epoll *ep, uint64_t now)
 {
 	if (!xp_cfg.kpoll_ns || __atomic_load_n(&ep->kempty, __ATOMIC_RELAXED) < KQUIET_LOOKS)
@@ -788,8 +788,12 @@ static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_
 	__atomic_store_n(&ep->kempty_gen, gen, __ATOMIC_RELAXED);
 }
 
-/* How ep_collect treats a quiet kernel side: */
-enum klook { KL_QUIET_OK, KL_ALWAYS /* the thread slept on kfd */, KL_SPIN /* busy-polling: even with no engine event */ };
+/* Whether ep_collect may leave a quiet kfd alone: */
+enum klook {
+	KL_SKIP,   /* yes: a spin or a sleep that watches kfd follows if the engine has nothing */
+	KL_EVENTS, /* only if the engine has events: the call returns next */
+	KL_ALWAYS, /* no: kfd woke the thread, or the call ends */
+};
 
 /* Kernel events (zero timeout), then engine ones. */
 static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max, enum klook kl)
@@ -804,7 +808,7 @@ static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max, enu
 			late_listeners(ep);
 		int n = eng_collect(ep, out, max);
 		xp_unlock();
-		if (n != 0 || kl == KL_SPIN)
+		if (n != 0 || kl == KL_SKIP)
 			return n;
 	}
 	uint64_t gen = __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE), t = 0;
@@ -894,11 +898,13 @@ static int sleep_fd(struct xp_epoll *ep)
 }
 
 /* Sleeps in the kernel on kfd.  Returns user kernel events, 0 to look
- * again, or -errno (-EINTR). */
+ * again, or -errno (-EINTR); *kwoke: kfd may have events (not only the
+ * NIC woke the thread). */
 static int ep_sleep(struct xp_sock *es, struct epoll_event *out, int max, uint64_t deadline,
-		    const sigset_t *sigmask)
+		    const sigset_t *sigmask, bool *kwoke)
 {
 	struct xp_epoll *ep = es->ep;
+	*kwoke = false;
 	xp_lock();
 	if (ep->nrdy) {
 		xp_unlock();
@@ -920,6 +926,7 @@ static int ep_sleep(struct xp_sock *es, struct epoll_event *out, int max, uint64
 	int err = errno;
 	int ntags = 0;
 	uint64_t tags[NTAGS];
+	*kwoke = !cl.nic || k <= 0 || se[0].data.u64 == 0 || (k > 1 && se[1].data.u64 == 0);
 	if (k > 0 && cl.nic)
 		k = 0; /* kfd or the NIC: the caller collects */
 	if (k > 0)
@@ -995,25 +1002,30 @@ int xp_epoll_wait(int epfd, struct epoll_event *out, int max, const struct times
 	}
 	uint64_t t0 = now, spin_until = deadline > now ? xp_spin_until(now) : 0;
 	struct spin sp = { 0 };
-	enum klook kl = KL_QUIET_OK;
+	enum klook kl = deadline > now ? KL_SKIP : KL_EVENTS;
 	for (;;) {
 		n = ep_collect(ep, out, max, kl);
 		if (n != 0)
 			break;
 		now = xp_now();
-		if (now >= deadline)
-			break;
+		if (now >= deadline) {
+			if (kl != KL_SKIP)
+				break;
+			kl = KL_ALWAYS; /* a call that returns nothing has looked at kfd */
+			continue;
+		}
 		if (now < spin_until) {
 			n = spin_step(&sp, sigmask);
 			if (n < 0)
 				break;
-			kl = KL_SPIN;
+			kl = KL_SKIP;
 			continue;
 		}
-		n = ep_sleep(es, out, max, deadline, sp.on && !sigmask ? &sp.old : sigmask);
+		bool kwoke;
+		n = ep_sleep(es, out, max, deadline, sp.on && !sigmask ? &sp.old : sigmask, &kwoke);
 		if (n != 0)
 			break;
-		kl = KL_ALWAYS;
+		kl = kwoke ? KL_ALWAYS : KL_SKIP;
 	}
 	spin_end(&sp);
 	if (deadline > t0)

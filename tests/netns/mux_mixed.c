@@ -800,9 +800,26 @@ int main(int argc, char **argv)
 	wait_all("busy, another thread's raw write", EQ, 1u << L_Q3, 3000);
 	bounded("another thread's raw write time", &t0, 20, 2000);
 	pthread_join(th, NULL);
+	/* the engine idle now: a call that returns nothing has looked at them */
+	drain(A1);
+	if (read(q3[0], b, sizeof(b)) != 1)
+		fail("read");
+	int busy = 0;
+	for (int i = 0; i < 10; i++)
+		busy += epoll_wait(EQ, evs, 4, 0) != 0;
+	printf("idle, quiet: %d of 10 calls with events\n", busy);
+	if (syscall(SYS_write, q3[1], "w", 1) != 1)
+		fail("raw write");
+	wait_show("idle, raw write, zero timeout", EQ, 0);
+	if (read(q3[0], b, sizeof(b)) != 1)
+		fail("read");
+	for (int i = 0; i < 10; i++)
+		busy += epoll_wait(EQ, evs, 4, 0) != 0;
+	if (syscall(SYS_write, q3[1], "v", 1) != 1)
+		fail("raw write");
+	wait_show("idle, raw write, 1 s timeout", EQ, 1000);
 	close(EQ);
 	close(q1[0]), close(q2[0]), close(q2[1]), close(q3[0]), close(q3[1]);
-	drain(A1);
 
 	close(A1);
 	ctl("Q");
