@@ -758,6 +758,7 @@ static int eng_collect(struct xp_epoll *ep, struct epoll_event *out, int max)
 }
 
 uint64_t xp_kgen;
+bool xp_kquiet;
 
 /* Looks at kfd (zero timeout) for this many calls in a row finding nothing
  * before the set counts as quiet on the kernel side. */
@@ -779,11 +780,20 @@ static bool kernel_quiet(struct xp_epoll *ep, uint64_t now)
 	       __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE) == __atomic_load_n(&ep->kempty_gen, __ATOMIC_RELAXED);
 }
 
-/* Engine lock held: a look at kfd, taken at now after xp_kgen was gen. */
-static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_t gen)
+/* Engine lock held: a look at kfd, taken at now after xp_kgen was gen;
+ * counted: xp_kquiet was set before gen was read. */
+static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_t gen, bool counted)
 {
 	uint32_t n = empty ? __atomic_load_n(&ep->kempty, __ATOMIC_RELAXED) : 0;
-	__atomic_store_n(&ep->kempty, empty && n < UINT32_MAX ? n + 1 : 0, __ATOMIC_RELAXED);
+	if (n < UINT32_MAX)
+		n += empty;
+	if (n >= KQUIET_LOOKS && !counted) {
+		/* the bumps count from now on, and only a look whose gen was read
+		 * after that may make the set quiet */
+		__atomic_store_n(&xp_kquiet, true, __ATOMIC_SEQ_CST);
+		n = KQUIET_LOOKS - 1;
+	}
+	__atomic_store_n(&ep->kempty, n, __ATOMIC_RELAXED);
 	__atomic_store_n(&ep->kempty_at, now, __ATOMIC_RELAXED);
 	__atomic_store_n(&ep->kempty_gen, gen, __ATOMIC_RELAXED);
 }
@@ -811,7 +821,8 @@ static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max, enu
 		if (n != 0 || kl == KL_SKIP)
 			return n;
 	}
-	uint64_t gen = __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE), t = 0;
+	bool counted = __atomic_load_n(&xp_kquiet, __ATOMIC_SEQ_CST);
+	uint64_t gen = __atomic_load_n(&xp_kgen, __ATOMIC_SEQ_CST), t = 0;
 	if (kset) {
 		int room = ep->nrdy ? (max + 1) / 2 : max;
 		t = xp_now();
@@ -822,7 +833,7 @@ static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max, enu
 	}
 	xp_lock();
 	if (kset)
-		kernel_looked(ep, k == 0 && ntags == 0, t, gen);
+		kernel_looked(ep, k == 0 && ntags == 0, t, gen, counted);
 	xp_drive(xp_clock());
 	if (XP_UNLIKELY(ep->nmay))
 		late_listeners(ep);

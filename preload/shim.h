@@ -433,9 +433,12 @@ int xp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev);
  * epoll_ctl of one, an epoll set's own eventfd): a quiet set's epoll_wait
  * looks at its kernel fds again after any of them (see ep_collect()). */
 extern uint64_t xp_kgen;
+extern bool xp_kquiet; /* some set has been quiet: until then nothing counts */
 static inline void xp_kgen_bump(void)
 {
-	__atomic_add_fetch(&xp_kgen, 1, __ATOMIC_RELEASE);
+	/* a shared cache line: written only once a set may skip a look */
+	if (__atomic_load_n(&xp_kquiet, __ATOMIC_ACQUIRE))
+		__atomic_add_fetch(&xp_kgen, 1, __ATOMIC_RELEASE);
 }
 /* tmo: NULL = no timeout. */
 int xp_epoll_wait(int epfd, struct epoll_event *uev, int max, const struct timespec *tmo,
