@@ -1,6 +1,9 @@
 /* Several threads on one epoll set (EPOLLONESHOT entries re-armed with
  * EPOLL_CTL_MOD, the thread-pool pattern): t_mux.sh runs the server under
  * xtcp and the client on the kernel, and checks every byte comes back.
+ * The set also holds a pipe that a ticker thread writes a byte to every
+ * millisecond with a raw system call (libxtcp does not see it): every tick
+ * must be read while the engine sockets keep the set busy.
  *
  *   mux_mt server ADDR PORT THREADS CONNS READY_FILE
  *   mux_mt client ADDR PORT CONNS ROUNDS
@@ -8,6 +11,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -18,18 +22,50 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int L, E, want;
 static atomic_int closed, nevents;
 static atomic_long bytes;
+static int P[2];
+static atomic_long ticks_written, ticks_read;
+static atomic_bool ticking = true;
+
+static void *ticker(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&ticking)) {
+		usleep(1000);
+		if (syscall(SYS_write, P[1], "t", 1) != 1) {
+			perror("ticker write");
+			exit(1);
+		}
+		atomic_fetch_add(&ticks_written, 1);
+	}
+	return NULL;
+}
+
+static void read_ticks(void)
+{
+	char b[256];
+	ssize_t k;
+	while ((k = read(P[0], b, sizeof(b))) > 0)
+		atomic_fetch_add(&ticks_read, k);
+	struct epoll_event e = { .events = EPOLLIN | EPOLLONESHOT, .data.fd = P[0] };
+	if (epoll_ctl(E, EPOLL_CTL_MOD, P[0], &e) < 0) {
+		perror("epoll_ctl mod pipe");
+		exit(1);
+	}
+}
 
 static void *worker(void *arg)
 {
 	(void)arg;
 	struct epoll_event ev[16];
 	char buf[4096];
-	while (atomic_load(&closed) < want) {
+	while (atomic_load(&closed) < want || atomic_load(&ticking) ||
+	       atomic_load(&ticks_read) < atomic_load(&ticks_written)) {
 		int n = epoll_wait(E, ev, 16, 200);
 		if (n < 0 && errno != EINTR) {
 			perror("epoll_wait");
@@ -38,6 +74,10 @@ static void *worker(void *arg)
 		for (int i = 0; i < n; i++) {
 			atomic_fetch_add(&nevents, 1);
 			int fd = ev[i].data.fd;
+			if (fd == P[0]) {
+				read_ticks();
+				continue;
+			}
 			if (fd == L) {
 				int c;
 				while ((c = accept4(L, NULL, NULL, SOCK_NONBLOCK)) >= 0) {
@@ -161,13 +201,27 @@ int main(int argc, char **argv)
 	E = epoll_create1(0);
 	struct epoll_event e = { .events = EPOLLIN, .data.fd = L };
 	epoll_ctl(E, EPOLL_CTL_ADD, L, &e);
+	if (pipe2(P, O_NONBLOCK) < 0) {
+		perror("pipe");
+		return 1;
+	}
+	e = (struct epoll_event){ .events = EPOLLIN | EPOLLONESHOT, .data.fd = P[0] };
+	epoll_ctl(E, EPOLL_CTL_ADD, P[0], &e);
+	pthread_t tk;
+	pthread_create(&tk, NULL, ticker, NULL);
 	FILE *f = fopen(argv[6], "w");
 	fclose(f);
 	pthread_t t[16];
 	for (int i = 0; i < nt && i < 16; i++)
 		pthread_create(&t[i], NULL, worker, NULL);
+	while (atomic_load(&closed) < want)
+		usleep(10000);
+	atomic_store(&ticking, false);
+	pthread_join(tk, NULL);
 	for (int i = 0; i < nt && i < 16; i++)
 		pthread_join(t[i], NULL);
 	printf("server: %d connections served and closed, %ld bytes echoed\n", (int)closed, (long)bytes);
+	printf("server: pipe ticks %s\n", ticks_read == ticks_written && ticks_written > 0 ? "all read" : "missing");
+	fprintf(stderr, "server: %ld pipe ticks written, %ld read\n", (long)ticks_written, (long)ticks_read);
 	return 0;
 }

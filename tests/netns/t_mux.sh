@@ -109,7 +109,9 @@ fi
 netns_down
 
 # Threads sharing one epoll set (ONESHOT entries re-armed by MOD): 4 server
-# threads under xtcp, 8 kernel clients x 1000 echoed rounds, every byte checked.
+# threads under xtcp, 8 kernel clients x 1000 echoed rounds, every byte checked;
+# and a pipe in the same set, written every millisecond by a raw system call,
+# every byte of which must be read.
 dir=$OUT/threads
 rm -rf "$dir"
 mkdir -p "$dir"
@@ -117,8 +119,9 @@ netns_up || exit 1
 run_bg A "$dir/srv.out" "$dir/srv.err" under_xtcp XTCP_SPIN_US=0 "$BIN/mux_mt" server "$XT_ADDR_X" 7600 4 8 "$dir/ready"
 spid=$XT_LAST_PID
 if wait_file "$dir/ready" 10 && run_in B "$BIN/mux_mt" client "$XT_ADDR_X" 7600 8 1000 >"$dir/cli.out" 2>&1 &&
-	wait_pid "$spid" 30 && grep -q "^server: 8 connections served and closed, 800000 bytes echoed$" "$dir/srv.out"; then
-	echo "t_mux: 4 threads on one epoll set served 8 connections x 1000 rounds"
+	wait_pid "$spid" 30 && grep -q "^server: 8 connections served and closed, 800000 bytes echoed$" "$dir/srv.out" &&
+	grep -q "^server: pipe ticks all read$" "$dir/srv.out"; then
+	echo "t_mux: 4 threads on one epoll set served 8 connections x 1000 rounds ($(cat "$dir/srv.err"))"
 else
 	echo "t_mux: FAIL: threads on one epoll set:"
 	cat "$dir/cli.out" "$dir/srv.out" "$dir/srv.err"
