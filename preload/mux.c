@@ -759,6 +759,13 @@ static int eng_collect(struct xp_epoll *ep, struct epoll_event *out, int max)
 
 uint64_t xp_kgen;
 bool xp_kquiet;
+static uint64_t klooks, kskips; /* engine lock */
+
+void xp_mux_counters(uint64_t *looks, uint64_t *skips)
+{
+	*looks = klooks;
+	*skips = kskips;
+}
 
 /* Looks at kfd (zero timeout) for this many calls in a row finding nothing
  * before the set counts as quiet on the kernel side. */
@@ -785,6 +792,7 @@ static bool kernel_quiet(struct xp_epoll *ep, uint64_t now)
 static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_t gen, bool counted)
 {
 	uint32_t n = empty ? __atomic_load_n(&ep->kempty, __ATOMIC_RELAXED) : 0;
+	klooks++;
 	if (n < UINT32_MAX)
 		n += empty;
 	if (n >= KQUIET_LOOKS && !counted) {
@@ -817,8 +825,10 @@ static int ep_collect(struct xp_epoll *ep, struct epoll_event *out, int max, enu
 		if (XP_UNLIKELY(ep->nmay))
 			late_listeners(ep);
 		int n = eng_collect(ep, out, max);
+		bool skip = n != 0 || kl == KL_SKIP;
+		kskips += skip;
 		xp_unlock();
-		if (n != 0 || kl == KL_SKIP)
+		if (skip)
 			return n;
 	}
 	bool counted = __atomic_load_n(&xp_kquiet, __ATOMIC_SEQ_CST);

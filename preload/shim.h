@@ -440,6 +440,9 @@ static inline void xp_kgen_bump(void)
 	if (__atomic_load_n(&xp_kquiet, __ATOMIC_ACQUIRE))
 		__atomic_add_fetch(&xp_kgen, 1, __ATOMIC_RELEASE);
 }
+/* Engine lock held: epoll_wait's looks at kernel fds, and the looks a
+ * quiet set left out (xtcp-stat's epoll_kernel_looks, epoll_kernel_skips). */
+void xp_mux_counters(uint64_t *looks, uint64_t *skips);
 /* tmo: NULL = no timeout. */
 int xp_epoll_wait(int epfd, struct epoll_event *uev, int max, const struct timespec *tmo,
 		  const sigset_t *sigmask);

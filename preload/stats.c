@@ -386,6 +386,9 @@ xt_time_t xp_stats_tick(xt_time_t now)
 		pcap_switch(ctl);
 		xts_write_begin(seg);
 		xts_fill_engine(seg, xp_eng.st, xp_clock(), fd_lookup, NULL);
+		uint64_t shim[XTS_NSHIM];
+		xp_mux_counters(&shim[0], &shim[1]);
+		xts_fill_shim(seg, shim);
 		fill_nic();
 		fill_pcap(h);
 		xts_fill_handoffs(seg, hcopy, nh);

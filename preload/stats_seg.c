@@ -20,12 +20,20 @@ static uint32_t align8(size_t v)
 	return (uint32_t)((v + 7) & ~(size_t)7);
 }
 
-static uint32_t count_counters(void)
+/* The shim's own counters, after the engine's in the same table. */
+static const char *const shim_names[XTS_NSHIM] = { "epoll_kernel_looks", "epoll_kernel_skips" };
+
+static uint32_t count_engine_counters(void)
 {
 	uint32_t n = 0;
 	while (xt_counter_names[n])
 		n++;
 	return n;
+}
+
+static uint32_t count_counters(void)
+{
+	return count_engine_counters() + XTS_NSHIM;
 }
 
 size_t xts_seg_size(uint32_t sock_max)
@@ -97,8 +105,10 @@ void xts_seg_init(void *mem, size_t size, uint32_t sock_max, const struct xts_id
 	h->ncounters = nc;
 	h->nnic_max = XTS_MAX_NIC;
 	char *names = (char *)mem + h->counter_names_off;
+	uint32_t ne = count_engine_counters();
 	for (uint32_t i = 0; i < nc; i++)
-		copy_str(names + (size_t)i * XTS_NAME_LEN, XTS_NAME_LEN, xt_counter_names[i]);
+		copy_str(names + (size_t)i * XTS_NAME_LEN, XTS_NAME_LEN,
+			 i < ne ? xt_counter_names[i] : shim_names[i - ne]);
 
 	h->version = XTS_VERSION;
 	h->hdr_size = sizeof(*h);
@@ -131,6 +141,13 @@ void xts_write_end(void *mem)
 {
 	struct xts_hdr *h = mem;
 	__atomic_store_n(&h->seq, h->seq + 1, __ATOMIC_RELEASE);
+}
+
+void xts_fill_shim(void *mem, const uint64_t vals[XTS_NSHIM])
+{
+	struct xts_hdr *h = mem;
+	uint64_t *dst = (uint64_t *)((char *)mem + h->counters_off);
+	memcpy(dst + h->ncounters - XTS_NSHIM, vals, XTS_NSHIM * 8);
 }
 
 void xts_fill_nic(void *mem, const char *nic_name, const char *const *names, const uint64_t *vals, uint32_t n)
@@ -201,7 +218,7 @@ void xts_fill_engine(void *mem, struct xt_stack *st, xt_time_t now, xts_fd_fn fd
 	struct xts_hdr *h = mem;
 	const uint64_t *c = (const uint64_t *)xt_stack_counters(st);
 	uint64_t *dst = (uint64_t *)((char *)mem + h->counters_off);
-	memcpy(dst, c, (size_t)h->ncounters * 8);
+	memcpy(dst, c, (size_t)(h->ncounters - XTS_NSHIM) * 8);
 	h->mem_used = xt_stack_mem_used(st);
 
 	struct xts_sock *tab = (struct xts_sock *)((char *)mem + h->sock_off);

@@ -146,7 +146,8 @@ assert not [s for s in socks if s["peer_port"] in (7202, 7300) or s["local_port"
 c = p["counters"]
 for k in ("tcp_rx_segs", "tcp_tx_segs", "tcp_active_opens", "tcp_passive_opens", "rx_frames", "tx_frames"):
     assert c[k] > 0, k
-assert all(k.startswith(("drop_", "tcp_", "rx_", "tx_", "arp_", "icmp_")) for k in c), "counter names"
+assert all(k.startswith(("drop_", "tcp_", "rx_", "tx_", "arp_", "icmp_", "epoll_")) for k in c), "counter names"
+assert "epoll_kernel_looks" in c and "epoll_kernel_skips" in c, "the shim's epoll counters"
 assert p["nic"]["name"] == "packet" and p["nic"]["counters"]["rx_frames"] > 0 and "tx_errors" in p["nic"]["counters"]
 h = {x["reason"]: x["count"] for x in p["handoffs"]}
 assert h.get('rule "kernel port 7202"') == 1, h
