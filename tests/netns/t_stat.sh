@@ -19,6 +19,9 @@
 #     removed by the next xtcp-stat
 #   - XTCP_LOG_LEVEL=info start-up line, XTCP_EXIT_SUMMARY=1 summary,
 #     XTCP_LOG_FILE (timestamped lines), XTCP_LOG_LEVEL=error hides warnings
+#   - XTCP_MAC=auto and a bad MAC; XTCP_SPIN_US as a number, auto and auto:N
+#     in the start-up line, and bad spin or XTCP_KERNEL_POLL_US values (one
+#     line, the kernel); -j carries the library's epoll counters
 set -uo pipefail
 source "$(dirname "$0")/lib.sh" || exit 1
 
@@ -299,3 +302,21 @@ out=$(probe XTCP_MAC=ff:ff:ff:ff:ff:ff 2>"$DIR/badmac.err") || fail "probe faile
 	grep -q 'XTCP_MAC="ff:ff:ff:ff:ff:ff": expected a unicast MAC' "$DIR/badmac.err" ||
 	fail "a broadcast XTCP_MAC must keep the process on the kernel with one line: $out $(cat "$DIR/badmac.err")"
 ok "XTCP_MAC=auto: $mac, the peer talks to it; a bad one: one line, the kernel"
+
+step "XTCP_SPIN_US (a number, auto, auto:N) and XTCP_KERNEL_POLL_US: good and bad values"
+for v in "XTCP_SPIN_US=auto|spin auto, up to 20 us" "XTCP_SPIN_US=auto:300|spin auto, up to 300 us" \
+	"XTCP_SPIN_US=7|spin 7 us" "XTCP_KERNEL_POLL_US=0|spin 0 us"; do
+	out=$(probe "${v%%|*}" XTCP_LOG_LEVEL=info 2>"$DIR/spin.err") || fail "probe failed"
+	[[ $out == "local $XT_ADDR_X:"* ]] && grep -q "attached: .*, ${v#*|};" "$DIR/spin.err" ||
+		fail "${v%%|*}: not offloaded, or no '${v#*|}' in the start-up line: $out $(cat "$DIR/spin.err")"
+done
+for v in "XTCP_SPIN_US=auto:0|expected auto:N with N from 1 to 1000000" \
+	"XTCP_SPIN_US=auto:x|expected auto:N with N from 1 to 1000000" \
+	"XTCP_SPIN_US=autox|expected a number from 0 to 1000000" \
+	"XTCP_KERNEL_POLL_US=100001|expected a number from 0 to 100000"; do
+	out=$(probe "${v%%|*}" 2>"$DIR/badspin.err") || fail "probe failed"
+	[[ $out == "local $XT_ADDR_A:"* ]] && (($(wc -l <"$DIR/badspin.err") == 1)) &&
+		grep -qF "${v#*|}" "$DIR/badspin.err" ||
+		fail "${v%%|*} must keep the process on the kernel with one line: $out $(cat "$DIR/badspin.err")"
+done
+ok "spin and kernel-poll settings: said in the start-up line; bad ones: one line, the kernel"
