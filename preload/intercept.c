@@ -210,6 +210,7 @@ XP_EXPORT int dup2(int oldfd, int newfd)
 	int r = xp_real.dup2(oldfd, newfd);
 	if (r >= 0 && oldfd != newfd && !xp_in_lib && (xp_fd_maybe_ours(oldfd) || xp_fd_maybe_ours(newfd)))
 		xp_dup_install(oldfd, newfd);
+	kbump(); /* newfd, if open, was closed */
 	return r;
 }
 
@@ -219,6 +220,7 @@ XP_EXPORT int dup3(int oldfd, int newfd, int flags)
 	int r = xp_real.dup3(oldfd, newfd, flags);
 	if (r >= 0 && !xp_in_lib && (xp_fd_maybe_ours(oldfd) || xp_fd_maybe_ours(newfd)))
 		xp_dup_install(oldfd, newfd);
+	kbump(); /* newfd, if open, was closed */
 	return r;
 }
 
@@ -235,6 +237,7 @@ XP_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 		r = (int)syscall(SYS_close_range, first, last, flags);
 	if (r == 0 && !xp_in_lib && !(flags & CLOSE_RANGE_CLOEXEC))
 		xp_fd_clear_range(first, last);
+	kbump();
 	return r;
 }
 
@@ -246,6 +249,7 @@ XP_EXPORT void closefrom(int low)
 		(void)syscall(SYS_close_range, (unsigned)low, ~0u, 0);
 	if (!xp_in_lib && low >= 0)
 		xp_fd_clear_range((unsigned)low, ~0u);
+	kbump();
 }
 
 /* --- leaving the process image ----------------------------------------------- */
