@@ -1176,17 +1176,68 @@ static __attribute__((noinline)) int ppoll_cancellable(struct pset *ps, bool nic
 }
 
 /* The loop: returns the count, 0 on timeout, or -errno. */
+/* poll and select keep no set between calls: a thread's quiet kernel fds
+ * are those of its last calls with the same kernel fds and events (key),
+ * under the rules of kernel_quiet(). */
+static XP_TLS struct {
+	uint64_t key, at, gen;
+	uint32_t empty;
+} pquiet;
+
+static uint64_t pset_key(const struct pset *ps)
+{
+	uint64_t h = 1469598103934665603ull ^ (uint64_t)ps->nk;
+	for (int i = 0; i < ps->nk; i++) {
+		h = (h ^ (uint32_t)ps->kp[i].fd) * 1099511628211ull;
+		h = (h ^ (uint16_t)ps->kp[i].events) * 1099511628211ull;
+	}
+	return h;
+}
+
+static bool pset_quiet(uint64_t key, uint64_t now)
+{
+	return xp_cfg.kpoll_ns && pquiet.key == key && pquiet.empty >= KQUIET_LOOKS && now - pquiet.at < xp_cfg.kpoll_ns &&
+	       __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE) == pquiet.gen;
+}
+
+/* A look at the kernel fds (their revents filled): 0 or -errno. */
+static int pset_look(struct pset *ps, uint64_t key)
+{
+	bool cnt = __atomic_load_n(&xp_kquiet, __ATOMIC_SEQ_CST);
+	uint64_t gen = __atomic_load_n(&xp_kgen, __ATOMIC_SEQ_CST), t = xp_now();
+	int r = xp_real.poll(ps->kp, (nfds_t)ps->nk, 0);
+	if (r < 0)
+		return -errno;
+	uint32_t n = pquiet.key == key && r == 0 ? pquiet.empty + (pquiet.empty < UINT32_MAX) : r == 0;
+	if (n >= KQUIET_LOOKS && !cnt) {
+		__atomic_store_n(&xp_kquiet, true, __ATOMIC_SEQ_CST); /* as in kernel_looked() */
+		n = KQUIET_LOOKS - 1;
+	}
+	pquiet.key = key;
+	pquiet.empty = n;
+	pquiet.at = t;
+	pquiet.gen = gen;
+	return 0;
+}
+
 static int pset_wait(struct pset *ps, uint64_t deadline, const sigset_t *sigmask)
 {
 	uint64_t now = xp_now(), t0 = now;
 	uint64_t spin_until = deadline > now ? xp_spin_until(now) : 0;
 	struct spin sp = { 0 };
-	bool kfresh = false;
+	bool kfresh = false, kskipped = false;
+	uint64_t key = ps->nk > 0 ? pset_key(ps) : 0;
 	int c;
 	for (;;) {
-		if (!kfresh && ps->nk > 0 && xp_real.poll(ps->kp, (nfds_t)ps->nk, 0) < 0) {
-			c = -errno;
-			break;
+		kskipped = false;
+		if (!kfresh && ps->nk > 0) {
+			if (pset_quiet(key, now)) {
+				for (int i = 0; i < ps->nk; i++)
+					ps->kp[i].revents = 0;
+				kskipped = true;
+			} else if ((c = pset_look(ps, key)) < 0) {
+				break;
+			}
 		}
 		kfresh = false;
 		xp_lock();
@@ -1197,6 +1248,13 @@ static int pset_wait(struct pset *ps, uint64_t deadline, const sigset_t *sigmask
 		if (c != 0)
 			break;
 		now = xp_now();
+		if (now >= deadline && kskipped) {
+			/* a call that returns nothing has looked at the kernel fds */
+			if ((c = pset_look(ps, key)) < 0)
+				break;
+			c = pset_count(ps);
+			break;
+		}
 		if (now >= deadline)
 			break;
 		if (now < spin_until) {

@@ -821,6 +821,50 @@ int main(int argc, char **argv)
 	close(EQ);
 	close(q1[0]), close(q2[0]), close(q2[1]), close(q3[0]), close(q3[1]);
 
+	/* --- the same with poll (the quiet kernel fds are the thread's) ------- */
+	int q4[2];
+	if (pipe2(q4, O_NONBLOCK) < 0)
+		fail("pipe");
+	ctl("S %d 4", i1);
+	struct pollfd qp[2] = { { .fd = A1, .events = POLLIN }, { .fd = q4[0], .events = POLLIN } };
+	r = poll(qp, 2, 3000);
+	printf("poll, busy socket: %d a1=%x pipe=%x\n", r, qp[0].revents, qp[1].revents);
+	for (int round = 0; round < 3; round++) {
+		int odd = 0;
+		for (int i = 0; i < 40; i++)
+			odd += poll(qp, 2, 0) != 1 || qp[1].revents != 0;
+		printf("poll, busy, quiet pipe: %d of 40 calls not just the socket\n", odd);
+		if (round == 0) {
+			if (write(q4[1], "x", 1) != 1)
+				fail("write");
+			r = poll(qp, 2, 0);
+			printf("poll, busy, own write: %d a1=%x pipe=%x\n", r, qp[0].revents, qp[1].revents);
+		} else if (round == 1) {
+			raw_fd = q4[1];
+			if (pthread_create(&th, NULL, raw_writer, NULL) != 0)
+				fail("pthread_create");
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			do
+				r = poll(qp, 2, 0);
+			while (!(qp[1].revents & POLLIN) && ms_since(&t0) < 3000);
+			printf("poll, busy, another thread's raw write: %d a1=%x pipe=%x\n", r, qp[0].revents, qp[1].revents);
+			pthread_join(th, NULL);
+		} else {
+			drain(A1);
+			busy = 0;
+			for (int i = 0; i < 10; i++)
+				busy += poll(qp, 2, 0) != 0;
+			printf("poll, idle, quiet: %d of 10 calls with events\n", busy);
+			if (syscall(SYS_write, q4[1], "w", 1) != 1)
+				fail("raw write");
+			r = poll(qp, 2, 0);
+			printf("poll, idle, raw write, zero timeout: %d a1=%x pipe=%x\n", r, qp[0].revents, qp[1].revents);
+		}
+		while (read(q4[0], b, sizeof(b)) > 0)
+			;
+	}
+	close(q4[0]), close(q4[1]);
+
 	close(A1);
 	ctl("Q");
 	printf("done\n");
