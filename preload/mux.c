@@ -88,6 +88,7 @@ struct xp_epoll {
 	 * engine lock and read without it: */
 	uint32_t kempty;  /* looks at kfd in a row that found nothing */
 	uint64_t kempty_at, kempty_gen; /* the last one's time and xp_kgen */
+	uint64_t kevent_at; /* the last look that found something */
 	pid_t pid;        /* the process that made it: a fork child sees only its kernel fds */
 };
 
@@ -767,9 +768,12 @@ void xp_mux_counters(uint64_t *looks, uint64_t *skips)
 	*skips = kskips;
 }
 
-/* Looks at kfd (zero timeout) for this many calls in a row finding nothing
- * before the set counts as quiet on the kernel side. */
+/* Looks at kfd (zero timeout) for this many calls in a row finding nothing,
+ * and none that found something for KQUIET_HOLD, before the set counts as
+ * quiet on the kernel side: kernel fds with events every few milliseconds
+ * (an upstream connection of a proxy) are looked at in every call. */
 #define KQUIET_LOOKS 8
+#define KQUIET_HOLD XT_MS(20)
 
 /* Whether ep_collect may leave kfd alone this time: its kernel fds were
  * quiet for KQUIET_LOOKS looks, the last less than XTCP_KERNEL_POLL_US ago,
@@ -780,7 +784,8 @@ void xp_mux_counters(uint64_t *looks, uint64_t *skips)
  * returns none has looked at kfd, and a sleep watches it (enum klook). */
 static bool kernel_quiet(struct xp_epoll *ep, uint64_t now)
 {
-	if (!xp_cfg.kpoll_ns || __atomic_load_n(&ep->kempty, __ATOMIC_RELAXED) < KQUIET_LOOKS)
+	if (!xp_cfg.kpoll_ns || __atomic_load_n(&ep->kempty, __ATOMIC_RELAXED) < KQUIET_LOOKS ||
+	    now - __atomic_load_n(&ep->kevent_at, __ATOMIC_RELAXED) < KQUIET_HOLD)
 		return false;
 	uint64_t at = __atomic_load_n(&ep->kempty_at, __ATOMIC_RELAXED);
 	return now - at < xp_cfg.kpoll_ns &&
@@ -802,6 +807,8 @@ static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_
 		n = KQUIET_LOOKS - 1;
 	}
 	__atomic_store_n(&ep->kempty, n, __ATOMIC_RELAXED);
+	if (!empty)
+		__atomic_store_n(&ep->kevent_at, now, __ATOMIC_RELAXED);
 	__atomic_store_n(&ep->kempty_at, now, __ATOMIC_RELAXED);
 	__atomic_store_n(&ep->kempty_gen, gen, __ATOMIC_RELAXED);
 }
@@ -1180,7 +1187,7 @@ static __attribute__((noinline)) int ppoll_cancellable(struct pset *ps, bool nic
  * are those of its last calls with the same kernel fds and events (key),
  * under the rules of kernel_quiet(). */
 static XP_TLS struct {
-	uint64_t key, at, gen;
+	uint64_t key, at, gen, event_at;
 	uint32_t empty;
 } pquiet;
 
@@ -1197,7 +1204,7 @@ static uint64_t pset_key(const struct pset *ps)
 static bool pset_quiet(uint64_t key, uint64_t now)
 {
 	return xp_cfg.kpoll_ns && pquiet.key == key && pquiet.empty >= KQUIET_LOOKS && now - pquiet.at < xp_cfg.kpoll_ns &&
-	       __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE) == pquiet.gen;
+	       now - pquiet.event_at >= KQUIET_HOLD && __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE) == pquiet.gen;
 }
 
 /* A look at the kernel fds (their revents filled): 0 or -errno. */
@@ -1215,6 +1222,8 @@ static int pset_look(struct pset *ps, uint64_t key)
 	}
 	pquiet.key = key;
 	pquiet.empty = n;
+	if (r > 0)
+		pquiet.event_at = t;
 	pquiet.at = t;
 	pquiet.gen = gen;
 	return 0;
