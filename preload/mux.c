@@ -1182,7 +1182,6 @@ static __attribute__((noinline)) int ppoll_cancellable(struct pset *ps, bool nic
 	return r;
 }
 
-/* The loop: returns the count, 0 on timeout, or -errno. */
 /* poll and select keep no set between calls: a thread's quiet kernel fds
  * are those of its last calls with the same kernel fds and events (key),
  * under the rules of kernel_quiet(). */
@@ -1229,6 +1228,7 @@ static int pset_look(struct pset *ps, uint64_t key)
 	return 0;
 }
 
+/* The loop: returns the count, 0 on timeout, or -errno. */
 static int pset_wait(struct pset *ps, uint64_t deadline, const sigset_t *sigmask)
 {
 	uint64_t now = xp_now(), t0 = now;
