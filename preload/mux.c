@@ -17,11 +17,15 @@
  * ready list (each entry's mask recomputed: Linux tcp_poll; LT entries stay
  * listed, ET entries leave, ONESHOT entries are disabled as in
  * ep_send_events), spins for XTCP_SPIN_US, then sleeps in the kernel on kfd
- * itself while the progress thread drives the engine.
+ * itself while the progress thread drives the engine.  A set whose kernel
+ * fds have been quiet skips the epoll_wait(kfd, 0) while the engine has
+ * events for it, up to XTCP_KERNEL_POLL_US (kernel_quiet(); xp_kgen ends
+ * the quiet at once when this process may have made a kernel fd ready).
  *
  * poll/select: engine readiness computed under the engine lock, kernel fds
- * polled with a zero timeout; then the sleep is a ppoll on the kernel fds and
- * this thread's eventfd, registered as a waiter on every engine socket.
+ * polled with a zero timeout (skipped as epoll's while the thread's same
+ * kernel fds stay quiet: pquiet); then the sleep is a ppoll on the kernel fds
+ * and this thread's eventfd, registered as a waiter on every engine socket.
  *
  * Signals: the sleeps are the kernel's own (epoll_pwait2/ppoll with the
  * caller's mask), so a handler interrupts them with EINTR exactly as in
