@@ -479,6 +479,8 @@ static void text_summary(const struct opts *o, const struct snap *s)
 		if (sock_at(s, i)->state <= XT_CLOSING)
 			per[sock_at(s, i)->state]++;
 	printf("  sockets: %u", s->h.nsock_total);
+	if (s->h.flags & XTS_F_SOCK_TRUNCATED)
+		printf(" (by state: the %u the segment holds)", s->h.nsock);
 	for (int st = 1; st <= XT_CLOSING; st++)
 		if (per[st])
 			printf(", %s %u", state_name(st), per[st]);
