@@ -145,7 +145,7 @@ struct xp_config {
 	int nic;
 	uint32_t rcvbuf, sndbuf, somaxconn, max_sockets;
 	uint64_t spin_ns;       /* XTCP_SPIN_US: the busy-poll period, or its ceiling when auto */
-	bool spin_auto;         /* XTCP_SPIN_US=auto (the default): adaptive, see xp_spin_until() */
+	bool spin_auto;         /* XTCP_SPIN_US=auto[:N]: adaptive, see xp_spin_until() */
 	uint64_t kpoll_ns;      /* XTCP_KERNEL_POLL_US: see mux.c's ep_collect() */
 	uint64_t exit_drain_ns; /* XTCP_EXIT_DRAIN_MS */
 	bool tx_batch;          /* XTCP_TX_BATCH: a send leaves its frames for the next call */
@@ -429,8 +429,8 @@ void xp_mux_handoff(struct xp_sock *s);
 int xp_epoll_wrap(int fd);
 int xp_epoll_ctl(int epfd, int op, int fd, struct epoll_event *uev);
 /* Counts the calls by which this process may have made a kernel fd ready
- * itself (a write, send, close, shutdown or connect on a kernel fd, an
- * epoll_ctl of one, an epoll set's own eventfd): a quiet set's epoll_wait
+ * itself (a write, send, close, dup2, shutdown or connect on a kernel fd, an
+ * epoll_ctl of one, an exposed epoll set's own eventfd): a quiet set's epoll_wait
  * looks at its kernel fds again after any of them (see ep_collect()). */
 extern uint64_t xp_kgen;
 extern bool xp_kquiet; /* some set has been quiet: until then nothing counts */

@@ -816,10 +816,35 @@ int main(int argc, char **argv)
 	wait_all("busy, another thread's raw write", EQ, 1u << L_Q3, 3000);
 	bounded("another thread's raw write time", &t0, 20, 2000);
 	pthread_join(th, NULL);
+	/* for 20 ms after a look found an event the set is not quiet, however
+	 * many empty looks follow (a busy kernel fd is never skipped): a raw
+	 * write 12 calls after one shows at once (an attempt that the host
+	 * stretched past 15 ms is made again) */
+	for (int attempt = 0;; attempt++) {
+		if (write(q3[1], "e", 1) != 1) /* libc: the next call looks */
+			fail("write");
+		epoll_wait(EQ, evs, 4, 0);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		while (read(q3[0], b, sizeof(b)) > 0)
+			;
+		for (int i = 0; i < 12; i++)
+			epoll_wait(EQ, evs, 4, 0);
+		if (syscall(SYS_write, q3[1], "h", 1) != 1)
+			fail("raw write");
+		struct epoll_event hev[16];
+		int hn = epoll_wait(EQ, hev, 16, 0);
+		if (ms_since(&t0) < 15 || attempt == 50) {
+			uint32_t acc[L_MAX] = { 0 };
+			for (int i = 0; i < hn; i++)
+				acc[hev[i].data.u64 % L_MAX] |= hev[i].events;
+			show("busy, raw write 12 calls after an event", acc, hn);
+			break;
+		}
+	}
+	while (read(q3[0], b, sizeof(b)) > 0)
+		;
 	/* the engine idle now: a call that returns nothing has looked at them */
 	drain(A1);
-	if (read(q3[0], b, sizeof(b)) != 1)
-		fail("read");
 	int busy = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	while (ms_since(&t0) < 30)
