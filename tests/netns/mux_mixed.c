@@ -806,6 +806,16 @@ int main(int argc, char **argv)
 	close(q1[1]);
 	wait_show("busy, write end closed", EQ, 0);
 	res("del closed pipe", epoll_ctl(EQ, EPOLL_CTL_DEL, q1[0], NULL));
+	int q5[2], nul = open("/dev/null", O_WRONLY);
+	if (pipe2(q5, O_NONBLOCK) < 0 || nul < 0)
+		fail("pipe");
+	add(EQ, q5[0], L_Q2, EPOLLIN);
+	quiet("busy, another quiet pipe", EQ);
+	if (dup2(nul, q5[1]) != q5[1]) /* closes the pipe's only write end */
+		fail("dup2");
+	wait_show("busy, write end replaced by dup2", EQ, 0);
+	res("del replaced pipe", epoll_ctl(EQ, EPOLL_CTL_DEL, q5[0], NULL));
+	close(q5[0]), close(q5[1]), close(nul);
 	add(EQ, q3[0], L_Q3, EPOLLIN);
 	quiet("busy, second quiet pipe", EQ);
 	raw_fd = q3[1];
