@@ -192,6 +192,7 @@ struct xp_sock *xp_sock_new(void)
 	s->ep = NULL;
 	s->epis = NULL;
 	atomic_store(&s->nonblock, false);
+	atomic_store(&s->ph_shared, false);
 	atomic_store(&s->mode, XP_UNDECIDED);
 	atomic_store_explicit(&s->refs, 1, memory_order_release);
 	return s;

@@ -643,6 +643,7 @@ static void child_each(void *ctx, int sock, void *udata, int kept)
 void xp_fork_child(void)
 {
 	xp_fork_pid = (pid_t)syscall(SYS_getpid);
+	xp_ph_fork_child();
 	pthread_mutex_init(&attach_mu, NULL);
 	pthread_mutex_init(&reg_mu, NULL);
 	memset(acc_done, 0, sizeof(acc_done));

@@ -28,6 +28,10 @@ static inline struct xp_sock *ours(int fd)
 	struct xp_sock *s = xp_fd_get(fd);
 	if (s && (atomic_load(&s->mode) == XP_KERNEL ||
 		  (XP_UNLIKELY(xp_eng.forked_child) && !xp_fork_attach()))) {
+		/* a fork child's copy of a connection: the kernel's from now
+		 * on, so not the template every placeholder shares */
+		if (XP_UNLIKELY(atomic_load_explicit(&s->ph_shared, memory_order_relaxed)))
+			(void)xp_ph_own(fd, s);
 		xp_sock_put(s);
 		return NULL;
 	}
@@ -190,6 +194,8 @@ XP_EXPORT int close(int fd)
 	if (XP_LIKELY(xp_in_lib || !xp_fd_maybe_ours(fd))) {
 		int r = xp_real.close(fd);
 		kbump(); /* a pipe's last write end: its read end is readable */
+		if (!xp_in_lib && fd >= 0)
+			xp_ph_closed((unsigned)fd, (unsigned)fd);
 		return r;
 	}
 	return xp_ret(xp_close(fd));
@@ -198,6 +204,7 @@ XP_EXPORT int close(int fd)
 XP_EXPORT int dup(int fd)
 {
 	ENSURE(dup, syscall(SYS_dup, fd));
+	xp_ph_before_dup(fd);
 	int r = xp_real.dup(fd);
 	if (r >= 0 && !xp_in_lib && (xp_fd_maybe_ours(fd) || xp_fd_maybe_ours(r)))
 		xp_dup_install(fd, r);
@@ -207,7 +214,11 @@ XP_EXPORT int dup(int fd)
 XP_EXPORT int dup2(int oldfd, int newfd)
 {
 	ENSURE(dup2, syscall(SYS_dup2, oldfd, newfd));
+	if (oldfd != newfd)
+		xp_ph_before_dup(oldfd);
 	int r = xp_real.dup2(oldfd, newfd);
+	if (r >= 0 && oldfd != newfd)
+		xp_ph_closed((unsigned)newfd, (unsigned)newfd);
 	if (r >= 0 && oldfd != newfd && !xp_in_lib && (xp_fd_maybe_ours(oldfd) || xp_fd_maybe_ours(newfd)))
 		xp_dup_install(oldfd, newfd);
 	kbump(); /* newfd, if open, was closed */
@@ -217,7 +228,11 @@ XP_EXPORT int dup2(int oldfd, int newfd)
 XP_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	ENSURE(dup3, syscall(SYS_dup3, oldfd, newfd, flags));
+	if (oldfd != newfd)
+		xp_ph_before_dup(oldfd);
 	int r = xp_real.dup3(oldfd, newfd, flags);
+	if (r >= 0)
+		xp_ph_closed((unsigned)newfd, (unsigned)newfd);
 	if (r >= 0 && !xp_in_lib && (xp_fd_maybe_ours(oldfd) || xp_fd_maybe_ours(newfd)))
 		xp_dup_install(oldfd, newfd);
 	kbump(); /* newfd, if open, was closed */
@@ -235,8 +250,10 @@ XP_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 		r = xp_real.close_range(first, last, flags);
 	else
 		r = (int)syscall(SYS_close_range, first, last, flags);
-	if (r == 0 && !xp_in_lib && !(flags & CLOSE_RANGE_CLOEXEC))
+	if (r == 0 && !xp_in_lib && !(flags & CLOSE_RANGE_CLOEXEC)) {
 		xp_fd_clear_range(first, last);
+		xp_ph_closed(first, last);
+	}
 	kbump();
 	return r;
 }
@@ -247,8 +264,10 @@ XP_EXPORT void closefrom(int low)
 		xp_real.closefrom(low);
 	else
 		(void)syscall(SYS_close_range, (unsigned)low, ~0u, 0);
-	if (!xp_in_lib && low >= 0)
+	if (!xp_in_lib && low >= 0) {
 		xp_fd_clear_range((unsigned)low, ~0u);
+		xp_ph_closed((unsigned)low, ~0u);
+	}
 	kbump();
 }
 
@@ -350,7 +369,7 @@ XP_EXPORT int execle(const char *path, const char *arg, ...)
 
 static int do_fcntl(int fd, int cmd, long arg, bool is64)
 {
-	struct xp_sock *s = ours(fd);
+	struct xp_sock *s = ours(fd); /* a fork child's placeholder: its own now */
 	if (!s) {
 		int r = is64 ? xp_real.fcntl64(fd, cmd, arg) : xp_real.fcntl(fd, cmd, arg);
 		if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && !xp_in_lib &&

@@ -222,6 +222,8 @@ int xp_setsockopt(int fd, struct xp_sock *s, int level, int name, const void *va
 	int fr;
 	if (fast_tcp_opt(s, level, name, val, len, &fr))
 		return fr;
+	if ((fr = xp_ph_own(fd, s)) < 0)
+		return fr;
 	if (xp_real.setsockopt(fd, level, name, val, len) < 0)
 		return -errno;
 	/* the kernel read the value: it is readable */
@@ -367,9 +369,17 @@ void xp_refresh_shared(int fd, struct xp_sock *s)
 		s->rcvtimeo_ns = timeo_of(fd, SO_RCVTIMEO_OLD);
 }
 
+/* F_SETFL's changeable flags other than O_NONBLOCK (Linux SETFL_MASK). */
+#define SETFL_OTHER (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME)
+
 int xp_fcntl(int fd, struct xp_sock *s, int cmd, long arg, bool is64)
 {
-	int r = is64 ? xp_real.fcntl64(fd, cmd, arg) : xp_real.fcntl(fd, cmd, arg);
+	int r;
+	if (cmd == F_SETFL && !(arg & SETFL_OTHER) && (r = xp_ph_setnb(fd, s, (arg & O_NONBLOCK) != 0)) <= 0)
+		return r; /* O_NONBLOCK only: the other template (or its failure) */
+	if (cmd != F_GETFL && cmd != F_GETFD && cmd != F_SETFD && (r = xp_ph_own(fd, s)) < 0)
+		return r;
+	r = is64 ? xp_real.fcntl64(fd, cmd, arg) : xp_real.fcntl(fd, cmd, arg);
 	if (r < 0)
 		return -errno;
 	switch (cmd) {
@@ -406,6 +416,11 @@ int xp_ioctl(int fd, struct xp_sock *s, unsigned long req, void *arg)
 	long v;
 	switch (req) {
 	case FIONBIO: {
+		int on, r;
+		if (xp_copy_in(&on, arg, sizeof(on)) < 0)
+			return -EFAULT;
+		if ((r = xp_ph_setnb(fd, s, on != 0)) <= 0)
+			return r; /* the other template (or its failure) */
 		if (xp_real.ioctl(fd, req, arg) < 0)
 			return -errno;
 		int fl = xp_real.fcntl(fd, F_GETFL);
@@ -417,8 +432,12 @@ int xp_ioctl(int fd, struct xp_sock *s, unsigned long req, void *arg)
 	case SIOCOUTQ: /* == TIOCOUTQ */
 	case SIOCOUTQNSENT:
 		break;
-	default:
+	default: {
+		int r = xp_ph_own(fd, s);
+		if (r < 0)
+			return r;
 		return xp_real.ioctl(fd, req, arg) < 0 ? -errno : 0;
+	}
 	}
 	if (atomic_load(&s->mode) != XP_ENGINE)
 		return xp_real.ioctl(fd, req, arg) < 0 ? -errno : 0;

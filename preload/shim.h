@@ -205,6 +205,7 @@ struct xp_sock {
 	int esock;           /* engine handle, -1 if none (guarded by the engine lock) */
 	int ss;              /* enum xp_ss */
 	atomic_bool nonblock;/* O_NONBLOCK of the open file description */
+	atomic_bool ph_shared;/* accepted: the fd is a dup of a shared placeholder (sock.c) */
 	bool bound_any;      /* bound to INADDR_ANY: the kernel fd is bound too */
 	bool bound;
 	bool listening;
@@ -378,6 +379,35 @@ int xp_getname(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len,
 int xp_shutdown(int fd, struct xp_sock *s, int how);
 int xp_close(int fd);
 int xp_dup_install(int oldfd, int newfd);
+/* Accepted connections' placeholders: each fd is a dup of one of two
+ * unconnected template sockets (blocking, non-blocking) that nothing ever
+ * changes, until a call would change it (see sock.c). */
+extern atomic_int xp_ph_tmpl[2];
+/* Before a call that would change fd's kernel socket or open file
+ * description (setsockopt, fcntl, ioctl, dup, disconnect): a socket of its
+ * own in place of the shared template.  0 or -errno. */
+int xp_ph_own(int fd, struct xp_sock *s);
+/* F_SETFL / FIONBIO that change only O_NONBLOCK: the other template.
+ * 1 if fd was not sharing one (the caller makes the real call). */
+int xp_ph_setnb(int fd, struct xp_sock *s, bool nb);
+/* dup, dup2, dup3, F_DUPFD of fd: it gets a socket of its own first, so the
+ * copies share a description nobody else has. */
+void xp_ph_before_dup(int fd);
+void xp_ph_fork_child(void); /* atfork child handler */
+/* The program closed or replaced fd (close, dup2/dup3 onto it,
+ * close_range, closefrom): a template there is forgotten. */
+void xp_ph_lost(unsigned int lo, unsigned int hi);
+static inline void xp_ph_closed(unsigned int lo, unsigned int hi)
+{
+	int a = atomic_load_explicit(&xp_ph_tmpl[0], memory_order_relaxed);
+	int b = atomic_load_explicit(&xp_ph_tmpl[1], memory_order_relaxed);
+	if (XP_UNLIKELY((a >= 0 && (unsigned int)a >= lo && (unsigned int)a <= hi) ||
+			(b >= 0 && (unsigned int)b >= lo && (unsigned int)b <= hi)))
+		xp_ph_lost(lo, hi);
+}
+/* Counters for xtcp-stat: accepts given a shared placeholder, and the
+ * placeholders that became sockets of their own. */
+extern atomic_ulong xp_ph_shared_n, xp_ph_own_n;
 /* Makes the engine socket exist (UNDECIDED -> ENGINE); engine lock held. */
 int xp_engine_socket(struct xp_sock *s);
 /* Hands an undecided socket to the kernel for good. */

@@ -258,11 +258,140 @@ int xp_listen(int fd, struct xp_sock *s, int backlog)
 	return 0;
 }
 
-/* A connection the engine accepted: a placeholder kernel fd of its own,
- * options inherited as Linux children inherit them.  Engine lock held. */
+/* --- placeholders ---------------------------------------------------------
+ *
+ * An engine connection's fd is a kernel socket too: the number is the
+ * program's, and calls the engine does not answer (getsockopt of most
+ * options, F_GETFL, fstat) ask that socket, unconnected.  A socket() per
+ * accept, and its release at close, were the costliest system calls of a
+ * connection-per-request server (nginx with Connection: close: about a tenth
+ * of its CPU time).  So an accepted fd is a dup of one of two templates, a
+ * blocking and a non-blocking unconnected socket made once: a dup costs an
+ * fd table slot.  Nothing may change a template (every fd sharing it would
+ * see it), so a call that would change the socket or its open file
+ * description first gives the fd a socket of its own (xp_ph_own), with the
+ * same O_NONBLOCK and FD_CLOEXEC; one that changes only O_NONBLOCK moves it
+ * to the other template.  Reads need neither: a fresh placeholder of its
+ * own answered them the same way. */
+
+atomic_int xp_ph_tmpl[2] = { -1, -1 };
+atomic_ulong xp_ph_shared_n, xp_ph_own_n;
+/* Not the engine lock: taking that attaches a fork child to the family (a
+ * child's calls on its copies of the parent's connections must not). */
+static pthread_mutex_t ph_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* The template for nb, made if need be.  ph_mu held. */
+static int ph_template_locked(bool nb)
+{
+	int t = atomic_load(&xp_ph_tmpl[nb]);
+	if (t >= 0)
+		return t;
+	t = xp_real.socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nb ? SOCK_NONBLOCK : 0), 0);
+	if (t >= 0)
+		atomic_store(&xp_ph_tmpl[nb], t);
+	return t;
+}
+
+/* A new fd for an accepted connection: a dup of a template (*shared), or a
+ * socket of its own if there is no template.  Engine lock held. */
+static int ph_new(int flags, bool *shared)
+{
+	bool nb = (flags & SOCK_NONBLOCK) != 0;
+	pthread_mutex_lock(&ph_mu);
+	int t = ph_template_locked(nb);
+	int fd = t < 0 ? -1 : xp_real.fcntl(t, (flags & SOCK_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+	pthread_mutex_unlock(&ph_mu);
+	*shared = fd >= 0;
+	if (t < 0)
+		fd = xp_real.socket(AF_INET, SOCK_STREAM | (flags & (SOCK_NONBLOCK | SOCK_CLOEXEC)), 0);
+	return fd;
+}
+
+/* fd (sharing a template) now refers to kfd's open file description, with
+ * its FD_CLOEXEC kept.  ph_mu held. */
+static int ph_replace(int fd, int kfd)
+{
+	int fdfl = xp_real.fcntl(fd, F_GETFD);
+	if (fdfl < 0)
+		return -errno;
+	if (xp_real.dup3(kfd, fd, (fdfl & FD_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+		return -errno;
+	return 0;
+}
+
+int xp_ph_own(int fd, struct xp_sock *s)
+{
+	if (XP_LIKELY(!atomic_load(&s->ph_shared)))
+		return 0;
+	int r = 0;
+	pthread_mutex_lock(&ph_mu);
+	if (atomic_load(&s->ph_shared)) {
+		int fl = xp_real.fcntl(fd, F_GETFL);
+		int k = fl < 0 ? -1 : xp_real.socket(AF_INET, SOCK_STREAM | ((fl & O_NONBLOCK) ? SOCK_NONBLOCK : 0), 0);
+		if (k < 0) {
+			r = -errno; /* EMFILE: the call fails, nothing else changed */
+		} else {
+			r = ph_replace(fd, k);
+			xp_real.close(k);
+		}
+		if (r == 0) {
+			atomic_store(&s->ph_shared, false);
+			atomic_fetch_add(&xp_ph_own_n, 1);
+		}
+	}
+	pthread_mutex_unlock(&ph_mu);
+	return r;
+}
+
+int xp_ph_setnb(int fd, struct xp_sock *s, bool nb)
+{
+	if (XP_LIKELY(!atomic_load(&s->ph_shared)))
+		return 1;
+	int r = 1;
+	pthread_mutex_lock(&ph_mu);
+	if (atomic_load(&s->ph_shared)) {
+		int t = ph_template_locked(nb);
+		r = t < 0 ? -errno : ph_replace(fd, t);
+		if (r == 0)
+			atomic_store(&s->nonblock, nb);
+	}
+	pthread_mutex_unlock(&ph_mu);
+	return r;
+}
+
+void xp_ph_fork_child(void)
+{
+	pthread_mutex_init(&ph_mu, NULL); /* another thread may have held it */
+}
+
+void xp_ph_before_dup(int fd)
+{
+	if (xp_in_lib || !xp_fd_maybe_ours(fd))
+		return;
+	struct xp_sock *s = xp_fd_get(fd);
+	if (s) {
+		(void)xp_ph_own(fd, s); /* EMFILE: the dup fails the same way */
+		xp_sock_put(s);
+	}
+}
+
+void xp_ph_lost(unsigned int lo, unsigned int hi)
+{
+	if (xp_in_lib || xp_fork_in_vfork()) /* a vfork child's closes are not ours */
+		return;
+	for (int i = 0; i < 2; i++) {
+		int t = atomic_load(&xp_ph_tmpl[i]);
+		if (t >= 0 && (unsigned int)t >= lo && (unsigned int)t <= hi)
+			atomic_compare_exchange_strong(&xp_ph_tmpl[i], &t, -1);
+	}
+}
+
+/* A connection the engine accepted: a placeholder fd (above), options
+ * inherited as Linux children inherit them.  Engine lock held. */
 static int accept_engine(struct xp_sock *l, int flags, uint32_t *pip, uint16_t *pport, struct xp_sock **stale)
 {
-	int pfd = xp_real.socket(AF_INET, SOCK_STREAM | (flags & (SOCK_NONBLOCK | SOCK_CLOEXEC)), 0);
+	bool shared;
+	int pfd = ph_new(flags, &shared);
 	if (pfd < 0)
 		return -errno; /* EMFILE etc.: the connection stays queued, as in Linux */
 	struct xp_sock *c = xp_sock_new();
@@ -283,6 +412,9 @@ static int accept_engine(struct xp_sock *l, int flags, uint32_t *pip, uint16_t *
 	c->ss = XP_SS_CONNECTED;
 	c->bound = true;
 	atomic_store(&c->nonblock, (flags & SOCK_NONBLOCK) != 0);
+	atomic_store(&c->ph_shared, shared);
+	if (shared)
+		atomic_fetch_add(&xp_ph_shared_n, 1);
 	c->rcvtimeo_ns = l->rcvtimeo_ns;
 	c->sndtimeo_ns = l->sndtimeo_ns;
 	c->linger = l->linger;
@@ -471,6 +603,9 @@ int xp_connect(int fd, struct xp_sock *s, const struct sockaddr *addr, socklen_t
 	if (len < sizeof(sa_family_t))
 		return -EINVAL;
 	if (unspec) { /* AF_UNSPEC: disconnect (tcp_disconnect) */
+		/* the socket may be bound, connected, listen: one of its own */
+		if ((r = xp_ph_own(fd, s)) < 0)
+			return r;
 		xp_lock();
 		if (s->esock >= 0 && (s->listening || s->ss != XP_SS_UNCONNECTED)) {
 			xt_tcp_set_udata(xp_eng.st, s->esock, NULL);

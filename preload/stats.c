@@ -388,6 +388,8 @@ xt_time_t xp_stats_tick(xt_time_t now)
 		xts_fill_engine(seg, xp_eng.st, xp_clock(), fd_lookup, NULL);
 		uint64_t shim[XTS_NSHIM];
 		xp_mux_counters(&shim[0], &shim[1]);
+		shim[2] = atomic_load(&xp_ph_shared_n);
+		shim[3] = atomic_load(&xp_ph_own_n);
 		xts_fill_shim(seg, shim);
 		fill_nic();
 		fill_pcap(h);

@@ -21,7 +21,8 @@ static uint32_t align8(size_t v)
 }
 
 /* The shim's own counters, after the engine's in the same table. */
-static const char *const shim_names[XTS_NSHIM] = { "epoll_kernel_looks", "epoll_kernel_skips" };
+static const char *const shim_names[XTS_NSHIM] = { "epoll_kernel_looks", "epoll_kernel_skips",
+						    "accept_placeholders_shared", "accept_placeholders_own" };
 
 static uint32_t count_engine_counters(void)
 {

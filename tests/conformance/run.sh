@@ -125,6 +125,7 @@ CASES=(
 	"epoll-et-new-data|epollet|7270|0|"
 	"signals-blocked-call|signals|7290|1|"
 	"signals-spinning-call|signals|7300|1|XTCP_SPIN_US=1000000"
+	"accepted-fds|accepted|7310|0|"
 )
 
 if ((LIST)); then

@@ -149,8 +149,9 @@ assert not [s for s in socks if s["peer_port"] in (7202, 7300) or s["local_port"
 c = p["counters"]
 for k in ("tcp_rx_segs", "tcp_tx_segs", "tcp_active_opens", "tcp_passive_opens", "rx_frames", "tx_frames"):
     assert c[k] > 0, k
-assert all(k.startswith(("drop_", "tcp_", "rx_", "tx_", "arp_", "icmp_", "epoll_")) for k in c), "counter names"
+assert all(k.startswith(("drop_", "tcp_", "rx_", "tx_", "arp_", "icmp_", "epoll_", "accept_")) for k in c), "counter names"
 assert "epoll_kernel_looks" in c and "epoll_kernel_skips" in c, "the shim's epoll counters"
+assert "accept_placeholders_shared" in c and "accept_placeholders_own" in c, "the shim's accept counters"
 assert p["nic"]["name"] == "packet" and p["nic"]["counters"]["rx_frames"] > 0 and "tx_errors" in p["nic"]["counters"]
 h = {x["reason"]: x["count"] for x in p["handoffs"]}
 assert h.get('rule "kernel port 7202"') == 1, h
@@ -215,6 +216,10 @@ run_in B python3 "$PEER" bulk "$XT_ADDR_X" 7105 6000000 || fail "bulk transfer f
 "$STAT" -j "$PID" >"$DIR/rot.json" || fail "xtcp-stat -j exited $?"
 python3 -c 'import json,sys; p=json.load(open(sys.argv[1]))["processes"][0]["pcap"]; assert p["rotations"] >= 3, p; print("rotations", p["rotations"])' "$DIR/rot.json" ||
 	fail "expected at least 3 rotations"
+# the sink has accepted 3 connections (cl2, cl3, the bulk one) and only reads
+# and closes them: each kept its shared template placeholder
+python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["processes"][0]["counters"]; s, o = c["accept_placeholders_shared"], c["accept_placeholders_own"]; print("placeholders shared", s, "own", o); assert s >= 3 and o == 0' "$DIR/rot.json" ||
+	fail "accepted connections did not share template placeholders"
 for f in "$PCAP" "$PCAP.1" "$PCAP.2"; do
 	[[ -f $f ]] || fail "$f missing"
 	size=$(stat -c %s "$f")
