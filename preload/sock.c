@@ -486,6 +486,10 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 					xp_stats_handoff("accepted on the kernel side of a dual listener");
 				return r; /* a kernel socket: not ours */
 			}
+			/* The lock was let go: the progress thread may have queued a
+			 * connection (and woken no one: we were not waiting yet). */
+			if (elisten && (xt_tcp_events(xp_eng.st, s->esock) & XT_EV_IN))
+				continue;
 		}
 		if (xp_fam_on && !refreshed) {
 			/* a listener shared with the family (xp_refresh_shared) */
@@ -495,6 +499,7 @@ int xp_accept(int fd, struct xp_sock *s, struct sockaddr *addr, socklen_t *len, 
 			xp_refresh_shared(fd, s);
 			xp_lock();
 			xp_wait_init(&w, s, s->rcvtimeo_ns, true);
+			continue; /* the same: look again before sleeping */
 		}
 		if (atomic_load(&s->nonblock)) {
 			r = -EAGAIN;

@@ -5,7 +5,7 @@
 #     connections from ns B are all answered, each child answers some, the
 #     parent (which never accepts) none
 #   - daemon: listen, daemon(0, 0) (the parent exits), a clone(CLONE_VM |
-#     CLONE_VFORK) child closes its copy of the listener, then serve: 10
+#     CLONE_VFORK) child closes its copy of the listener, then serve: 100
 #     connections answered by the daemon
 #   - a listener shared through fork: O_NONBLOCK and SO_RCVTIMEO set by
 #     the parent after the fork apply to the child's accept()
@@ -52,11 +52,15 @@ step "daemon(): the parent exits, the daemon serves"
 app_a "$BIN/fork_daemon" "$XT_ADDR_X" 7200 "$APP_DIR/daemon.pid" || fail "fork_daemon's parent failed"
 wait_file "$APP_DIR/daemon.pid" 15 || fail "the daemon did not start"
 dpid=$(cat "$APP_DIR/daemon.pid")
-out=$(run_in B "$BIN/fork_client" count "$XT_ADDR_X" 7200 10) || fail "daemon: not every connection answered: $out"
-[[ $out == "10 daemon" ]] || fail "daemon: unexpected replies: $out"
+# 100 connections: a blocking accept() in a family member looked at its
+# queue, let the lock go (for the family's shared O_NONBLOCK/SO_RCVTIMEO) and
+# slept, missing a connection the progress thread queued meanwhile; about
+# one connection in a hundred waited for the peer's next segment
+out=$(run_in B "$BIN/fork_client" count "$XT_ADDR_X" 7200 100) || fail "daemon: not every connection answered: $out"
+[[ $out == "100 daemon" ]] || fail "daemon: unexpected replies: $out"
 kill -0 "$dpid" 2>/dev/null || fail "the daemon died"
 kill "$dpid"
-ok "10 connections answered by daemon $dpid"
+ok "100 connections answered by daemon $dpid"
 
 step "a listener shared through fork: the parent's O_NONBLOCK and SO_RCVTIMEO apply to the child's accept()"
 out=$(app_a "$BIN/fork_shared" "$XT_ADDR_X" 7250 2>&1) || fail "fork_shared: $out"
