@@ -186,15 +186,27 @@ static uint64_t timeo_of(int fd, int name)
 	return (uint64_t)tv.tv_sec * 1000000000ull + (uint64_t)tv.tv_usec * 1000ull;
 }
 
-/* TCP_NODELAY and TCP_CORK on an engine socket, without the kernel: nginx
- * with tcp_nopush sets and clears TCP_CORK around every response, and the
- * placeholder's copy would cost two system calls per request.  Linux's
- * checks are only these two (do_tcp_setsockopt); getsockopt answers both
- * from the engine, and a hand-off replays them from the record. */
+/* Options set on an engine socket without the kernel: TCP_NODELAY and
+ * TCP_CORK (nginx with tcp_nopush sets and clears TCP_CORK around every
+ * response: the placeholder's copy cost two system calls per request), and
+ * SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (redis sets all
+ * four on every connection it accepts: a kernel copy would give the
+ * placeholder a socket of its own, five system calls more).  Linux's checks
+ * are only these (sk_setsockopt, do_tcp_setsockopt: EINVAL for a length
+ * under an int, EFAULT, EINVAL outside 1..32767 for the two intervals and
+ * 1..127 for the count); getsockopt answers them from the engine or the
+ * record, and a hand-off replays them from the record. */
+static bool is_fast_opt(int level, int name)
+{
+	if (level == SOL_SOCKET)
+		return name == SO_KEEPALIVE;
+	return level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK || name == TCP_KEEPIDLE ||
+					name == TCP_KEEPINTVL || name == TCP_KEEPCNT);
+}
+
 static bool fast_tcp_opt(struct xp_sock *s, int level, int name, const void *val, socklen_t len, int *r)
 {
-	if (level != IPPROTO_TCP || (name != TCP_NODELAY && name != TCP_CORK) ||
-	    atomic_load(&s->mode) != XP_ENGINE)
+	if (!is_fast_opt(level, name) || atomic_load(&s->mode) != XP_ENGINE)
 		return false;
 	int ival;
 	if (len < sizeof(int)) {
@@ -205,6 +217,14 @@ static bool fast_tcp_opt(struct xp_sock *s, int level, int name, const void *val
 		*r = -EFAULT;
 		return true;
 	}
+	int max = name == TCP_KEEPCNT ? 127 : 32767;
+	if (level == IPPROTO_TCP && (name == TCP_KEEPIDLE || name == TCP_KEEPINTVL || name == TCP_KEEPCNT) &&
+	    (ival < 1 || ival > max)) {
+		*r = -EINVAL;
+		return true;
+	}
+	if (level == SOL_SOCKET)
+		ival = ival != 0; /* SO_KEEPALIVE reads back 0 or 1 */
 	xp_lock();
 	if (atomic_load(&s->mode) != XP_ENGINE) {
 		xp_unlock();
@@ -331,6 +351,19 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 			xt_tcp_getopt(xp_eng.st, s->esock, xt, &x);
 		xp_unlock_lazy();
 		put_int(val, len, x);
+	} else if ((level == SOL_SOCKET && name == SO_KEEPALIVE) ||
+		   (level == IPPROTO_TCP && (name == TCP_KEEPIDLE || name == TCP_KEEPINTVL || name == TCP_KEEPCNT))) {
+		/* set without the kernel (fast_tcp_opt), or inherited from the
+		 * listener as Linux children inherit them: the record's value;
+		 * none: the kernel's default, read above */
+		xp_lock();
+		for (int i = 0; i < s->nopt; i++)
+			if (s->opt[i].level == level && s->opt[i].name == name && s->opt[i].len >= sizeof(int)) {
+				memcpy(&x, s->opt[i].val, sizeof(int));
+				put_int(val, len, level == SOL_SOCKET ? x != 0 : x);
+				break;
+			}
+		xp_unlock_lazy();
 	} else if (level == IPPROTO_TCP && (name == TCP_MAXSEG || name == TCP_QUICKACK)) {
 		/* the connection's own: TCP_QUICKACK reads back interactive mode */
 		xp_lock();

@@ -71,11 +71,21 @@ int main(int argc, char **argv)
 			char c = (char)('a' + i);
 			write_all(fd[i], &c, 1);
 		}
+		/* the listener on PORT+1 has keep-alive options to pass on */
+		int k = tcp_socket();
+		struct sockaddr_in a2 = C.addr;
+		a2.sin_port = htons((unsigned short)(C.port + 1));
+		if (connect(k, (struct sockaddr *)&a2, sizeof a2) < 0)
+			die("connect PORT+1");
+		char kc = 'k';
+		write_all(k, &kc, 1);
 		sync_post("six");
 		sync_wait("more");
 		fd[N] = conf_connect();
 		char c = 'i';
 		write_all(fd[N], &c, 1);
+		char kr = 0;
+		say("client: the PORT+1 connection gets its byte back: %s", YN(read_n(k, &kr, 1) == 1 && kr == 'k'));
 		for (int i = 0; i <= N; i++) {
 			char r = 0;
 			ssize_t n = read_n(fd[i], &r, 1);
@@ -84,9 +94,20 @@ int main(int argc, char **argv)
 		sync_wait("done");
 		for (int i = 0; i <= N; i++)
 			close(fd[i]);
+		close(k);
 		return 0;
 	}
 
+	/* PORT+1: a listener with keep-alive options its connections inherit */
+	int l2 = tcp_socket();
+	set_int(l2, SOL_SOCKET, SO_REUSEADDR, 1);
+	set_int(l2, SOL_SOCKET, SO_KEEPALIVE, 1);
+	set_int(l2, IPPROTO_TCP, TCP_KEEPIDLE, 600);
+	set_int(l2, IPPROTO_TCP, TCP_KEEPCNT, 4);
+	struct sockaddr_in a2 = C.addr;
+	a2.sin_port = htons((unsigned short)(C.port + 1));
+	if (bind(l2, (struct sockaddr *)&a2, sizeof a2) < 0 || listen(l2, 4) < 0)
+		die("listen PORT+1");
 	int rc, l = conf_listen(16);
 	sync_wait("six");
 	step("accept six");
@@ -124,6 +145,34 @@ int main(int argc, char **argv)
 	say("server: SO_KEEPALIVE 1 on e: %s; e %d, f %d, a %d", res(rc),
 	    get_int(e, SOL_SOCKET, SO_KEEPALIVE), get_int(f, SOL_SOCKET, SO_KEEPALIVE), get_int(a, SOL_SOCKET, SO_KEEPALIVE));
 
+	step("keepalive options");
+	int idle_b = get_int(b, IPPROTO_TCP, TCP_KEEPIDLE), cnt_b = get_int(b, IPPROTO_TCP, TCP_KEEPCNT);
+	rc = set_int(a, SOL_SOCKET, SO_KEEPALIVE, 7);
+	say("server: SO_KEEPALIVE 7 on a: %s; a reads %d, b %d", res(rc), get_int(a, SOL_SOCKET, SO_KEEPALIVE),
+	    get_int(b, SOL_SOCKET, SO_KEEPALIVE));
+	int vals[][3] = { { TCP_KEEPIDLE, 32767, 32768 }, { TCP_KEEPINTVL, 1, 0 }, { TCP_KEEPCNT, 127, 128 } };
+	for (int i = 0; i < 3; i++) {
+		int r1 = set_int(a, IPPROTO_TCP, vals[i][0], vals[i][1]);
+		const char *s1 = res(r1);
+		int r2 = set_int(a, IPPROTO_TCP, vals[i][0], vals[i][2]);
+		say("server: TCP option %d on a: %d %s, %d %s; a reads %d", vals[i][0], vals[i][1], s1, vals[i][2],
+		    res(r2), get_int(a, IPPROTO_TCP, vals[i][0]));
+	}
+	short sh = 5;
+	rc = setsockopt(a, IPPROTO_TCP, TCP_KEEPIDLE, &sh, sizeof sh);
+	say("server: TCP_KEEPIDLE optlen 2 on a: %s", res(rc));
+	rc = setsockopt(a, SOL_SOCKET, SO_KEEPALIVE, (void *)16, sizeof(int));
+	say("server: SO_KEEPALIVE from a bad pointer on a: %s", res(rc));
+	long long big = 9;
+	rc = setsockopt(a, IPPROTO_TCP, TCP_KEEPCNT, &big, sizeof big);
+	say("server: TCP_KEEPCNT optlen 8 on a: %s; a reads %d", res(rc), get_int(a, IPPROTO_TCP, TCP_KEEPCNT));
+	say("server: b's TCP_KEEPIDLE unchanged %s, TCP_KEEPCNT unchanged %s",
+	    YN(get_int(b, IPPROTO_TCP, TCP_KEEPIDLE) == idle_b), YN(get_int(b, IPPROTO_TCP, TCP_KEEPCNT) == cnt_b));
+	int k = accept(l2, NULL, NULL);
+	say("server: accepted on PORT+1: %s; SO_KEEPALIVE %d, TCP_KEEPIDLE %d, TCP_KEEPCNT %d (the listener's)",
+	    k >= 0 ? "ok" : ename(errno), get_int(k, SOL_SOCKET, SO_KEEPALIVE), get_int(k, IPPROTO_TCP, TCP_KEEPIDLE),
+	    get_int(k, IPPROTO_TCP, TCP_KEEPCNT));
+
 	step("dup");
 	int g = dup(f);
 	say("server: g = dup(f): %s; g %s", g >= 0 ? "ok" : ename(errno), fl(g));
@@ -155,7 +204,7 @@ int main(int argc, char **argv)
 	    WIFEXITED(ws) ? WEXITSTATUS(ws) : -1, YN(get_int(e, SOL_SOCKET, SO_RCVBUF) == rcv_e));
 
 	step("stray");
-	int known[] = { l, a, b, c, d, e, f, g, h };
+	int known[] = { l, l2, k, a, b, c, d, e, f, g, h };
 	int closed = 0;
 	for (int fd = 3; fd < 256; fd++)
 		if (is_stray(fd, known, (int)(sizeof known / sizeof known[0])))
@@ -185,6 +234,7 @@ int main(int argc, char **argv)
 	echo(e, "e");
 	echo(g, "f (as its dup g)");
 	echo(i7, "i");
+	echo(k, "the PORT+1 connection");
 	sync_post("done");
 	msleep(SETTLE_MS);
 	return 0;

@@ -149,6 +149,21 @@ if [[ $APP_MODE == xtcp && ${XT_NIC:-} != verbs ]]; then
 	ok "20000 GETs: $total system calls in all, sendmmsg $(calls sendmmsg); getpid $(calls getpid), process_vm_readv $(calls process_vm_readv), process_vm_writev $(calls process_vm_writev)"
 fi
 
+# What redis does to every connection it accepts (O_NONBLOCK by F_SETFL,
+# TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT) needs no socket of the
+# connection's own: each keeps its shared template placeholder
+# (man/libxtcp.7, SOCKET OPTIONS).
+if [[ $APP_MODE == xtcp ]]; then
+	step "accepted connections keep their shared placeholders (xtcp-stat -j)"
+	spid=$(app_pid redis) || fail "no redis-server pid"
+	"$XT_REPO/build/xtcp-stat" -j "$spid" >"$APP_DIR/stat.json" || fail "xtcp-stat -j $spid failed"
+	read -r shared own < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["processes"][0]["counters"]; print(c["accept_placeholders_shared"], c["accept_placeholders_own"])' "$APP_DIR/stat.json") ||
+		fail "no placeholder counters in xtcp-stat -j"
+	((shared >= 100)) || fail "only $shared accepted connections shared a placeholder"
+	((own == 0)) || fail "$own of $shared accepted connections needed a socket of their own"
+	ok "$shared connections accepted, every one on a shared placeholder"
+fi
+
 step "the benchmark's effects"
 r=$(cli GET 'counter:__rand_int__')
 [[ $r == $((2 * NBENCH)) ]] || fail "counter:__rand_int__ is '$r' after 2 x $NBENCH INCRs"
