@@ -68,6 +68,7 @@ void xt_ring_consume(struct xt_ring *r, uint32_t n)
 	assert(n <= r->len);
 	r->head = (r->head + n) % r->cap;
 	r->len -= n;
-	/* head must not be reset when empty: out-of-order bytes live at fixed
-	 * offsets beyond head + len. */
+	/* head is not reset when empty here: out-of-order bytes live at fixed
+	 * offsets beyond head + len.  Callers that know there are none rewind
+	 * (xt_ring_rewind). */
 }

@@ -594,6 +594,7 @@ static bool ack_input(struct xt_stack *st, struct xt_sock *s, const struct xt_se
 	uint32_t data = acked > s->sq.len ? s->sq.len : acked;
 	xt_tx_unref(st, s, s->snd_una + data);
 	xt_ring_consume(&s->sq, data);
+	xt_ring_rewind(&s->sq); /* xt_tx_unref above: no batched frame reads it */
 	s->bytes_acked += data;
 	s->snd_una = seg->ack;
 	if (SEQ_LT(s->snd_nxt, s->snd_una))

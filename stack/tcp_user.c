@@ -408,6 +408,8 @@ long xt_tcp_recv(struct xt_stack *st, int id, void *buf, size_t len, int flags, 
 			(void)xt_rx_read(st, s, (uint8_t *)buf + from_ring, n - from_ring, peek);
 		if (!peek) {
 			xt_ring_consume(&s->rq, from_ring);
+			if (!s->nreass)
+				xt_ring_rewind(&s->rq);
 			window_update(st, s, now);
 			xt_sock_wake(st, s);
 			user_flush(st);

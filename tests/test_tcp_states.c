@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "seg.h"
+#include "tcp.h" /* xt_sock: where the rings' bytes start */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fx_setup, fx_teardown)
 
@@ -1266,6 +1267,59 @@ static void test_out_of_order_reassembly(void **state)
 	assert_true(fx_cnt(fx)->tcp_ooo_segs >= 2);
 }
 
+/* An empty ring starts again at its first byte (xt_ring_rewind): request and
+ * response traffic reuses the same warm lines and pages.  Not while bytes
+ * are left (a partial read, a partial ACK): they stay where they are. */
+static void test_rings_rewind_when_empty(void **state)
+{
+	struct fx *fx = *state;
+	xt_time_t t = established(fx);
+	struct xt_sock *s = xt_sock_get(fx->st, fx->s);
+	assert_non_null(s);
+	uint8_t buf[4096];
+	uint32_t una = fx->our_nxt;
+	for (uint32_t i = 0; i < 40; i++) {
+		t += XT_MS(1);
+		peer_data_n(fx, t, 300);
+		assert_int_equal(app_recv(fx, t, buf, 100, 0), 100);
+		assert_int_equal(s->rq.head, 100); /* 200 bytes left: in place */
+		assert_int_equal(app_recv(fx, t, buf + 100, sizeof buf - 100, 0), 200);
+		assert_true(pat_check(buf, 300, i * 300, PAT_PEER));
+		assert_int_equal(s->rq.head, 0);
+		assert_int_equal(app_send_n(fx, t, 500), 500);
+		fx_drain(fx);
+		peer_ack(fx, t + XT_US(100), una + 200);
+		assert_int_equal(s->sq.head, 200); /* 300 bytes unacknowledged: in place */
+		assert_int_equal(s->sq.len, 300);
+		una += 500;
+		peer_ack(fx, t + XT_US(200), una);
+		assert_int_equal(s->sq.len, 0);
+		assert_int_equal(s->sq.head, 0);
+	}
+}
+
+/* Out-of-order bytes sit at fixed offsets past the readable ones: a ring
+ * read empty while they wait is not rewound, and they arrive intact. */
+static void test_ring_kept_with_out_of_order(void **state)
+{
+	struct fx *fx = *state;
+	xt_time_t t = established(fx);
+	struct xt_sock *s = xt_sock_get(fx->st, fx->s);
+	uint32_t base = fx->peer_seq;
+	uint8_t buf[8192];
+	peer_data_at(fx, t + XT_MS(1), base, 1000);
+	peer_data_at(fx, t + XT_MS(1), base + 2000, 1000); /* a hole: 1000..2000 */
+	assert_int_equal(app_recv(fx, t + XT_MS(2), buf, sizeof buf, 0), 1000);
+	assert_true(pat_check(buf, 1000, 0, PAT_PEER));
+	assert_int_equal(s->rq.len, 0);
+	assert_int_equal(s->rq.head, 1000); /* the out-of-order 1000 bytes wait past it */
+	peer_data_at(fx, t + XT_MS(3), base + 1000, 1000);
+	fx->peer_seq = base + 3000;
+	assert_int_equal(app_recv(fx, t + XT_MS(4), buf, sizeof buf, 0), 2000);
+	assert_true(pat_check(buf, 2000, 1000, PAT_PEER));
+	assert_int_equal(s->rq.head, 0);
+}
+
 /* RFC 2018 4: with SACK, duplicate ACKs report the out-of-order blocks, the
  * block holding the most recent segment first. */
 static void test_out_of_order_sack_blocks(void **state)
@@ -1868,6 +1922,8 @@ static void test_icmp_out_of_window_ignored(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		T(test_rings_rewind_when_empty),
+		T(test_ring_kept_with_out_of_order),
 		T(test_active_open_syn),
 		T(test_active_open_established),
 		T(test_passive_open_accept),
