@@ -684,6 +684,7 @@ struct vb_flow {
 struct vb_nic {
 	struct xt_nic nic; /* first: struct xt_nic * converts to struct vb_nic * */
 	const struct vb_lib *L;
+	pid_t pid; /* the process that opened it (vb_free in a fork child) */
 	struct xt_verbs_cfg cfg;
 	char ifname[IF_NAMESIZE];
 	char dname[64];
@@ -1658,6 +1659,31 @@ static void vb_free(struct vb_nic *v)
 {
 	const struct vb_lib *L = v->L;
 
+	if (v->pid != getpid()) {
+		/* A fork child's copy.  The device's objects (QP, CQs, steering
+		 * rules, memory registrations) belong to the verbs file the child
+		 * shares with its parent: a destroy command from here would tear
+		 * down the parent's queue and rules, and reading the completion
+		 * channel would take the parent's events.  Only this process's
+		 * memory and descriptor copies go. */
+		while (v->regs) {
+			struct vb_reg *r = v->regs;
+			v->regs = r->next;
+			free(r);
+		}
+		free(v->flows);
+		if (v->pool)
+			munmap(v->pool, v->pool_len);
+		if (v->epfd >= 0)
+			close(v->epfd);
+		if (v->evfd >= 0)
+			close(v->evfd);
+		free(v->rx_state);
+		free(v->rx_free);
+		free(v->tx_big);
+		free(v);
+		return;
+	}
 	for (int i = 0; v->flows && i < v->nflows_cap; i++)
 		if (v->flows[i].kind != VBF_FREE && v->flows[i].f)
 			(void)ibv_destroy_flow(v->flows[i].f);
@@ -2074,6 +2100,7 @@ int xt_verbs_open(const struct xt_verbs_cfg *cfg, struct xt_nic **out)
 		return vb_fail(-ENOMEM, "out of memory");
 	v->nic.ops = &verbs_ops;
 	v->cfg = *cfg;
+	v->pid = getpid();
 	v->epfd = v->evfd = -1;
 	v->flow_free = -1;
 	v->arp_flow = v->icmp_flow = v->ip_flow = -1;

@@ -5,7 +5,10 @@
  * no other connection of the parent; a program that closes sockets it did
  * not open (a daemon's "close every stray fd") still accepts working
  * connections.  Under xtcp an accepted fd starts as a dup of a shared
- * template socket, and these are the ways that sharing could show.
+ * template socket, and these are the ways that sharing could show.  The
+ * fork also checks that a child leaves its parent's NIC alone (on the verbs
+ * backend the child's copy once destroyed the parent's queue and rules, and
+ * the parent received nothing more).
  *
  * The client opens SIX connections and sends one byte on each; the server
  * accepts them (a: SOCK_NONBLOCK, b: none, c: SOCK_CLOEXEC, d: both, e, f:
