@@ -1655,39 +1655,14 @@ static xt_time_t vb_deadline(struct xt_nic *nic)
 	return XT_TIME_NEVER;
 }
 
-static void vb_free(struct vb_nic *v)
+/* The device's objects: QP, CQs, channel, steering rules, registrations. */
+static void vb_free_device(struct vb_nic *v)
 {
 	const struct vb_lib *L = v->L;
 
-	if (v->pid != getpid()) {
-		/* A fork child's copy.  The device's objects (QP, CQs, steering
-		 * rules, memory registrations) belong to the verbs file the child
-		 * shares with its parent: a destroy command from here would tear
-		 * down the parent's queue and rules, and reading the completion
-		 * channel would take the parent's events.  Only this process's
-		 * memory and descriptor copies go. */
-		while (v->regs) {
-			struct vb_reg *r = v->regs;
-			v->regs = r->next;
-			free(r);
-		}
-		free(v->flows);
-		if (v->pool)
-			munmap(v->pool, v->pool_len);
-		if (v->epfd >= 0)
-			close(v->epfd);
-		if (v->evfd >= 0)
-			close(v->evfd);
-		free(v->rx_state);
-		free(v->rx_free);
-		free(v->tx_big);
-		free(v);
-		return;
-	}
 	for (int i = 0; v->flows && i < v->nflows_cap; i++)
 		if (v->flows[i].kind != VBF_FREE && v->flows[i].f)
 			(void)ibv_destroy_flow(v->flows[i].f);
-	free(v->flows);
 	if (v->qp)
 		L->destroy_qp(v->qp);
 	if (v->ch && v->armed)
@@ -1706,6 +1681,25 @@ static void vb_free(struct vb_nic *v)
 		L->dealloc_pd(v->pd);
 	if (v->ctx)
 		L->close_device(v->ctx);
+}
+
+static void vb_free(struct vb_nic *v)
+{
+	if (v->pid == getpid()) {
+		vb_free_device(v);
+	} else {
+		/* A fork child's copy.  The device's objects belong to the verbs
+		 * file the child shares with its parent: a destroy command from
+		 * here would tear down the parent's queue and rules, and reading
+		 * the completion channel would take the parent's events.  Only
+		 * this process's memory and descriptor copies go. */
+		while (v->regs) {
+			struct vb_reg *r = v->regs;
+			v->regs = r->next;
+			free(r);
+		}
+	}
+	free(v->flows);
 	if (v->pool)
 		munmap(v->pool, v->pool_len);
 	if (v->epfd >= 0)
