@@ -194,7 +194,7 @@ XP_EXPORT int close(int fd)
 	if (XP_LIKELY(xp_in_lib || !xp_fd_maybe_ours(fd))) {
 		int r = xp_real.close(fd);
 		kbump(); /* a pipe's last write end: its read end is readable */
-		if (!xp_in_lib && fd >= 0)
+		if (fd >= 0)
 			xp_ph_closed((unsigned)fd, (unsigned)fd);
 		return r;
 	}

@@ -796,20 +796,25 @@ static bool kernel_quiet(struct xp_epoll *ep, uint64_t now)
 	       __atomic_load_n(&xp_kgen, __ATOMIC_ACQUIRE) == __atomic_load_n(&ep->kempty_gen, __ATOMIC_RELAXED);
 }
 
-/* Engine lock held: a look at kfd, taken at now after xp_kgen was gen;
- * counted: xp_kquiet was set before gen was read. */
-static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_t gen, bool counted)
+/* Empty looks in a row after one more look (prev before it); counted:
+ * xp_kquiet was set before the look read xp_kgen. */
+static uint32_t kempty_next(uint32_t prev, bool empty, bool counted)
 {
-	uint32_t n = empty ? __atomic_load_n(&ep->kempty, __ATOMIC_RELAXED) : 0;
-	klooks++;
-	if (n < UINT32_MAX)
-		n += empty;
+	uint32_t n = empty ? prev + (prev < UINT32_MAX) : 0;
 	if (n >= KQUIET_LOOKS && !counted) {
 		/* the bumps count from now on, and only a look whose gen was read
 		 * after that may make the set quiet */
 		__atomic_store_n(&xp_kquiet, true, __ATOMIC_SEQ_CST);
 		n = KQUIET_LOOKS - 1;
 	}
+	return n;
+}
+
+/* Engine lock held: a look at kfd, taken at now after xp_kgen was gen. */
+static void kernel_looked(struct xp_epoll *ep, bool empty, uint64_t now, uint64_t gen, bool counted)
+{
+	klooks++;
+	uint32_t n = kempty_next(__atomic_load_n(&ep->kempty, __ATOMIC_RELAXED), empty, counted);
 	__atomic_store_n(&ep->kempty, n, __ATOMIC_RELAXED);
 	if (!empty)
 		__atomic_store_n(&ep->kevent_at, now, __ATOMIC_RELAXED);
@@ -1218,13 +1223,8 @@ static int pset_look(struct pset *ps, uint64_t key)
 	int r = xp_real.poll(ps->kp, (nfds_t)ps->nk, 0);
 	if (r < 0)
 		return -errno;
-	uint32_t n = pquiet.key == key && r == 0 ? pquiet.empty + (pquiet.empty < UINT32_MAX) : r == 0;
-	if (n >= KQUIET_LOOKS && !cnt) {
-		__atomic_store_n(&xp_kquiet, true, __ATOMIC_SEQ_CST); /* as in kernel_looked() */
-		n = KQUIET_LOOKS - 1;
-	}
+	pquiet.empty = kempty_next(pquiet.key == key ? pquiet.empty : 0, r == 0, cnt);
 	pquiet.key = key;
-	pquiet.empty = n;
 	if (r > 0)
 		pquiet.event_at = t;
 	pquiet.at = t;

@@ -140,14 +140,21 @@ void xp_opts_apply_engine(struct xp_sock *s)
 			(void)xt_tcp_setopt(xp_eng.st, s->esock, i, s->eopt[i], xp_clock());
 }
 
-static void record(struct xp_sock *s, int level, int name, const void *val, socklen_t len)
+/* The record of level/name, or s->nopt if there is none. */
+static int find_rec(const struct xp_sock *s, int level, int name)
 {
-	if (len > XP_OPTVAL_MAX)
-		return;
 	int i;
 	for (i = 0; i < s->nopt; i++)
 		if (s->opt[i].level == level && s->opt[i].name == name)
 			break;
+	return i;
+}
+
+static void record(struct xp_sock *s, int level, int name, const void *val, socklen_t len)
+{
+	if (len > XP_OPTVAL_MAX)
+		return;
+	int i = find_rec(s, level, name);
 	if (i == s->nopt) {
 		if (s->nopt == XP_OPTREC_MAX)
 			return;
@@ -204,7 +211,7 @@ static bool is_fast_opt(int level, int name)
 					name == TCP_KEEPINTVL || name == TCP_KEEPCNT);
 }
 
-static bool fast_tcp_opt(struct xp_sock *s, int level, int name, const void *val, socklen_t len, int *r)
+static bool fast_opt(struct xp_sock *s, int level, int name, const void *val, socklen_t len, int *r)
 {
 	if (!is_fast_opt(level, name) || atomic_load(&s->mode) != XP_ENGINE)
 		return false;
@@ -240,7 +247,7 @@ static bool fast_tcp_opt(struct xp_sock *s, int level, int name, const void *val
 int xp_setsockopt(int fd, struct xp_sock *s, int level, int name, const void *val, socklen_t len)
 {
 	int fr;
-	if (fast_tcp_opt(s, level, name, val, len, &fr))
+	if (fast_opt(s, level, name, val, len, &fr))
 		return fr;
 	if ((fr = xp_ph_own(fd, s)) < 0)
 		return fr;
@@ -344,7 +351,7 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 		xp_unlock_lazy();
 		put_int(val, len, x);
 	} else if (level == IPPROTO_TCP && (name == TCP_NODELAY || name == TCP_CORK)) {
-		int xt = find_opt(level, name)->xt; /* set on the engine only (fast_tcp_opt) */
+		int xt = find_opt(level, name)->xt; /* set on the engine only (fast_opt) */
 		xp_lock();
 		x = (s->eopt_set >> xt) & 1u ? s->eopt[xt] != 0 : 0;
 		if (s->esock >= 0)
@@ -353,16 +360,15 @@ int xp_getsockopt(int fd, struct xp_sock *s, int level, int name, void *val, soc
 		put_int(val, len, x);
 	} else if ((level == SOL_SOCKET && name == SO_KEEPALIVE) ||
 		   (level == IPPROTO_TCP && (name == TCP_KEEPIDLE || name == TCP_KEEPINTVL || name == TCP_KEEPCNT))) {
-		/* set without the kernel (fast_tcp_opt), or inherited from the
+		/* set without the kernel (fast_opt), or inherited from the
 		 * listener as Linux children inherit them: the record's value;
 		 * none: the kernel's default, read above */
 		xp_lock();
-		for (int i = 0; i < s->nopt; i++)
-			if (s->opt[i].level == level && s->opt[i].name == name && s->opt[i].len >= sizeof(int)) {
-				memcpy(&x, s->opt[i].val, sizeof(int));
-				put_int(val, len, level == SOL_SOCKET ? x != 0 : x);
-				break;
-			}
+		int i = find_rec(s, level, name);
+		if (i < s->nopt && s->opt[i].len >= sizeof(int)) {
+			memcpy(&x, s->opt[i].val, sizeof(int));
+			put_int(val, len, level == SOL_SOCKET ? x != 0 : x);
+		}
 		xp_unlock_lazy();
 	} else if (level == IPPROTO_TCP && (name == TCP_MAXSEG || name == TCP_QUICKACK)) {
 		/* the connection's own: TCP_QUICKACK reads back interactive mode */
