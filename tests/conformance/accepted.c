@@ -94,6 +94,7 @@ int main(int argc, char **argv)
 			ssize_t n = read_n(fd[i], &r, 1);
 			say("client: connection %d gets its byte back: %s", i, YN(n == 1 && r == (i < N ? 'a' + i : 'i')));
 		}
+		sync_post("echoed");
 		sync_wait("done");
 		for (int i = 0; i <= N; i++)
 			close(fd[i]);
@@ -238,6 +239,23 @@ int main(int argc, char **argv)
 	echo(g, "f (as its dup g)");
 	echo(i7, "i");
 	echo(k, "the PORT+1 connection");
+
+	/* connect(AF_UNSPEC) turns a connection back into a fresh socket the
+	 * program may bind: on its own socket, not on the template a still
+	 * shares here (which would keep the port after close) */
+	step("disconnect");
+	sync_wait("echoed");
+	struct sockaddr un = { .sa_family = AF_UNSPEC };
+	rc = connect(a, &un, sizeof un);
+	say("server: connect(AF_UNSPEC) on a: %s", res(rc));
+	struct sockaddr_in a3 = sin_of(any_addr(), (unsigned short)(C.port + 2));
+	rc = bind(a, (struct sockaddr *)&a3, sizeof a3);
+	say("server: a binds 0.0.0.0:PORT+2: %s", res(rc));
+	close(a);
+	int n3 = tcp_socket();
+	rc = bind(n3, (struct sockaddr *)&a3, sizeof a3);
+	say("server: after close(a), a new socket binds 0.0.0.0:PORT+2: %s", res(rc));
+	close(n3);
 	sync_post("done");
 	msleep(SETTLE_MS);
 	return 0;
