@@ -156,7 +156,8 @@ fuzz: $(FUZZERS)
 # and fails when anything failed.  Each test has a generous timeout against
 # hangs only.
 DEMO_RUNS := --cmd "$(B)/xtcp-demo --bytes 64M" \
-	--cmd "$(B)/xtcp-demo --bytes 8M --loss 2 --seed 7"
+	--cmd "$(B)/xtcp-demo --bytes 8M --loss 2 --seed 7" \
+	--cmd "tools/perf_breakdown.py --self-test"
 
 # Whole-system tests: tests/netns/t_*.sh, one script each (programs under
 # LD_PRELOAD in network namespaces the script makes and removes itself, with

@@ -3,7 +3,8 @@
 xtcp, in the same run, over a veth pair between two network namespaces.
 
     tools/bench.py [--reps N] [--quick] [--only REGEX] [--out DIR]
-                   [--no-strace] [--no-callgrind] [--perf] [--two-hosts]
+                   [--no-strace] [--no-callgrind] [--no-breakdown] [--perf]
+                   [--two-hosts]
 
 Layout (made here and removed on any exit; no traffic leaves it):
     ns A  veth-a  kernel 10.56.0.1/24, xtcp engine 10.56.0.3 (AF_PACKET)
@@ -36,7 +37,13 @@ xtcp's runs taking turns; the tables give the median and the spread
 medians, and the median and range of the per-repetition ratios (paired).  Results: OUT/bench.md and OUT/bench.json (default build/bench/), plus
 the raw tool outputs in OUT/raw/.  --perf runs every server under
 perf record (cpu-clock, call graphs) and leaves OUT/raw/NAME.MODE.I.perf.txt,
-the flat profile; the CPU figures of such a run count perf too.  A workload that fails is reported as
+the flat profile; the CPU figures of such a run count perf too.
+Unless --no-breakdown, redis_get and nginx_close_4k run once more per mode
+under a system-wide perf record (both CPUs, every task) over the client's
+run, and a "where the time goes" table gives each CPU's microseconds per
+request by category (tools/perf_breakdown.py), with an estimate of each
+end's own work once the receive work veth runs on the sender's CPU is moved
+to the end it serves.  A workload that fails is reported as
 failed with its reason; the run goes on.
 
 --two-hosts charges each end's receive work to its own side, as two real
@@ -53,6 +60,7 @@ commits in the same minutes); XT_ENV="XTCP_A=x XTCP_B=y" adds settings to
 every server under xtcp (A/B of a setting).
 """
 import argparse
+import collections
 import json
 import os
 import re
@@ -78,6 +86,9 @@ procs = []  # every server we started
 PERF = False  # --perf: servers run under perf record
 TWO_HOSTS = False  # --two-hosts: threaded NAPI, each end's receive on its side
 NAPI_SERVER = []  # pids of the server side's napi/veth-a-* threads
+SYSPROF = None  # the breakdown runs: raw path of the system-wide profile of the client's run
+SYSPROF_HZ = 999
+LAST_REQS = 0  # requests the last redis or nginx run served
 
 
 def log(msg):
@@ -207,6 +218,30 @@ def stop_server(p):
         open(data[0][:-len(".data")] + ".txt", "w").write(r.stdout)
 
 
+def sysprof_start():
+    """In a breakdown run: perf record on both CPUs, every task, for the
+    client's run."""
+    if not SYSPROF:
+        return None
+    p = subprocess.Popen(["perf", "record", "-q", "-a", "-C", f"{CLIENT_CPU},{SERVER_CPU}", "-e", "cpu-clock",
+                          "-F", str(SYSPROF_HZ), "-g", "-o", SYSPROF + ".perf.data"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    procs.append(p)
+    time.sleep(1.0)  # perf has its buffers mapped and is sampling
+    return p
+
+
+def sysprof_stop(p):
+    if p is None:
+        return
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+
+
 def client(argv, timeout=120):
     return sh(["ip", "netns", "exec", NS_B, "taskset", "-c", CLIENT_CPU] + argv, timeout=timeout)
 
@@ -320,8 +355,10 @@ def redis(mode, raw, test, pipeline, n):
         argv = ["redis-benchmark", "-h", addr, "-p", "6379", "-c", "50", "-n", str(n), "-t", test, "--csv"]
         if pipeline > 1:
             argv += ["-P", str(pipeline)]
+        prof = sysprof_start()
         r = client(argv, timeout=300)
         c1, s1 = srv_ticks(p.pid), sys_busy()
+        sysprof_stop(prof)
     finally:
         stop_server(p)
         shutil.rmtree(d, ignore_errors=True)
@@ -330,6 +367,8 @@ def redis(mode, raw, test, pipeline, n):
     if not rows:
         raise RuntimeError("redis-benchmark printed no result: " + (r.stdout + r.stderr)[-300:])
     f = [x.strip('"') for x in rows[0].split(",")]
+    global LAST_REQS
+    LAST_REQS = n
     # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
     return {"rps": float(f[1]), "p50_ms": float(f[4]), "p99_ms": float(f[6]),
             "cpu_us_per_req": (c1 - c0) * 1e6 / TICK / n, "both_cpu_us_per_req": (s1 - s0) * 1e6 / TICK / n}
@@ -381,8 +420,10 @@ def nginx(mode, raw, close, secs, workers=0):
         argv = ["wrk", "-t", "1", "-c", "100", "-d", f"{secs}s", "--latency", f"http://{addr}:8080/4k"]
         if close:
             argv[1:1] = ["-H", "Connection: close"]
+        prof = sysprof_start()
         r = client(argv, timeout=secs + 60)
         c1, s1 = srv_ticks(p.pid), sys_busy()
+        sysprof_stop(prof)
     finally:
         stop_server(p)
         shutil.rmtree(d, ignore_errors=True)
@@ -390,6 +431,8 @@ def nginx(mode, raw, close, secs, workers=0):
     open(raw + ".client.out", "w").write(txt)
     rps = float(re.search(r"Requests/sec:\s*([\d.]+)", txt).group(1))
     reqs = int(re.search(r"(\d+) requests in", txt).group(1))
+    global LAST_REQS
+    LAST_REQS = reqs
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", txt)
     errs = sum(int(x) for x in m.groups()) if m else 0
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", txt)
@@ -511,6 +554,8 @@ def main():
     ap.add_argument("--no-callgrind", action="store_true")
     ap.add_argument("--modes", default="kernel,xtcp")
     ap.add_argument("--perf", action="store_true", help="profile every server with perf record")
+    ap.add_argument("--no-breakdown", action="store_true",
+                    help="skip the system-wide profile runs (where the time goes) of redis_get and nginx_close_4k")
     ap.add_argument("--two-hosts", action="store_true",
                     help="threaded NAPI: each end's receive work on its own CPU, the server's counted")
     a = ap.parse_args()
@@ -520,7 +565,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench: needs root (network namespaces)")
     for tool in ("sockperf", "redis-server", "redis-benchmark", "nginx", "wrk", "iperf3", "strace", "valgrind",
-                 "taskset", "ethtool"):
+                 "taskset", "ethtool", "perf"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} is missing: run tools/install-deps.sh")
     if not os.path.exists(LIB):
@@ -599,9 +644,103 @@ def main():
                         mode, raw, 5000 if a.quick else 20000)
                 except Exception as e:  # noqa: BLE001
                     log(f"callgrind {mode}: FAILED: {e}")
+        if not a.no_breakdown:
+            run_breakdowns(a, modes, {n: f for n, f in workloads}, extra)
     finally:
         netns_down()
     write_results(a.out, results, extra, reps, time.time() - t0)
+
+
+BREAKDOWN_WORKLOADS = ("redis_get", "nginx_close_4k")
+BREAKDOWN_COMMS = {"redis_get": "redis-server,redis-benchmark", "nginx_close_4k": "nginx,wrk"}
+
+
+def run_breakdowns(a, modes, fns, extra):
+    """One more run of each breakdown workload per mode under a system-wide
+    perf record: where each CPU's time went (tools/perf_breakdown.py)."""
+    global SYSPROF
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import perf_breakdown
+    for name in BREAKDOWN_WORKLOADS:
+        if name not in fns:
+            continue
+        for mode in modes:
+            raw = os.path.join(a.out, "raw", f"breakdown.{name}.{mode}")
+            log(f"where the time goes (perf record -a): {name} {mode}")
+            SYSPROF = raw
+            try:
+                fns[name](mode, raw)
+                comms = set(BREAKDOWN_COMMS[name].split(","))
+                by_cpu = perf_breakdown.breakdown(raw + ".perf.data", comms)
+                pr = perf_breakdown.per_request(by_cpu, SYSPROF_HZ, max(LAST_REQS, 1))
+                extra.setdefault("breakdown", {}).setdefault(name, {})[mode] = {
+                    "requests": LAST_REQS, "us_per_req": {str(c): v for c, v in pr.items()}}
+            except Exception as e:  # noqa: BLE001 - reported in the table
+                log(f"breakdown {name} {mode}: FAILED: {e}")
+                extra.setdefault("breakdown", {}).setdefault(name, {})[mode] = {"error": str(e)[:300]}
+            finally:
+                SYSPROF = None
+                try:
+                    os.unlink(raw + ".perf.data")  # large; the table keeps what it said
+                except FileNotFoundError:
+                    pass
+
+
+def breakdown_lines(bd):
+    """The "where the time goes" tables: per category, microseconds per
+    request on the server's CPU and the client's, kernel and xtcp."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import perf_breakdown
+    lines = []
+    for name, by_mode in bd.items():
+        lines += ["", f"### {name}: where the time goes, microseconds per request", ""]
+        errs = [f"{m}: {v['error']}" for m, v in by_mode.items() if "error" in v]
+        if errs:
+            lines.append("FAILED: " + "; ".join(errs).replace("|", "/"))
+            continue
+        cols = [(SERVER_CPU, "kernel"), (SERVER_CPU, "xtcp"), (CLIENT_CPU, "kernel"), (CLIENT_CPU, "xtcp")]
+        get = lambda cpu, mode, k: by_mode.get(mode, {}).get("us_per_req", {}).get(cpu, {}).get(k, 0.0)  # noqa: E731
+        lines += [f"| category | server CPU {SERVER_CPU}, kernel | server CPU, xtcp | client CPU {CLIENT_CPU}, kernel "
+                  f"| client CPU, xtcp |", "|---|---|---|---|---|"]
+        for k in perf_breakdown.CATEGORIES:
+            if any(get(c, m, k) >= 0.005 for c, m in cols):
+                lines.append(f"| {k} | " + " | ".join(f"{get(c, m, k):.2f}" for c, m in cols) + " |")
+        busy = {(c, m): sum(v for k, v in by_mode.get(m, {}).get("us_per_req", {}).get(c, {}).items()
+                            if k not in ("idle", "other tasks")) for c, m in cols}
+        lines.append("| **busy** (all but idle and other tasks) | " +
+                     " | ".join(f"**{busy[(c, m)]:.2f}**" for c, m in cols) + " |")
+        # Each end's own work: on veth a receive runs on the sender's CPU, so
+        # the network input on one CPU is the other end's.
+        rx = ("softirq: kernel TCP/IP", "softirq: AF_PACKET", "softirq: other")
+        own = {}
+        for m in ("kernel", "xtcp"):
+            s_rx = sum(get(SERVER_CPU, m, k) for k in rx)
+            c_rx = sum(get(CLIENT_CPU, m, k) for k in rx)
+            own[("server", m)] = busy[(SERVER_CPU, m)] - s_rx + c_rx
+            own[("client", m)] = busy[(CLIENT_CPU, m)] - c_rx + s_rx
+        lines.append("| each end's own work (estimate: network input moved to the end it is for) | " +
+                     " | ".join(f"{own[(e, m)]:.2f}" for e, m in (("server", "kernel"), ("server", "xtcp"),
+                                                                  ("client", "kernel"), ("client", "xtcp"))) + " |")
+        c_rx_x = sum(get(CLIENT_CPU, "xtcp", k) for k in rx)
+        if own[("server", "kernel")] > 0:
+            lines.append("")
+            lines.append(f"Server's own work, xtcp/kernel: {own[('server', 'xtcp')] / own[('server', 'kernel')]:.2f}; "
+                         f"client CPU busy per request, kernel/xtcp (the request rate ratio a saturated client CPU allows): "
+                         f"{busy[(CLIENT_CPU, 'kernel')] / max(busy[(CLIENT_CPU, 'xtcp')], 1e-9):.2f}; with none "
+                         f"of the server's receive work on the client's CPU it would be "
+                         f"{busy[(CLIENT_CPU, 'kernel')] / max(busy[(CLIENT_CPU, 'xtcp')] - c_rx_x, 1e-9):.2f}.  Requests: kernel "
+                         f"{by_mode.get('kernel', {}).get('requests')}, xtcp {by_mode.get('xtcp', {}).get('requests')}.")
+    if lines:
+        lines += ["", "From one extra run per mode under `perf record -a -g -e cpu-clock -F "
+                  f"{SYSPROF_HZ}` over the client's run (categories: tools/perf_breakdown.py --help).  On veth "
+                  "a frame's receive runs in the sender's system call: the softirq rows on the client's CPU are "
+                  "the server's receive (the kernel server's TCP input, or xtcp's AF_PACKET delivery), and the "
+                  "kernel TCP/IP row on the server's CPU is mostly the client's; the estimate row moves them "
+                  "(with the rest of the softirq rows) to the end they serve.  When one end answers inside "
+                  "the softirq (a SYN-ACK, an ACK of a FIN) that answer's input stays on the wrong side, so the "
+                  "estimate is rough for nginx_close_4k.  This guest loses some kernel call chains and delays "
+                  "samples taken with interrupts off to the point they are turned back on (pvm_irq_enable)."]
+    return lines
 
 
 def summarize(runs, key):
@@ -675,6 +814,8 @@ def write_results(out, results, extra, reps, elapsed):
             paired = f"{statistics.median(pr):.2f} ({min(pr):.2f}-{max(pr):.2f})" if len(pr) > 1 else "-"
             lines.append(f"| {name} | {k} | {cells[0]} | {cells[1]} | {ratio} | {paired} |")
     for name, by_mode in extra.items():
+        if name == "breakdown":
+            continue
         for k in ("syscalls_per_req", "user_instr_per_req"):
             kv, xv = by_mode.get("kernel", {}).get(k), by_mode.get("xtcp", {}).get(k)
             if kv is None and xv is None:
@@ -682,6 +823,7 @@ def write_results(out, results, extra, reps, elapsed):
             ratio = f"{xv / kv:.2f}" if kv and xv else "-"
             lines.append(f"| {name} | {k} | {kv if kv is None else f'{kv:.3g}'} | "
                          f"{xv if xv is None else f'{xv:.3g}'} | {ratio} | - |")
+    bd_lines = breakdown_lines(extra.get("breakdown", {}))
     if spreads:
         lines += ["", f"Noise: median spread {statistics.median(spreads) * 100:.0f}%, "
                       f"worst {max(spreads) * 100:.0f}% over {len(spreads)} figures."]
@@ -693,6 +835,8 @@ def write_results(out, results, extra, reps, elapsed):
                   "sender's CPU, so the kernel server's own receive work is charged to the client's CPU, "
                   "while xtcp's is in its server process; user_instr_per_req counts user-space "
                   "instructions only (callgrind), so the kernel column misses the kernel's TCP/IP work."]
+    if bd_lines:
+        lines += ["", "## Where the time goes"] + bd_lines
     md = "\n".join(lines) + "\n"
     with open(os.path.join(out, "bench.md"), "w") as f:
         f.write(md)
