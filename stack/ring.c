@@ -52,6 +52,19 @@ void xt_ring_peek(const struct xt_ring *r, uint32_t off, void *dst, uint32_t n)
 		memcpy((uint8_t *)dst + first, r->buf, n - first);
 }
 
+/* The free space after the bytes held, as up to two spans (it wraps). */
+uint32_t xt_ring_free_span(struct xt_ring *r, uint8_t *p[2], uint32_t len[2])
+{
+	uint32_t room = r->cap - r->len;
+	uint32_t pos = r->cap ? (r->head + r->len) % r->cap : 0;
+	uint32_t first = r->cap - pos < room ? r->cap - pos : room;
+	p[0] = r->buf + pos;
+	len[0] = first;
+	p[1] = r->buf;
+	len[1] = room - first;
+	return room;
+}
+
 void xt_ring_span(const struct xt_ring *r, uint32_t off, uint32_t n, const uint8_t *p[2], uint32_t len[2])
 {
 	assert((uint64_t)off + n <= r->cap);

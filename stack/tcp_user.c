@@ -340,6 +340,16 @@ int xt_tcp_connect(struct xt_stack *st, int id, uint32_t ip, uint16_t port, xt_t
 	return -EINPROGRESS;
 }
 
+/* n bytes just queued in s's send buffer: out they go, as far as allowed. */
+static long sent_queued(struct xt_stack *st, struct xt_sock *s, uint32_t n, int flags, xt_time_t now)
+{
+	s->more = (flags & XT_MSG_MORE) ? 1 : 0;
+	xt_tcp_output(st, s, now);
+	xt_sock_wake(st, s);
+	user_flush(st);
+	return n;
+}
+
 long xt_tcp_send(struct xt_stack *st, int id, const void *buf, size_t len, int flags, xt_time_t now)
 {
 	struct xt_sock *s = xt_sock_get(st, id);
@@ -367,11 +377,35 @@ long xt_tcp_send(struct xt_stack *st, int id, const void *buf, size_t len, int f
 	uint32_t n = xt_ring_append(&s->sq, buf, len > UINT32_MAX ? UINT32_MAX : (uint32_t)len);
 	if (n == 0)
 		return -EAGAIN;
-	s->more = (flags & XT_MSG_MORE) ? 1 : 0;
-	xt_tcp_output(st, s, now);
-	xt_sock_wake(st, s);
-	user_flush(st);
-	return n;
+	return sent_queued(st, s, n, flags, now);
+}
+
+long xt_tcp_send_space(struct xt_stack *st, int id, uint8_t *p[2], uint32_t len[2])
+{
+	p[0] = p[1] = NULL;
+	len[0] = len[1] = 0;
+	struct xt_sock *s = xt_sock_get(st, id);
+	if (!s)
+		return -EBADF;
+	if (!xt_state_can_send(s->state) || s->err || (s->shut & XT_SEND_SHUTDOWN) || !s->sq.buf)
+		return 0;
+	long room = xt_ring_free_span(&s->sq, p, len);
+	return room ? room : -EAGAIN;
+}
+
+long xt_tcp_send_commit(struct xt_stack *st, int id, uint32_t n, int flags, xt_time_t now)
+{
+	struct xt_sock *s = xt_sock_get(st, id);
+	if (!s)
+		return -EBADF;
+	if (!n)
+		return 0;
+	if (!s->sq.buf || n > xt_ring_free_space(&s->sq) || !xt_state_can_send(s->state) || s->err ||
+	    (s->shut & XT_SEND_SHUTDOWN))
+		return -EINVAL;
+	now = xt_clock(st, now);
+	s->sq.len += n; /* the bytes are in place: xt_ring_append without the copy */
+	return sent_queued(st, s, n, flags, now);
 }
 
 /* Linux tcp_cleanup_rbuf(): after reading, announce a window that at least

@@ -1298,6 +1298,70 @@ static void test_rings_rewind_when_empty(void **state)
 	}
 }
 
+/* The free space of a ring as two spans when it wraps, one when it does not. */
+static void test_ring_free_span(void **state)
+{
+	(void)state;
+	uint8_t mem[1000];
+	struct xt_ring r;
+	xt_ring_init(&r, mem, sizeof mem, 0);
+	uint8_t *p[2];
+	uint32_t len[2];
+	assert_int_equal(xt_ring_free_span(&r, p, len), 1000);
+	assert_ptr_equal(p[0], mem);
+	assert_int_equal(len[0], 1000);
+	assert_int_equal(len[1], 0);
+	uint8_t fill[900] = { 0 };
+	assert_int_equal(xt_ring_append(&r, fill, 900), 900);
+	xt_ring_consume(&r, 850); /* head 850, 50 held: free are 900..999 and 0..849 */
+	assert_int_equal(xt_ring_free_span(&r, p, len), 950);
+	assert_ptr_equal(p[0], mem + 900);
+	assert_int_equal(len[0], 100);
+	assert_ptr_equal(p[1], mem);
+	assert_int_equal(len[1], 850);
+	assert_int_equal(xt_ring_append(&r, fill, 950), 950);
+	assert_int_equal(xt_ring_free_span(&r, p, len), 0);
+	assert_int_equal(len[0] + len[1], 0);
+}
+
+/* sendfile's one copy: bytes written into the send buffer's free space and
+ * queued with xt_tcp_send_commit leave as a send of them would; nothing
+ * beyond the free space is taken, and a socket that cannot send offers no
+ * space (xt_tcp_send then says why). */
+static void test_send_in_place(void **state)
+{
+	struct fx *fx = *state;
+	xt_time_t t = established(fx);
+	uint8_t *p[2];
+	uint32_t len[2];
+	long room = xt_tcp_send_space(fx->st, fx->s, p, len);
+	assert_true(room > 3000);
+	assert_int_equal((uint32_t)room, len[0] + len[1]);
+	pat_fill(p[0], 1000, 0, PAT_OURS);
+	assert_int_equal(xt_tcp_send_commit(fx->st, fx->s, 1000, 0, FX_T0 + t), 1000);
+	xt_stack_flush(fx->st);
+	fx->app_tx_off = 1000;
+	uint32_t nxt = fx->our_nxt;
+	expect_data(fx, nxt, 1000);
+	assert_int_equal(xt_tcp_send_space(fx->st, fx->s, p, len), room - 1000);
+	assert_int_equal(xt_tcp_send_commit(fx->st, fx->s, (uint32_t)room, 0, FX_T0 + t), -EINVAL);
+	assert_int_equal(xt_tcp_send_commit(fx->st, fx->s, 0, 0, FX_T0 + t), 0);
+	expect_none(fx);
+	/* full: -EAGAIN, told apart from a socket that cannot send */
+	struct xt_sock *s = xt_sock_get(fx->st, fx->s);
+	uint32_t held = s->sq.len;
+	s->sq.len = s->sq.cap;
+	assert_int_equal(xt_tcp_send_space(fx->st, fx->s, p, len), -EAGAIN);
+	assert_int_equal(len[0] + len[1], 0);
+	s->sq.len = held;
+	assert_int_equal(app_shutdown(fx, t + XT_MS(1), XT_SHUT_WR), 0);
+	assert_int_equal(xt_tcp_send_space(fx->st, fx->s, p, len), 0);
+	assert_int_equal(len[0] + len[1], 0);
+	assert_int_equal(xt_tcp_send_commit(fx->st, fx->s, 10, 0, FX_T0 + t), -EINVAL);
+	assert_int_equal(app_send_n(fx, t + XT_MS(2), 10), -EPIPE);
+	assert_int_equal(xt_tcp_send_space(fx->st, 12345, p, len), -EBADF);
+}
+
 /* Out-of-order bytes sit at fixed offsets past the readable ones: a ring
  * read empty while they wait is not rewound, and they arrive intact. */
 static void test_ring_kept_with_out_of_order(void **state)
@@ -1923,6 +1987,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_rings_rewind_when_empty),
+		cmocka_unit_test(test_ring_free_span),
+		T(test_send_in_place),
 		T(test_ring_kept_with_out_of_order),
 		T(test_active_open_syn),
 		T(test_active_open_established),
