@@ -282,6 +282,10 @@ int xp_config_load(bool *off)
 		return -1;
 	c->tx_batch = x != 0;
 	x = 1;
+	if (load_num("XTCP_SENDFILE_DIRECT", 0, 1, &x) < 0)
+		return -1;
+	c->sendfile_direct = x != 0;
+	x = 1;
 	if (load_num("XTCP_TSO", 0, 1, &x) < 0)
 		return -1;
 	c->tso = x != 0;

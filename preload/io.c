@@ -13,6 +13,8 @@
 
 #define CHUNK (64u * 1024)
 
+atomic_ulong xp_sendfile_direct_n, xp_sendfile_bounce_n;
+
 struct cur {
 	const struct iovec *iov;
 	int cnt, i;
@@ -250,8 +252,48 @@ ssize_t xp_send(struct xp_sock *s, const struct iovec *iov, int iovcnt, int flag
 	return r;
 }
 
+/* One piece of sendfile() in a single copy: a read that never waits for the
+ * disk (RWF_NOWAIT: the page cache's bytes or EAGAIN, so the engine lock is
+ * never held across I/O) straight into the send buffer's free space, queued
+ * like a send of it.  Returns the bytes queued; 0 when the normal path must
+ * take this piece (the buffer full: *full; the bytes not cached; a socket
+ * that cannot send: xp_send then says why).  *eof at the end of the file;
+ * *direct false for a file RWF_NOWAIT reads cannot serve (the normal path,
+ * and its errors, for the rest of the call). */
+static ssize_t sendfile_direct(struct xp_sock *s, int in_fd, off_t pos, size_t left, bool *direct, bool *eof,
+			       bool *full)
+{
+	uint8_t *p[2];
+	uint32_t len[2];
+	ssize_t r = 0;
+	xp_lock();
+	long room = xt_tcp_send_space(xp_eng.st, s->esock, p, len);
+	*full = room == -EAGAIN;
+	if (room > 0) {
+		size_t want = left < (size_t)room ? left : (size_t)room;
+		struct iovec v[2] = { { p[0], len[0] < want ? len[0] : want }, { p[1], 0 } };
+		v[1].iov_len = want - v[0].iov_len;
+		ssize_t n = syscall(SYS_preadv2, in_fd, v, v[1].iov_len ? 2 : 1, (long)pos, 0L, RWF_NOWAIT);
+		if (n > 0) {
+			long c = xt_tcp_send_commit(xp_eng.st, s->esock, (uint32_t)n, (size_t)n < left ? XT_MSG_MORE : 0,
+						    xp_clock());
+			r = c > 0 ? c : 0; /* not queued: the normal path reads those bytes again */
+			if (r > 0)
+				atomic_fetch_add(&xp_sendfile_direct_n, (uint64_t)r);
+		} else if (n == 0) {
+			*eof = true;
+		} else if (errno != EAGAIN) {
+			*direct = false; /* EOPNOTSUPP, EINVAL, EBADF, ...: the normal path */
+		}
+	}
+	xp_unlock_lazy();
+	return r;
+}
+
 /* sendfile() onto an engine socket: read the file, send what was read, and
- * leave the file offset where Linux would (just past the bytes sent). */
+ * leave the file offset where Linux would (just past the bytes sent).  File
+ * bytes in the page cache go straight into the send buffer (one copy, as a
+ * send's); others through a bounce buffer (two). */
 ssize_t xp_sendfile(struct xp_sock *s, int in_fd, off_t *offset, size_t count)
 {
 	off_t pos = 0;
@@ -274,11 +316,29 @@ ssize_t xp_sendfile(struct xp_sock *s, int in_fd, off_t *offset, size_t count)
 	if (count == 0)
 		return 0;
 	size_t bufsz = count < CHUNK ? count : CHUNK;
-	uint8_t *buf = malloc(bufsz);
-	if (!buf)
-		return -ENOMEM;
+	uint8_t *buf = NULL;
+	bool direct = seekable && xp_cfg.sendfile_direct, eof = false, full = false;
 	ssize_t sent = 0, ret = 0;
 	while ((size_t)sent < count) {
+		if (direct) {
+			ssize_t d = sendfile_direct(s, in_fd, pos, count - (size_t)sent, &direct, &eof, &full);
+			if (eof)
+				break;
+			if (d > 0) {
+				sent += d;
+				pos += d;
+				continue;
+			}
+			/* Full after some bytes, not blocking: Linux returns what it
+			 * sent (its read of the next piece is thrown away); so do we,
+			 * without that read. */
+			if (full && sent > 0 && atomic_load(&s->nonblock))
+				break;
+		}
+		if (!buf && !(buf = malloc(bufsz))) {
+			ret = -ENOMEM;
+			break;
+		}
 		size_t want = count - (size_t)sent < bufsz ? count - (size_t)sent : bufsz;
 		ssize_t n = seekable ? pread(in_fd, buf, want, pos) : xp_real.read(in_fd, buf, want);
 		if (n < 0) {
@@ -296,6 +356,7 @@ ssize_t xp_sendfile(struct xp_sock *s, int in_fd, off_t *offset, size_t count)
 		}
 		sent += r;
 		pos += r;
+		atomic_fetch_add(&xp_sendfile_bounce_n, (uint64_t)r);
 		if (r < n) {
 			if (!seekable) /* a pipe: the unsent bytes are lost, as with Linux splice errors */
 				XP_LOG(XP_LOG_WARN, "sendfile: %zd bytes read from a pipe could not be sent",

@@ -149,6 +149,7 @@ struct xp_config {
 	uint64_t kpoll_ns;      /* XTCP_KERNEL_POLL_US: see mux.c's ep_collect() */
 	uint64_t exit_drain_ns; /* XTCP_EXIT_DRAIN_MS */
 	bool tx_batch;          /* XTCP_TX_BATCH: a send leaves its frames for the next call */
+	bool sendfile_direct;   /* XTCP_SENDFILE_DIRECT: sendfile reads cached bytes into the send buffer */
 	bool tso;               /* XTCP_TSO: segments of up to 64 KiB, cut by the kernel/NIC */
 	bool rx_zerocopy;       /* XTCP_RX_ZEROCOPY: reads copy from the NIC's frames */
 	bool tx_zerocopy;       /* XTCP_TX_ZEROCOPY: the verbs NIC sends from the send buffers */
@@ -408,6 +409,8 @@ static inline void xp_ph_closed(unsigned int lo, unsigned int hi)
 /* Counters for xtcp-stat: accepts given a shared placeholder, and the
  * placeholders that became sockets of their own. */
 extern atomic_ulong xp_ph_shared_n, xp_ph_own_n;
+/* sendfile's bytes: read straight into the send buffer, or through a bounce buffer (io.c) */
+extern atomic_ulong xp_sendfile_direct_n, xp_sendfile_bounce_n;
 /* Makes the engine socket exist (UNDECIDED -> ENGINE); engine lock held. */
 int xp_engine_socket(struct xp_sock *s);
 /* Hands an undecided socket to the kernel for good. */

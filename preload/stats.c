@@ -390,6 +390,8 @@ xt_time_t xp_stats_tick(xt_time_t now)
 		xp_mux_counters(&shim[0], &shim[1]);
 		shim[2] = atomic_load(&xp_ph_shared_n);
 		shim[3] = atomic_load(&xp_ph_own_n);
+		shim[4] = atomic_load(&xp_sendfile_direct_n);
+		shim[5] = atomic_load(&xp_sendfile_bounce_n);
 		xts_fill_shim(seg, shim);
 		fill_nic();
 		fill_pcap(h);

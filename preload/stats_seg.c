@@ -22,7 +22,8 @@ static uint32_t align8(size_t v)
 
 /* The shim's own counters, after the engine's in the same table. */
 static const char *const shim_names[XTS_NSHIM] = { "epoll_kernel_looks", "epoll_kernel_skips",
-						    "accept_placeholders_shared", "accept_placeholders_own" };
+						    "accept_placeholders_shared", "accept_placeholders_own",
+						    "sendfile_direct_bytes", "sendfile_bounce_bytes" };
 
 static uint32_t count_engine_counters(void)
 {

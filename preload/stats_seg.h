@@ -33,7 +33,7 @@ void xts_write_end(void *mem);
  * (fd_of may be NULL: no fd column). */
 void xts_fill_engine(void *mem, struct xt_stack *st, xt_time_t now, xts_fd_fn fd_of, void *ctx);
 /* The shim's counters (XTS_NSHIM, named in stats_seg.c). */
-#define XTS_NSHIM 4
+#define XTS_NSHIM 6
 void xts_fill_shim(void *mem, const uint64_t vals[XTS_NSHIM]);
 void xts_fill_nic(void *mem, const char *nic_name, const char *const *names, const uint64_t *vals, uint32_t n);
 void xts_fill_handoffs(void *mem, const struct xts_handoff *ho, uint32_t n);

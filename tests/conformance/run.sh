@@ -126,6 +126,8 @@ CASES=(
 	"signals-blocked-call|signals|7290|1|"
 	"signals-spinning-call|signals|7300|1|XTCP_SPIN_US=1000000"
 	"accepted-fds|accepted|7310|0|"
+	"sendfile|sendfile|7320|1|"
+	"sendfile-bounce|sendfile|7330|1|XTCP_SENDFILE_DIRECT=0"
 )
 
 if ((LIST)); then

@@ -72,6 +72,16 @@ for pid in map(int, sys.argv[1:]):
 ' "$@"
 }
 
+# sendfile_bytes PID...: "DIRECT BOUNCE", sendfile's bytes summed over them
+sendfile_bytes() {
+	"$XT_REPO/build/xtcp-stat" -j "$@" | python3 -c '
+import json, sys
+procs = {p["pid"]: p for p in json.load(sys.stdin)["processes"]}
+c = [procs[pid]["counters"] for pid in map(int, sys.argv[1:]) if pid in procs]
+print(sum(x.get("sendfile_direct_bytes", 0) for x in c), sum(x.get("sendfile_bounce_bytes", 0) for x in c))
+' "$@"
+}
+
 run_mode() {
 	local mode=$1 port=$2 daemon=$3 master f i hdr n
 	step "nginx, sendfile $mode, daemon $daemon, port $port"
@@ -112,6 +122,19 @@ run_mode() {
 	cmp -s "$APP_DIR/p1" "$NG/www/64m" && cmp -s "$APP_DIR/p2" "$NG/www/64m" || fail "parallel downloads differ"
 	rm -f "$APP_DIR/p1" "$APP_DIR/p2" "$APP_DIR/got"
 	ok "two parallel 64 MiB downloads byte-identical"
+	if [[ $APP_MODE == xtcp ]]; then
+		local sf direct bounce
+		sf=$(sendfile_bytes $(pgrep -P "$master")) || fail "xtcp-stat -j failed"
+		read -r direct bounce <<<"$sf"
+		note "sendfile bytes of the workers: straight into the send buffer $direct, through a bounce buffer $bounce"
+		if [[ $mode == on ]]; then
+			# the files were just written: in the page cache, one copy
+			((direct >= 4 * 64 * 1048576)) || fail "sendfile on: only $direct bytes went straight into send buffers"
+			ok "sendfile: the cached files' bytes went straight into the send buffers (XTCP_SENDFILE_DIRECT)"
+		else
+			((direct == 0 && bounce == 0)) || fail "sendfile off, yet sendfile bytes counted: $sf"
+		fi
+	fi
 
 	local check_master=
 	[[ $APP_MODE == xtcp && $daemon == off ]] && check_master=1
