@@ -149,7 +149,8 @@ assert not [s for s in socks if s["peer_port"] in (7202, 7300) or s["local_port"
 c = p["counters"]
 for k in ("tcp_rx_segs", "tcp_tx_segs", "tcp_active_opens", "tcp_passive_opens", "rx_frames", "tx_frames"):
     assert c[k] > 0, k
-assert all(k.startswith(("drop_", "tcp_", "rx_", "tx_", "arp_", "icmp_", "epoll_", "accept_")) for k in c), "counter names"
+assert all(k.startswith(("drop_", "tcp_", "rx_", "tx_", "arp_", "icmp_", "epoll_", "accept_", "sendfile_")) for k in c), "counter names"
+assert "sendfile_direct_bytes" in c and "sendfile_bounce_bytes" in c, "the shim's sendfile counters"
 assert "epoll_kernel_looks" in c and "epoll_kernel_skips" in c, "the shim's epoll counters"
 assert "accept_placeholders_shared" in c and "accept_placeholders_own" in c, "the shim's accept counters"
 assert p["nic"]["name"] == "packet" and p["nic"]["counters"]["rx_frames"] > 0 and "tx_errors" in p["nic"]["counters"]
