@@ -1311,7 +1311,7 @@ static void test_ring_free_span(void **state)
 	assert_ptr_equal(p[0], mem);
 	assert_int_equal(len[0], 1000);
 	assert_int_equal(len[1], 0);
-	uint8_t fill[900] = { 0 };
+	uint8_t fill[1000] = { 0 };
 	assert_int_equal(xt_ring_append(&r, fill, 900), 900);
 	xt_ring_consume(&r, 850); /* head 850, 50 held: free are 900..999 and 0..849 */
 	assert_int_equal(xt_ring_free_span(&r, p, len), 950);
