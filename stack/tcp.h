@@ -227,8 +227,9 @@ uint32_t xt_ring_append(struct xt_ring *r, const void *data, uint32_t n);
 /* Writes n bytes at offset off past the end of the readable data (out of order). */
 void xt_ring_write_at(struct xt_ring *r, uint32_t off, const void *data, uint32_t n);
 void xt_ring_peek(const struct xt_ring *r, uint32_t off, void *dst, uint32_t n);
-/* Where the n bytes at off lie: p[0]/len[0], then (wrapped) p[1]/len[1]. */
+/* The free space after the bytes held: p[0]/len[0], then (wrapped) p[1]/len[1]. */
 uint32_t xt_ring_free_span(struct xt_ring *r, uint8_t *p[2], uint32_t len[2]);
+/* Where the n bytes at off lie: p[0]/len[0], then (wrapped) p[1]/len[1]. */
 void xt_ring_span(const struct xt_ring *r, uint32_t off, uint32_t n, const uint8_t *p[2], uint32_t len[2]);
 void xt_ring_consume(struct xt_ring *r, uint32_t n);
 /* An empty ring with nothing stored beyond it (no out-of-order bytes; on a

@@ -380,6 +380,12 @@ long xt_tcp_send(struct xt_stack *st, int id, const void *buf, size_t len, int f
 	return sent_queued(st, s, n, flags, now);
 }
 
+/* Bytes may be queued now (what xt_tcp_send checks before it reports why not). */
+static bool can_queue(const struct xt_sock *s)
+{
+	return xt_state_can_send(s->state) && !s->err && !(s->shut & XT_SEND_SHUTDOWN) && s->sq.buf;
+}
+
 long xt_tcp_send_space(struct xt_stack *st, int id, uint8_t *p[2], uint32_t len[2])
 {
 	p[0] = p[1] = NULL;
@@ -387,7 +393,7 @@ long xt_tcp_send_space(struct xt_stack *st, int id, uint8_t *p[2], uint32_t len[
 	struct xt_sock *s = xt_sock_get(st, id);
 	if (!s)
 		return -EBADF;
-	if (!xt_state_can_send(s->state) || s->err || (s->shut & XT_SEND_SHUTDOWN) || !s->sq.buf)
+	if (!can_queue(s))
 		return 0;
 	long room = xt_ring_free_span(&s->sq, p, len);
 	return room ? room : -EAGAIN;
@@ -400,8 +406,7 @@ long xt_tcp_send_commit(struct xt_stack *st, int id, uint32_t n, int flags, xt_t
 		return -EBADF;
 	if (!n)
 		return 0;
-	if (!s->sq.buf || n > xt_ring_free_space(&s->sq) || !xt_state_can_send(s->state) || s->err ||
-	    (s->shut & XT_SEND_SHUTDOWN))
+	if (!can_queue(s) || n > xt_ring_free_space(&s->sq))
 		return -EINVAL;
 	now = xt_clock(st, now);
 	s->sq.len += n; /* the bytes are in place: xt_ring_append without the copy */

@@ -397,13 +397,13 @@ int xt_tcp_connect(struct xt_stack *st, int s, uint32_t ip, uint16_t port, xt_ti
 #define XT_MSG_MORE 0x8000
 /* Returns bytes taken (possibly fewer than len), -EAGAIN, -EPIPE, -ECONNRESET, ... */
 long xt_tcp_send(struct xt_stack *st, int s, const void *buf, size_t len, int flags, xt_time_t now);
-/* Writing into the send buffer in place (sendfile's one copy): the free
- * space of s's send buffer as up to two spans p[0], len[0] and p[1], len[1]
- * (it wraps); returns their total, -EAGAIN when the buffer is full, 0 when
- * s cannot send now (xt_tcp_send then says why).  The caller writes n of those bytes, in
- * order from p[0], and queues them with xt_tcp_send_commit, with nothing
- * else done to the stack in between.  Returns n, or -EINVAL when n exceeds
- * the free space. */
+/* Writing into the send buffer in place (sendfile's one copy):
+ * xt_tcp_send_space gives the free space of s's send buffer as up to two
+ * spans p[0], len[0] and p[1], len[1] (it wraps) and returns their total;
+ * -EAGAIN when the buffer is full, 0 when s cannot send now (xt_tcp_send
+ * then says why).  The caller writes n of those bytes, in order from p[0],
+ * and queues them with xt_tcp_send_commit, with nothing else done to the
+ * stack in between; it returns n, or -EINVAL when n exceeds the free space. */
 long xt_tcp_send_space(struct xt_stack *st, int s, uint8_t *p[2], uint32_t len[2]);
 long xt_tcp_send_commit(struct xt_stack *st, int s, uint32_t n, int flags, xt_time_t now);
 /* Returns bytes read, 0 at end of stream, -EAGAIN, -ENOTCONN, -ECONNRESET, ... */

@@ -60,7 +60,7 @@ commits in the same minutes); XT_ENV="XTCP_A=x XTCP_B=y" adds settings to
 every server under xtcp (A/B of a setting).
 """
 import argparse
-import collections
+import contextlib
 import json
 import os
 import re
@@ -71,6 +71,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import perf_breakdown  # tools/, beside this script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIB = os.environ.get("XT_LIB", os.path.join(REPO, "build", "libxtcp.so"))
@@ -218,28 +220,27 @@ def stop_server(p):
         open(data[0][:-len(".data")] + ".txt", "w").write(r.stdout)
 
 
-def sysprof_start():
-    """In a breakdown run: perf record on both CPUs, every task, for the
-    client's run."""
+@contextlib.contextmanager
+def sysprof():
+    """In a breakdown run: perf record on both CPUs, every task, around the
+    client's run (stopped however the run ends); otherwise nothing."""
     if not SYSPROF:
-        return None
+        yield
+        return
     p = subprocess.Popen(["perf", "record", "-q", "-a", "-C", f"{CLIENT_CPU},{SERVER_CPU}", "-e", "cpu-clock",
                           "-F", str(SYSPROF_HZ), "-g", "-o", SYSPROF + ".perf.data"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     procs.append(p)
     time.sleep(1.0)  # perf has its buffers mapped and is sampling
-    return p
-
-
-def sysprof_stop(p):
-    if p is None:
-        return
-    p.send_signal(signal.SIGINT)
     try:
-        p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait()
+        yield
+    finally:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def client(argv, timeout=120):
@@ -351,14 +352,13 @@ def redis(mode, raw, test, pipeline, n):
     p, d = redis_server(mode, raw)
     try:
         wait_port(addr, 6379, p)
-        c0, s0 = srv_ticks(p.pid), sys_busy()
         argv = ["redis-benchmark", "-h", addr, "-p", "6379", "-c", "50", "-n", str(n), "-t", test, "--csv"]
         if pipeline > 1:
             argv += ["-P", str(pipeline)]
-        prof = sysprof_start()
-        r = client(argv, timeout=300)
-        c1, s1 = srv_ticks(p.pid), sys_busy()
-        sysprof_stop(prof)
+        with sysprof():
+            c0, s0 = srv_ticks(p.pid), sys_busy()
+            r = client(argv, timeout=300)
+            c1, s1 = srv_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
         shutil.rmtree(d, ignore_errors=True)
@@ -416,14 +416,13 @@ def nginx(mode, raw, close, secs, workers=0):
     p = start_server(mode, ["nginx", "-p", d, "-c", d + "/nginx.conf", "-e", d + "/error.log"], raw)
     try:
         wait_port(addr, 8080, p)
-        c0, s0 = srv_ticks(p.pid), sys_busy()
         argv = ["wrk", "-t", "1", "-c", "100", "-d", f"{secs}s", "--latency", f"http://{addr}:8080/4k"]
         if close:
             argv[1:1] = ["-H", "Connection: close"]
-        prof = sysprof_start()
-        r = client(argv, timeout=secs + 60)
-        c1, s1 = srv_ticks(p.pid), sys_busy()
-        sysprof_stop(prof)
+        with sysprof():
+            c0, s0 = srv_ticks(p.pid), sys_busy()
+            r = client(argv, timeout=secs + 60)
+            c1, s1 = srv_ticks(p.pid), sys_busy()
     finally:
         stop_server(p)
         shutil.rmtree(d, ignore_errors=True)
@@ -659,8 +658,6 @@ def run_breakdowns(a, modes, fns, extra):
     """One more run of each breakdown workload per mode under a system-wide
     perf record: where each CPU's time went (tools/perf_breakdown.py)."""
     global SYSPROF
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import perf_breakdown
     for name in BREAKDOWN_WORKLOADS:
         if name not in fns:
             continue
@@ -689,8 +686,6 @@ def run_breakdowns(a, modes, fns, extra):
 def breakdown_lines(bd):
     """The "where the time goes" tables: per category, microseconds per
     request on the server's CPU and the client's, kernel and xtcp."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import perf_breakdown
     lines = []
     for name, by_mode in bd.items():
         lines += ["", f"### {name}: where the time goes, microseconds per request", ""]
@@ -712,23 +707,22 @@ def breakdown_lines(bd):
         # Each end's own work: on veth a receive runs on the sender's CPU, so
         # the network input on one CPU is the other end's.
         rx = ("softirq: kernel TCP/IP", "softirq: AF_PACKET", "softirq: other")
-        own = {}
+        own, c_rx = {}, {}
         for m in ("kernel", "xtcp"):
             s_rx = sum(get(SERVER_CPU, m, k) for k in rx)
-            c_rx = sum(get(CLIENT_CPU, m, k) for k in rx)
-            own[("server", m)] = busy[(SERVER_CPU, m)] - s_rx + c_rx
-            own[("client", m)] = busy[(CLIENT_CPU, m)] - c_rx + s_rx
+            c_rx[m] = sum(get(CLIENT_CPU, m, k) for k in rx)
+            own[("server", m)] = busy[(SERVER_CPU, m)] - s_rx + c_rx[m]
+            own[("client", m)] = busy[(CLIENT_CPU, m)] - c_rx[m] + s_rx
         lines.append("| each end's own work (estimate: network input moved to the end it is for) | " +
                      " | ".join(f"{own[(e, m)]:.2f}" for e, m in (("server", "kernel"), ("server", "xtcp"),
                                                                   ("client", "kernel"), ("client", "xtcp"))) + " |")
-        c_rx_x = sum(get(CLIENT_CPU, "xtcp", k) for k in rx)
         if own[("server", "kernel")] > 0:
             lines.append("")
             lines.append(f"Server's own work, xtcp/kernel: {own[('server', 'xtcp')] / own[('server', 'kernel')]:.2f}; "
                          f"client CPU busy per request, kernel/xtcp (the request rate ratio a saturated client CPU allows): "
                          f"{busy[(CLIENT_CPU, 'kernel')] / max(busy[(CLIENT_CPU, 'xtcp')], 1e-9):.2f}; with none "
                          f"of the server's receive work on the client's CPU it would be "
-                         f"{busy[(CLIENT_CPU, 'kernel')] / max(busy[(CLIENT_CPU, 'xtcp')] - c_rx_x, 1e-9):.2f}.  Requests: kernel "
+                         f"{busy[(CLIENT_CPU, 'kernel')] / max(busy[(CLIENT_CPU, 'xtcp')] - c_rx['xtcp'], 1e-9):.2f}.  Requests: kernel "
                          f"{by_mode.get('kernel', {}).get('requests')}, xtcp {by_mode.get('xtcp', {}).get('requests')}.")
     if lines:
         lines += ["", "From one extra run per mode under `perf record -a -g -e cpu-clock -F "
